@@ -1,0 +1,82 @@
+//! Typed errors of the shared mechanisms. Every variant names the file (and line or field) at
+//! fault, so the binary can print it as one line.
+
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{}: line {line}: {reason}", path.display())]
+    Corrupt { path: PathBuf, line: usize, reason: String },
+
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+
+    #[error("config {}: {reason}", path.display())]
+    Config { path: PathBuf, reason: String },
+
+    #[error("run directory {}: {reason}", path.display())]
+    RunDir { path: PathBuf, reason: String },
+
+    #[error("missing asset {}: {hint}", path.display())]
+    MissingAsset { path: PathBuf, hint: String },
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().to_path_buf(), source }
+    }
+    pub fn invalid(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Error::Invalid { path: path.as_ref().to_path_buf(), reason: reason.into() }
+    }
+    pub fn corrupt(path: impl AsRef<Path>, line: usize, reason: impl Into<String>) -> Self {
+        Error::Corrupt { path: path.as_ref().to_path_buf(), line, reason: reason.into() }
+    }
+}
+
+/// Attaches a path to an `io::Result`.
+pub trait IoContext<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Renders any error chain as one line: `outer: inner: innermost`, without repeating a cause
+/// that the outer message already contains.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_names_the_path_and_the_cause_once() {
+        let e = Error::io("/x/y.json", std::io::Error::other("disk full"));
+        let line = one_line(&e);
+        assert_eq!(line, "/x/y.json: disk full");
+        assert!(!line.contains('\n'));
+    }
+}

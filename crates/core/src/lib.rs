@@ -1,0 +1,26 @@
+//! pw-core: the mechanisms every paperworks command shares.
+//!
+//! - [`rundir`]: run directories with `manifest.json` and `metrics.json`;
+//! - [`ledger`]: the append-only JSONL ledger that makes long stages resumable;
+//! - [`atomic`]: crash-safe whole-file writes (checkpoints, reports, configs);
+//! - [`report`] and [`plot`]: `report.md` + self-contained `report.html` with embedded plots;
+//! - [`repro`]: the `Reproduction` interface the paper crates implement;
+//! - [`error`]: typed errors that print as one line naming the file at fault;
+//! - [`progress`]: progress bars that stay out of logs and `--quiet` runs.
+
+pub mod atomic;
+pub mod error;
+pub mod ledger;
+pub mod plot;
+pub mod progress;
+pub mod report;
+pub mod repro;
+pub mod rundir;
+
+pub use atomic::{write_atomic, write_json_atomic};
+pub use error::{Error, IoContext, Result, one_line};
+pub use ledger::Ledger;
+pub use plot::{Plot, PlotKind, Series};
+pub use report::{Block, Report, Table};
+pub use repro::{Claim, ClaimResult, ReproContext, ReproOutcome, Reproduction, Size, run_reproductions};
+pub use rundir::{Metrics, RunDir};

@@ -1,0 +1,161 @@
+//! Plots drawn with plotters, text set in an embedded DejaVu Sans font (no system fonts needed).
+
+use crate::error::{Error, Result};
+use plotters::prelude::*;
+use std::sync::Once;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlotKind {
+    Line,
+    Scatter,
+}
+
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Series { name: name.into(), points }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plot {
+    /// File stem: `plots/<id>.png`.
+    pub id: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub kind: PlotKind,
+    pub series: Vec<Series>,
+    pub log_y: bool,
+}
+
+const W: u32 = 800;
+const H: u32 = 500;
+const FONT: &str = "sans-serif";
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
+            .unwrap_or_else(|_| panic!("embedded DejaVu Sans is a valid font"));
+    });
+}
+
+fn palette(i: usize) -> RGBColor {
+    const C: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    C[i % C.len()]
+}
+
+impl Plot {
+    fn bounds(&self) -> ((f64, f64), (f64, f64)) {
+        let pts = self.series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| {
+            x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0)
+        });
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if x0 > x1 {
+            return ((0.0, 1.0), (if self.log_y { 0.1 } else { 0.0 }, 1.0));
+        }
+        let pad = |a: f64, b: f64| {
+            let d = if b > a { (b - a) * 0.05 } else { a.abs().max(1.0) * 0.05 };
+            (a - d, b + d)
+        };
+        let (y0, y1) = if self.log_y { (y0 * 0.8, y1 * 1.25) } else { pad(y0, y1) };
+        (pad(x0, x1), (y0, y1))
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let err = |e: String| Error::Other(format!("plot {}: {e}", self.id));
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let ((x0, x1), (y0, y1)) = self.bounds();
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(&self.title, (FONT, 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+        macro_rules! body {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .x_desc(&self.x_label)
+                    .y_desc(&self.y_label)
+                    .label_style((FONT, 14))
+                    .draw()
+                    .map_err(|e| err(e.to_string()))?;
+                for (i, s) in self.series.iter().enumerate() {
+                    let c = palette(i);
+                    let pts = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0));
+                    let anno = match self.kind {
+                        PlotKind::Line => chart.draw_series(LineSeries::new(pts, c.stroke_width(2))),
+                        PlotKind::Scatter => chart.draw_series(pts.map(|p| Circle::new(p, 3, c.mix(0.7).filled()))),
+                    }
+                    .map_err(|e| err(e.to_string()))?;
+                    anno.label(s.name.clone())
+                        .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 14, y + 4)], c.filled()));
+                }
+                if self.series.len() > 1 || self.series.iter().any(|s| !s.name.is_empty()) {
+                    chart
+                        .configure_series_labels()
+                        .label_font((FONT, 14))
+                        .background_style(WHITE.mix(0.85))
+                        .border_style(BLACK)
+                        .draw()
+                        .map_err(|e| err(e.to_string()))?;
+                }
+            }};
+        }
+        if self.log_y {
+            body!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(|e| err(e.to_string()))?);
+        } else {
+            body!(builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| err(e.to_string()))?);
+        }
+        root.present().map_err(|e| err(e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        register_font();
+        let mut rgb = vec![0u8; (W * H * 3) as usize];
+        self.draw(BitMapBackend::with_buffer(&mut rgb, (W, H)).into_drawing_area())?;
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, W, H);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut w = enc.write_header().map_err(|e| Error::Other(format!("png: {e}")))?;
+            w.write_image_data(&rgb).map_err(|e| Error::Other(format!("png: {e}")))?;
+        }
+        Ok(out)
+    }
+
+    pub fn to_svg(&self) -> Result<String> {
+        register_font();
+        let mut s = String::new();
+        self.draw(SVGBackend::with_string(&mut s, (W, H)).into_drawing_area())?;
+        Ok(s)
+    }
+}

@@ -1,0 +1,150 @@
+//! The reproduction interface. Each paper crate exposes its miniature reproduction as data: the
+//! paper's claims (with the paper's own figures), what it measured, and whether each claim held.
+//! [`run_reproductions`] runs the registered ones and builds the combined report from those
+//! measurements alone.
+
+use crate::error::{Error, Result};
+use crate::report::{Block, Report, Table};
+use crate::rundir::{Metrics, RunDir};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Size {
+    /// Minutes on a 2-core CPU: what `make reproduce` and the smoke tests run.
+    Quick,
+    /// The larger run that shows the effects clearly.
+    Full,
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Size::Quick => "quick",
+            Size::Full => "full",
+        })
+    }
+}
+
+/// One of the paper's claims, in the paper's words and numbers.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: &'static str,
+    pub text: &'static str,
+    /// The paper's own figure for it (e.g. "+2.1 points on GSM8K, Table 2").
+    pub paper_figure: &'static str,
+}
+
+/// Whether a claim held at this size, with the figures that decide it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClaimResult {
+    pub id: String,
+    /// `None`: could not be decided (a stage was skipped or failed).
+    pub held: Option<bool>,
+    pub measured: String,
+}
+
+pub struct ReproContext {
+    /// This reproduction's own directory inside the run directory.
+    pub dir: PathBuf,
+    pub assets: PathBuf,
+    pub size: Size,
+    pub seed: u64,
+}
+
+pub struct ReproOutcome {
+    pub claims: Vec<ClaimResult>,
+    pub metrics: Metrics,
+    /// The system's section of the report (tables, plots, explanations).
+    pub blocks: Vec<Block>,
+}
+
+pub trait Reproduction: Send + Sync {
+    /// Short name used by `--only` (e.g. "pdiff").
+    fn name(&self) -> &'static str;
+    /// The paper, in a few words.
+    fn title(&self) -> &'static str;
+    fn claims(&self) -> Vec<Claim>;
+    fn run(&self, ctx: &ReproContext) -> std::result::Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Runs `selected` reproductions into `run`, writing `<name>/` per system, `metrics.json` and the
+/// combined `report.md` / `report.html`. A failing system is reported as failed and the others
+/// still run; the result is an error when any failed.
+pub fn run_reproductions(
+    run: &RunDir,
+    selected: &[&dyn Reproduction],
+    size: Size,
+    assets: PathBuf,
+    seed: u64,
+) -> Result<Report> {
+    let mut report = Report::new(format!("paperworks reproduction ({size})"));
+    let mut metrics = Metrics::default();
+    let m = run.manifest();
+    report.paragraph(format!(
+        "Revision {} · seed {} · started {} · {} system(s) registered and selected.",
+        m.git_revision,
+        seed,
+        m.started_at,
+        selected.len()
+    ));
+    if selected.is_empty() {
+        report.paragraph(
+            "No reproduction is registered in this build yet: each paper system registers its \
+             reproduction when its crate lands. Nothing was measured, so no claim is reported.",
+        );
+    }
+    let mut summary = Table::new(["system", "claim", "paper", "measured", "held"]);
+    let mut sections: Vec<Block> = Vec::new();
+    let mut failures = Vec::new();
+    for r in selected {
+        let ctx = ReproContext { dir: run.subdir(r.name())?, assets: assets.clone(), size, seed };
+        tracing::info!("reproducing {} ({size})", r.name());
+        let t0 = Instant::now();
+        let outcome = r.run(&ctx);
+        let wall = t0.elapsed().as_secs_f64();
+        metrics.set(format!("{}.wall_s", r.name()), wall);
+        sections.push(Block::Heading(1, format!("{} — {}", r.name(), r.title())));
+        match outcome {
+            Ok(o) => {
+                for c in r.claims() {
+                    let res = o.claims.iter().find(|x| x.id == c.id);
+                    let (measured, held) = match res {
+                        Some(x) => (
+                            x.measured.clone(),
+                            match x.held {
+                                Some(true) => "held",
+                                Some(false) => "did NOT hold",
+                                None => "undecided",
+                            },
+                        ),
+                        None => ("not measured".to_string(), "undecided"),
+                    };
+                    summary.row([r.name().to_string(), c.text.to_string(), c.paper_figure.to_string(), measured, held.to_string()]);
+                    metrics.set(format!("{}.claim.{}.held", r.name(), c.id), res.and_then(|x| x.held));
+                }
+                for (k, v) in o.metrics.0 {
+                    metrics.0.insert(format!("{}.{k}", r.name()), v);
+                }
+                sections.push(Block::Paragraph(format!("Wall time {wall:.1} s.")));
+                sections.extend(o.blocks);
+            }
+            Err(e) => {
+                let line = crate::error::one_line(e.as_ref());
+                sections.push(Block::Paragraph(format!("FAILED after {wall:.1} s: {line}")));
+                for c in r.claims() {
+                    summary.row([r.name(), c.text, c.paper_figure, "run failed", "undecided"]);
+                }
+                failures.push(format!("{}: {line}", r.name()));
+            }
+        }
+    }
+    if !selected.is_empty() {
+        report.heading(1, "Claims").table(summary);
+    }
+    report.extend(sections);
+    run.write_metrics(&metrics)?;
+    report.write(run.root())?;
+    if failures.is_empty() { Ok(report) } else { Err(Error::Other(format!("reproduction failed: {}", failures.join("; ")))) }
+}

