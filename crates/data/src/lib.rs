@@ -1,1 +1,55 @@
+//! pw-data: loaders for the data that ships offline (see ARCHITECTURE.md, "Assets").
+//!
+//! - [`idx`]: the IDX format and Fashion-MNIST (Debian `dataset-fashion-mnist`), gzipped or not;
+//! - [`digits`]: scikit-learn's 8x8 digits (1797 images, 10 classes);
+//! - [`humaneval`]: OpenAI HumanEval (164 Python tasks).
+//!
+//! Every loader checks what it reads (magic numbers, dimensions, counts, fields) and rejects a
+//! corrupt or truncated file with an error naming the file and what is wrong with it.
 
+pub mod digits;
+pub mod humaneval;
+pub mod idx;
+
+use pw_core::{Error, IoContext, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The assets directory: `$PAPERWORKS_ASSETS`, else `./assets`.
+pub fn default_assets_dir() -> PathBuf {
+    std::env::var_os("PAPERWORKS_ASSETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("assets"))
+}
+
+/// Fails with a "missing asset" error that tells how to get it.
+pub fn require_asset(path: &Path) -> Result<()> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(Error::MissingAsset {
+            path: path.to_path_buf(),
+            hint: "run scripts/setup.sh (or `make reproduce`) to fetch the offline assets, or set PAPERWORKS_ASSETS".into(),
+        })
+    }
+}
+
+/// Reads a whole file, gunzipping it when it starts with the gzip magic. A truncated gzip
+/// stream is an error naming the file.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    require_asset(path)?;
+    let raw = std::fs::read(path).at(path)?;
+    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::invalid(path, format!("corrupt or truncated gzip data: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Picks `name` or `name.gz` inside `dir`, whichever exists (the plain file first).
+pub fn plain_or_gz(dir: &Path, name: &str) -> PathBuf {
+    let plain = dir.join(name);
+    if plain.exists() { plain } else { dir.join(format!("{name}.gz")) }
+}
