@@ -1,0 +1,173 @@
+//! Module checkpoints as safetensors files, named by module path (`trunk.blocks.0.ln1.gamma`),
+//! so they open in Python (`safetensors.torch.load_file`) and any other tool. Written atomically;
+//! loading checks every name and shape and names the file and tensor at fault.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Tensor, TensorData};
+use pw_core::{Error, IoContext, Result};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Named f32 tensors: name -> (shape, values).
+pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+struct Collect {
+    path: Vec<String>,
+    out: NamedTensors,
+}
+
+impl ModuleVisitor for Collect {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        let shape = t.dims().to_vec();
+        let values = t.into_data().try_into_vec_as::<f32>().expect("float parameters convert to f32");
+        self.out.insert(self.path.join("."), (shape, values));
+    }
+}
+
+/// Every float parameter of `module` by its path.
+pub fn module_tensors<M: Module>(module: &M) -> NamedTensors {
+    let mut c = Collect { path: Vec::new(), out: BTreeMap::new() };
+    module.visit(&mut c);
+    c.out
+}
+
+/// Serialises named tensors to safetensors bytes, with optional string metadata.
+pub fn to_safetensors_bytes(tensors: &NamedTensors, metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, (shape, values))| {
+            let bytes: &[u8] = bytemuck::cast_slice(values);
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v))
+        })
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
+    safetensors::serialize(views, metadata).map_err(|e| Error::Other(format!("safetensors: {e}")))
+}
+
+/// Writes `tensors` to `path` atomically.
+pub fn save_tensors(path: &Path, tensors: &NamedTensors, metadata: Option<HashMap<String, String>>) -> Result<()> {
+    pw_core::write_atomic(path, &to_safetensors_bytes(tensors, metadata)?)
+}
+
+/// Reads every tensor of a safetensors file as f32 (F32, F16, BF16 and F64 are converted).
+pub fn load_tensors(path: &Path) -> Result<NamedTensors> {
+    let bytes = std::fs::read(path).at(path)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::invalid(path, format!("not a valid safetensors file: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            Dtype::F16 => data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            Dtype::BF16 => data.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
+            other => return Err(Error::invalid(path, format!("tensor {name}: dtype {other:?} is not a float type"))),
+        };
+        out.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // subnormal: normalise
+            let mut e = 127 - 15 + 1;
+            let mut f = f;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            sign | ((e as u32) << 23) | ((f & 0x3ff) << 13)
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+struct Assign<'a> {
+    path: Vec<String>,
+    tensors: &'a NamedTensors,
+    used: usize,
+    errors: Vec<String>,
+}
+
+impl ModuleMapper for Assign<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = self.path.join(".");
+        let Some((shape, values)) = self.tensors.get(&name) else {
+            self.errors.push(format!("tensor {name} is missing"));
+            return param;
+        };
+        let want = param.lazy_shape().dims::<D>().to_vec();
+        if *shape != want {
+            self.errors.push(format!("tensor {name} has shape {shape:?}, the model expects {want:?}"));
+            return param;
+        }
+        self.used += 1;
+        let device = param.lazy_device();
+        let t = Tensor::<D>::from_data(TensorData::new(values.clone(), shape.clone()), &device);
+        let id = param.id;
+        param.transform_for_load(t, id)
+    }
+}
+
+/// Loads `tensors` into `module` by path. Missing tensors, wrong shapes and unused tensors are
+/// errors naming `source` and the tensor.
+pub fn assign_tensors<M: Module>(module: M, tensors: &NamedTensors, source: &Path) -> Result<M> {
+    let mut a = Assign { path: Vec::new(), tensors, used: 0, errors: Vec::new() };
+    let module = module.map(&mut a);
+    if let Some(e) = a.errors.first() {
+        let more = if a.errors.len() > 1 { format!(" (and {} more)", a.errors.len() - 1) } else { String::new() };
+        return Err(Error::invalid(source, format!("{e}{more}")));
+    }
+    if a.used != tensors.len() {
+        let known = module_tensors(&module);
+        let extra: Vec<&String> = tensors.keys().filter(|k| !known.contains_key(*k)).take(3).collect();
+        return Err(Error::invalid(source, format!("holds tensors the model does not have: {extra:?}")));
+    }
+    Ok(module)
+}
+
+/// Saves `module` to `path` (safetensors, atomic).
+pub fn save_module<M: Module>(module: &M, path: &Path) -> Result<()> {
+    save_tensors(path, &module_tensors(module), None)
+}
+
+/// Loads `path` into `module`, checking names and shapes.
+pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
+    let tensors = load_tensors(path)?;
+    assign_tensors(module, &tensors, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_conversion_matches_known_values() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+}

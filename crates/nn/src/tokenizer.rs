@@ -1,0 +1,143 @@
+//! A character-level tokenizer with special tokens, serialisable as JSON. Small models in this
+//! project read short synthetic text (arithmetic, symbols), where characters are the right unit.
+
+use pw_core::{Error, IoContext, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const PAD: &str = "<pad>";
+pub const BOS: &str = "<bos>";
+pub const EOS: &str = "<eos>";
+pub const UNK: &str = "<unk>";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CharTokenizer {
+    /// Special tokens first (`<pad>` = 0, `<bos>`, `<eos>`, `<unk>`, then any extra such as
+    /// `[BAD]`), then one id per character.
+    pub specials: Vec<String>,
+    pub chars: Vec<char>,
+    #[serde(skip)]
+    char_ids: HashMap<char, u32>,
+}
+
+impl CharTokenizer {
+    /// Builds a vocabulary from every character of `corpus` (sorted, so the ids do not depend
+    /// on the order of the corpus) plus the standard and `extra_specials` tokens.
+    pub fn from_corpus<'a>(corpus: impl IntoIterator<Item = &'a str>, extra_specials: &[&str]) -> Self {
+        let mut chars: Vec<char> = corpus.into_iter().flat_map(|s| s.chars()).collect();
+        chars.sort_unstable();
+        chars.dedup();
+        let mut specials: Vec<String> = [PAD, BOS, EOS, UNK].iter().map(|s| s.to_string()).collect();
+        specials.extend(extra_specials.iter().map(|s| s.to_string()));
+        let mut t = CharTokenizer { specials, chars, char_ids: HashMap::new() };
+        t.index();
+        t
+    }
+
+    fn index(&mut self) {
+        let base = self.specials.len() as u32;
+        self.char_ids = self.chars.iter().enumerate().map(|(i, &c)| (c, base + i as u32)).collect();
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.specials.len() + self.chars.len()
+    }
+
+    pub fn special_id(&self, name: &str) -> Option<u32> {
+        self.specials.iter().position(|s| s == name).map(|i| i as u32)
+    }
+    pub fn pad_id(&self) -> u32 {
+        0
+    }
+    pub fn bos_id(&self) -> u32 {
+        1
+    }
+    pub fn eos_id(&self) -> u32 {
+        2
+    }
+    pub fn unk_id(&self) -> u32 {
+        3
+    }
+
+    /// Encodes text; special tokens written literally in the text (e.g. `[BAD]`) become their id.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len());
+        let mut rest = text;
+        'outer: while let Some(c) = rest.chars().next() {
+            for (i, s) in self.specials.iter().enumerate() {
+                if rest.starts_with(s.as_str()) {
+                    out.push(i as u32);
+                    rest = &rest[s.len()..];
+                    continue 'outer;
+                }
+            }
+            out.push(*self.char_ids.get(&c).unwrap_or(&self.unk_id()));
+            rest = &rest[c.len_utf8()..];
+        }
+        out
+    }
+
+    /// Decodes ids; `<pad>`, `<bos>` and `<eos>` are dropped, other specials are written out.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let n = self.specials.len() as u32;
+        let mut s = String::with_capacity(ids.len());
+        for &id in ids {
+            if id < n {
+                if id > 2 {
+                    s.push_str(&self.specials[id as usize]);
+                }
+            } else if let Some(&c) = self.chars.get((id - n) as usize) {
+                s.push(c);
+            }
+        }
+        s
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        pw_core::write_json_atomic(path, self)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).at(path)?;
+        let mut t: CharTokenizer = serde_json::from_slice(&bytes).map_err(|e| Error::invalid(path, format!("not a tokenizer file: {e}")))?;
+        if t.specials.len() < 4 || t.specials[..4] != [PAD, BOS, EOS, UNK] {
+            return Err(Error::invalid(path, "tokenizer must start with <pad>, <bos>, <eos>, <unk>"));
+        }
+        t.index();
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_text_and_specials() {
+        let t = CharTokenizer::from_corpus(["12+3=15", "abc"], &["[BAD]"]);
+        let ids = t.encode("3+12=15[BAD]c");
+        assert_eq!(t.decode(&ids), "3+12=15[BAD]c");
+        assert_eq!(ids[ids.len() - 2], t.special_id("[BAD]").unwrap());
+        assert_eq!(t.encode("z"), vec![t.unk_id()]);
+    }
+
+    #[test]
+    fn vocabulary_does_not_depend_on_corpus_order() {
+        let a = CharTokenizer::from_corpus(["ab", "cd"], &[]);
+        let b = CharTokenizer::from_corpus(["dc", "ba"], &[]);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn saves_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tok.json");
+        let t = CharTokenizer::from_corpus(["hello"], &["[BAD]"]);
+        t.save(&p).unwrap();
+        let u = CharTokenizer::load(&p).unwrap();
+        assert_eq!(t.encode("hole[BAD]"), u.encode("hole[BAD]"));
+        std::fs::write(&p, "{}").unwrap();
+        assert!(CharTokenizer::load(&p).unwrap_err().to_string().contains("tok.json"));
+    }
+}

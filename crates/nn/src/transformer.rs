@@ -1,0 +1,180 @@
+//! Pre-norm transformer blocks (GPT-2 style): `x + attn(ln(x))`, then `x + mlp(ln(x))`.
+//!
+//! One block type serves both roles: a causal decoder block (each position attends to itself and
+//! the past) and a bidirectional encoder block (with an optional key-padding mask). Attention
+//! goes through burn's `attention` op, so a backend with a fused kernel uses it.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Shape of a transformer stack. Defaults are the benchmark model of the foundation issue.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TransformerConfig {
+    pub vocab_size: usize,
+    pub max_len: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+    /// Hidden width of the MLP as a multiple of `d_model` (4 in GPT-2).
+    pub mlp_ratio: usize,
+    pub causal: bool,
+}
+
+impl Default for TransformerConfig {
+    fn default() -> Self {
+        TransformerConfig { vocab_size: 128, max_len: 128, d_model: 256, n_heads: 4, n_layers: 4, mlp_ratio: 4, causal: true }
+    }
+}
+
+impl TransformerConfig {
+    /// Matmul FLOPs of one forward pass over `tokens` tokens at sequence length `seq`
+    /// (2 per multiply-accumulate; weights, attention scores and the LM head).
+    pub fn forward_flops(&self, tokens: usize, seq: usize) -> f64 {
+        let d = self.d_model as f64;
+        let per_layer = 2.0 * (3.0 * d * d + d * d + 2.0 * self.mlp_ratio as f64 * d * d) // qkv, proj, mlp
+            + 2.0 * 2.0 * seq as f64 * d; // scores and weighted sum
+        tokens as f64 * (self.n_layers as f64 * per_layer + 2.0 * d * self.vocab_size as f64)
+    }
+    /// Forward + backward (backward costs about twice the forward).
+    pub fn train_step_flops(&self, batch: usize, seq: usize) -> f64 {
+        3.0 * self.forward_flops(batch * seq, seq)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    pub qkv: Linear,
+    pub proj: Linear,
+    pub n_heads: usize,
+    pub causal: bool,
+}
+
+impl SelfAttention {
+    pub fn new(d_model: usize, n_heads: usize, causal: bool, device: &Device) -> Self {
+        assert!(d_model % n_heads == 0, "d_model {d_model} is not divisible by n_heads {n_heads}");
+        SelfAttention {
+            qkv: LinearConfig::new(d_model, 3 * d_model).init(device),
+            proj: LinearConfig::new(d_model, d_model).init(device),
+            n_heads,
+            causal,
+        }
+    }
+
+    /// `x`: [batch, seq, d_model]; `pad`: [batch, seq], true where the key is padding.
+    pub fn forward(&self, x: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let h = self.n_heads;
+        let qkv = self.qkv.forward(x).reshape([b, t, 3, h, d / h]);
+        // [b, t, 3, h, dh] -> three [b, h, t, dh]
+        let split = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, t, h, d / h]).swap_dims(1, 2);
+        let (q, k, v) = (split(0), split(1), split(2));
+        let mask = pad.map(|p| p.reshape([b, 1, 1, t]).expand([b, h, t, t]));
+        let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: self.causal };
+        let y = attention(q, k, v, mask, None, opts);
+        self.proj.forward(y.swap_dims(1, 2).reshape([b, t, d]))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc: Linear,
+    pub out: Linear,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.out.forward(gelu(self.fc.forward(x)))
+    }
+}
+
+/// A pre-norm transformer block; `causal` makes it a decoder block.
+#[derive(Module, Debug)]
+pub struct Block {
+    pub ln1: LayerNorm,
+    pub attn: SelfAttention,
+    pub ln2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    pub fn new(cfg: &TransformerConfig, device: &Device) -> Self {
+        let d = cfg.d_model;
+        Block {
+            ln1: LayerNormConfig::new(d).init(device),
+            attn: SelfAttention::new(d, cfg.n_heads, cfg.causal, device),
+            ln2: LayerNormConfig::new(d).init(device),
+            mlp: Mlp {
+                fc: LinearConfig::new(d, cfg.mlp_ratio * d).init(device),
+                out: LinearConfig::new(cfg.mlp_ratio * d, d).init(device),
+            },
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln1.forward(x), pad);
+        x.clone() + self.mlp.forward(self.ln2.forward(x))
+    }
+}
+
+/// Token + learned position embeddings, a stack of blocks and a final layer norm: the trunk
+/// shared by language models, value models and classifiers.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    pub tok: Embedding,
+    pub pos: Embedding,
+    pub blocks: Vec<Block>,
+    pub ln_f: LayerNorm,
+    pub max_len: usize,
+}
+
+impl Transformer {
+    pub fn new(cfg: &TransformerConfig, device: &Device) -> Self {
+        Transformer {
+            tok: EmbeddingConfig::new(cfg.vocab_size, cfg.d_model).init(device),
+            pos: EmbeddingConfig::new(cfg.max_len, cfg.d_model).init(device),
+            blocks: (0..cfg.n_layers).map(|_| Block::new(cfg, device)).collect(),
+            ln_f: LayerNormConfig::new(cfg.d_model).init(device),
+            max_len: cfg.max_len,
+        }
+    }
+
+    /// `tokens`: [batch, seq] -> hidden states [batch, seq, d_model].
+    pub fn forward(&self, tokens: Tensor<2, Int>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let [b, t] = tokens.dims();
+        assert!(t <= self.max_len, "sequence length {t} exceeds the model's max_len {}", self.max_len);
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]).expand([b, t]);
+        let mut x = self.tok.forward(tokens) + self.pos.forward(positions);
+        for block in &self.blocks {
+            x = block.forward(x, pad.clone());
+        }
+        self.ln_f.forward(x)
+    }
+}
+
+/// A decoder-only language model: transformer trunk + next-token head.
+#[derive(Module, Debug)]
+pub struct CausalLm {
+    pub trunk: Transformer,
+    pub head: Linear,
+}
+
+impl CausalLm {
+    pub fn new(cfg: &TransformerConfig, device: &Device) -> Self {
+        let cfg = TransformerConfig { causal: true, ..*cfg };
+        CausalLm {
+            trunk: Transformer::new(&cfg, device),
+            head: LinearConfig::new(cfg.d_model, cfg.vocab_size).with_bias(false).init(device),
+        }
+    }
+
+    /// Logits [batch, seq, vocab].
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.head.forward(self.trunk.forward(tokens, None))
+    }
+}
