@@ -141,7 +141,12 @@ fm_src=/usr/share/datasets/fashion-mnist
 if [ -d "$fm_src" ]; then
   mkdir -p "$assets/data"
   ln -sfn "$fm_src" "$assets/data/fashion-mnist"
-  say "ok      data/fashion-mnist -> $fm_src"
+  for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do
+    want=$(expected_sum "data/fashion-mnist/$f")
+    [ -n "$want" ] || die "data/fashion-mnist/$f has no line in $sums"
+    [ "$(actual_sum "$fm_src/$f")" = "$want" ] || die "$fm_src/$f does not match $sums (reinstall dataset-fashion-mnist)"
+  done
+  say "ok      data/fashion-mnist -> $fm_src (verified)"
 elif [ "$do_apt" = 1 ]; then
   die "$fm_src is missing although dataset-fashion-mnist is installed"
 else

@@ -7,7 +7,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let unique = format!(
         ".{name}.tmp.{}.{}",
         std::process::id(),
@@ -58,7 +61,10 @@ pub fn write_atomic_with(
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.
-pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: impl AsRef<Path>, value: &T) -> Result<()> {
+pub fn write_json_atomic<T: serde::Serialize + ?Sized>(
+    path: impl AsRef<Path>,
+    value: &T,
+) -> Result<()> {
     let path = path.as_ref();
     let mut bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| crate::Error::invalid(path, format!("cannot serialise: {e}")))?;
@@ -77,7 +83,10 @@ mod tests {
         write_atomic(&p, b"first version, long").unwrap();
         write_atomic(&p, b"second").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"second");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
     }
 

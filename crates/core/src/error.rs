@@ -8,10 +8,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("{}: line {line}: {reason}", path.display())]
-    Corrupt { path: PathBuf, line: usize, reason: String },
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 
     #[error("{}: {reason}", path.display())]
     Invalid { path: PathBuf, reason: String },
@@ -31,13 +38,23 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
     pub fn invalid(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
-        Error::Invalid { path: path.as_ref().to_path_buf(), reason: reason.into() }
+        Error::Invalid {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
     }
     pub fn corrupt(path: impl AsRef<Path>, line: usize, reason: impl Into<String>) -> Self {
-        Error::Corrupt { path: path.as_ref().to_path_buf(), line, reason: reason.into() }
+        Error::Corrupt {
+            path: path.as_ref().to_path_buf(),
+            line,
+            reason: reason.into(),
+        }
     }
 }
 

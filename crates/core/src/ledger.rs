@@ -63,10 +63,19 @@ impl Ledger {
             if raw.is_empty() {
                 continue;
             }
-            let line = std::str::from_utf8(raw)
-                .map_err(|_| Error::corrupt(&path, i + 1, "not UTF-8; the ledger is corrupt, fix or remove the line"))?;
+            let line = std::str::from_utf8(raw).map_err(|_| {
+                Error::corrupt(
+                    &path,
+                    i + 1,
+                    "not UTF-8; the ledger is corrupt, fix or remove the line",
+                )
+            })?;
             let id = line_id(line).map_err(|r| {
-                Error::corrupt(&path, i + 1, format!("{r}; the ledger is corrupt, fix or remove the line"))
+                Error::corrupt(
+                    &path,
+                    i + 1,
+                    format!("{r}; the ledger is corrupt, fix or remove the line"),
+                )
             })?;
             if !ids.insert(id.clone()) {
                 return Err(Error::corrupt(&path, i + 1, format!("duplicate id {id:?}")));
@@ -74,7 +83,10 @@ impl Ledger {
         }
         let dropped = (bytes.len() - complete) as u64;
         if dropped > 0 {
-            tracing::warn!("{}: dropping a torn last line ({dropped} bytes) left by an interrupted write", path.display());
+            tracing::warn!(
+                "{}: dropping a torn last line ({dropped} bytes) left by an interrupted write",
+                path.display()
+            );
             file.set_len(complete as u64).at(&path)?;
             file.sync_all().at(&path)?;
             file.seek(SeekFrom::End(0)).at(&path)?;
@@ -124,11 +136,15 @@ impl Ledger {
         if self.ids.contains(id) {
             return Ok(false);
         }
-        let mut value = serde_json::to_value(record)
-            .map_err(|e| Error::invalid(&self.path, format!("record {id:?} cannot be serialised: {e}")))?;
-        let obj = value
-            .as_object_mut()
-            .ok_or_else(|| Error::invalid(&self.path, format!("record {id:?} is not a JSON object")))?;
+        let mut value = serde_json::to_value(record).map_err(|e| {
+            Error::invalid(
+                &self.path,
+                format!("record {id:?} cannot be serialised: {e}"),
+            )
+        })?;
+        let obj = value.as_object_mut().ok_or_else(|| {
+            Error::invalid(&self.path, format!("record {id:?} is not a JSON object"))
+        })?;
         obj.insert("id".into(), serde_json::Value::String(id.to_string()));
         // `id` first makes the files easy to scan by eye.
         let mut line = String::with_capacity(64);
@@ -185,7 +201,8 @@ impl Ledger {
             if line.is_empty() {
                 continue;
             }
-            let rec = serde_json::from_str(line).map_err(|e| Error::corrupt(path, n, e.to_string()))?;
+            let rec =
+                serde_json::from_str(line).map_err(|e| Error::corrupt(path, n, e.to_string()))?;
             out.push(rec);
         }
         Ok(out)
@@ -225,7 +242,19 @@ mod tests {
         assert!(!l.append("a", &serde_json::json!({"x": 9})).unwrap());
         drop(l);
         let recs: Vec<Rec> = Ledger::read_all(&p).unwrap();
-        assert_eq!(recs, vec![Rec { id: Some("a".into()), x: 1 }, Rec { id: Some("b".into()), x: 2 }]);
+        assert_eq!(
+            recs,
+            vec![
+                Rec {
+                    id: Some("a".into()),
+                    x: 1
+                },
+                Rec {
+                    id: Some("b".into()),
+                    x: 2
+                }
+            ]
+        );
     }
 
     #[test]
@@ -237,7 +266,10 @@ mod tests {
         assert_eq!(l.len(), 1);
         assert!(l.dropped_torn_bytes() > 0);
         drop(l);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"id\":\"a\",\"x\":1}\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"id\":\"a\",\"x\":1}\n"
+        );
     }
 
     #[test]
@@ -258,6 +290,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("l.jsonl");
         std::fs::write(&p, "{\"x\":1}\n").unwrap();
-        assert!(Ledger::open(&p).err().unwrap().to_string().contains("no \"id\""));
+        assert!(
+            Ledger::open(&p)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("no \"id\"")
+        );
     }
 }

@@ -22,5 +22,7 @@ pub use error::{Error, IoContext, Result, one_line};
 pub use ledger::Ledger;
 pub use plot::{Plot, PlotKind, Series};
 pub use report::{Block, Report, Table};
-pub use repro::{Claim, ClaimResult, ReproContext, ReproOutcome, Reproduction, Size, run_reproductions};
+pub use repro::{
+    Claim, ClaimResult, ReproContext, ReproOutcome, Reproduction, Size, run_reproductions,
+};
 pub use rundir::{Metrics, RunDir};

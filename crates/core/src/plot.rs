@@ -18,7 +18,10 @@ pub struct Series {
 
 impl Series {
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
-        Series { name: name.into(), points }
+        Series {
+            name: name.into(),
+            points,
+        }
     }
 }
 
@@ -62,9 +65,11 @@ fn palette(i: usize) -> RGBColor {
 
 impl Plot {
     fn bounds(&self) -> ((f64, f64), (f64, f64)) {
-        let pts = self.series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| {
-            x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0)
-        });
+        let pts = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0));
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for &(x, y) in pts {
             x0 = x0.min(x);
@@ -76,10 +81,18 @@ impl Plot {
             return ((0.0, 1.0), (if self.log_y { 0.1 } else { 0.0 }, 1.0));
         }
         let pad = |a: f64, b: f64| {
-            let d = if b > a { (b - a) * 0.05 } else { a.abs().max(1.0) * 0.05 };
+            let d = if b > a {
+                (b - a) * 0.05
+            } else {
+                a.abs().max(1.0) * 0.05
+            };
             (a - d, b + d)
         };
-        let (y0, y1) = if self.log_y { (y0 * 0.8, y1 * 1.25) } else { pad(y0, y1) };
+        let (y0, y1) = if self.log_y {
+            (y0 * 0.8, y1 * 1.25)
+        } else {
+            pad(y0, y1)
+        };
         (pad(x0, x1), (y0, y1))
     }
 
@@ -108,14 +121,21 @@ impl Plot {
                     .map_err(|e| err(e.to_string()))?;
                 for (i, s) in self.series.iter().enumerate() {
                     let c = palette(i);
-                    let pts = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0));
+                    let pts = s.points.iter().copied().filter(|(x, y)| {
+                        x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0)
+                    });
                     let anno = match self.kind {
-                        PlotKind::Line => chart.draw_series(LineSeries::new(pts, c.stroke_width(2))),
-                        PlotKind::Scatter => chart.draw_series(pts.map(|p| Circle::new(p, 3, c.mix(0.7).filled()))),
+                        PlotKind::Line => {
+                            chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                        }
+                        PlotKind::Scatter => {
+                            chart.draw_series(pts.map(|p| Circle::new(p, 3, c.mix(0.7).filled())))
+                        }
                     }
                     .map_err(|e| err(e.to_string()))?;
-                    anno.label(s.name.clone())
-                        .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 14, y + 4)], c.filled()));
+                    anno.label(s.name.clone()).legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 4), (x + 14, y + 4)], c.filled())
+                    });
                 }
                 if self.series.len() > 1 || self.series.iter().any(|s| !s.name.is_empty()) {
                     chart
@@ -129,9 +149,17 @@ impl Plot {
             }};
         }
         if self.log_y {
-            body!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(|e| err(e.to_string()))?);
+            body!(
+                builder
+                    .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                    .map_err(|e| err(e.to_string()))?
+            );
         } else {
-            body!(builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| err(e.to_string()))?);
+            body!(
+                builder
+                    .build_cartesian_2d(x0..x1, y0..y1)
+                    .map_err(|e| err(e.to_string()))?
+            );
         }
         root.present().map_err(|e| err(e.to_string()))?;
         Ok(())
@@ -146,8 +174,11 @@ impl Plot {
             let mut enc = png::Encoder::new(&mut out, W, H);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
-            let mut w = enc.write_header().map_err(|e| Error::Other(format!("png: {e}")))?;
-            w.write_image_data(&rgb).map_err(|e| Error::Other(format!("png: {e}")))?;
+            let mut w = enc
+                .write_header()
+                .map_err(|e| Error::Other(format!("png: {e}")))?;
+            w.write_image_data(&rgb)
+                .map_err(|e| Error::Other(format!("png: {e}")))?;
         }
         Ok(out)
     }

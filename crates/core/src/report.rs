@@ -25,7 +25,10 @@ pub struct Table {
 
 impl Table {
     pub fn new<S: Into<String>>(headers: impl IntoIterator<Item = S>) -> Self {
-        Table { headers: headers.into_iter().map(Into::into).collect(), rows: Vec::new() }
+        Table {
+            headers: headers.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
     }
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) -> &mut Self {
         self.rows.push(cells.into_iter().map(Into::into).collect());
@@ -40,7 +43,10 @@ pub struct Report {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn md_cell(s: &str) -> String {
@@ -49,10 +55,14 @@ fn md_cell(s: &str) -> String {
 
 impl Report {
     pub fn new(title: impl Into<String>) -> Self {
-        Report { title: title.into(), blocks: Vec::new() }
+        Report {
+            title: title.into(),
+            blocks: Vec::new(),
+        }
     }
     pub fn heading(&mut self, level: u8, text: impl Into<String>) -> &mut Self {
-        self.blocks.push(Block::Heading(level.clamp(1, 6), text.into()));
+        self.blocks
+            .push(Block::Heading(level.clamp(1, 6), text.into()));
         self
     }
     pub fn paragraph(&mut self, text: impl Into<String>) -> &mut Self {
@@ -90,10 +100,22 @@ impl Report {
                     let _ = write!(md, "```\n{t}\n```\n\n");
                 }
                 Block::Table(t) => {
-                    let _ = writeln!(md, "| {} |", t.headers.iter().map(|h| md_cell(h)).collect::<Vec<_>>().join(" | "));
+                    let _ = writeln!(
+                        md,
+                        "| {} |",
+                        t.headers
+                            .iter()
+                            .map(|h| md_cell(h))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    );
                     let _ = writeln!(md, "|{}", "---|".repeat(t.headers.len()));
                     for r in &t.rows {
-                        let _ = writeln!(md, "| {} |", r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "));
+                        let _ = writeln!(
+                            md,
+                            "| {} |",
+                            r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+                        );
                     }
                     md.push('\n');
                 }
@@ -155,7 +177,11 @@ th{{background:#eee}}pre{{background:#f6f6f6;padding:.6em;overflow-x:auto}}img{{
                         );
                     }
                     None => {
-                        let _ = writeln!(h, "<p><em>plot {} could not be rendered</em></p>", html_escape(&p.id));
+                        let _ = writeln!(
+                            h,
+                            "<p><em>plot {} could not be rendered</em></p>",
+                            html_escape(&p.id)
+                        );
                     }
                 },
             }
@@ -172,7 +198,10 @@ th{{background:#eee}}pre{{background:#f6f6f6;padding:.6em;overflow-x:auto}}img{{
             if let Block::Plot(p) = b {
                 let png = p.to_png()?;
                 write_atomic(dir.join("plots").join(format!("{}.png", p.id)), &png)?;
-                write_atomic(dir.join("plots").join(format!("{}.svg", p.id)), p.to_svg()?.as_bytes())?;
+                write_atomic(
+                    dir.join("plots").join(format!("{}.svg", p.id)),
+                    p.to_svg()?.as_bytes(),
+                )?;
                 pngs.insert(p.id.clone(), png);
             }
         }
@@ -202,7 +231,12 @@ mod tests {
             x_label: "step".into(),
             y_label: "loss".into(),
             kind: PlotKind::Line,
-            series: vec![Series::new("train", (0..20).map(|i| (i as f64, 1.0 / (1.0 + i as f64))).collect())],
+            series: vec![Series::new(
+                "train",
+                (0..20)
+                    .map(|i| (i as f64, 1.0 / (1.0 + i as f64)))
+                    .collect(),
+            )],
             log_y: false,
         });
         r.write(dir.path()).unwrap();
@@ -210,9 +244,15 @@ mod tests {
         assert!(md.contains("| x\\|y | 1.0 |"), "{md}");
         assert!(md.contains("plots/loss.png"));
         let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
-        assert!(html.contains("data:image/png;base64,iVBOR"), "PNG must be embedded");
+        assert!(
+            html.contains("data:image/png;base64,iVBOR"),
+            "PNG must be embedded"
+        );
         assert!(html.contains("Demo &lt;report&gt;"));
-        assert!(!html.contains("src=\"plots/"), "HTML must not reference external files");
+        assert!(
+            !html.contains("src=\"plots/"),
+            "HTML must not reference external files"
+        );
         assert!(dir.path().join("plots/loss.svg").exists());
     }
 }

@@ -66,7 +66,10 @@ pub trait Reproduction: Send + Sync {
     /// The paper, in a few words.
     fn title(&self) -> &'static str;
     fn claims(&self) -> Vec<Claim>;
-    fn run(&self, ctx: &ReproContext) -> std::result::Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>>;
+    fn run(
+        &self,
+        ctx: &ReproContext,
+    ) -> std::result::Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>>;
 }
 
 /// Runs `selected` reproductions into `run`, writing `<name>/` per system, `metrics.json` and the
@@ -99,7 +102,12 @@ pub fn run_reproductions(
     let mut sections: Vec<Block> = Vec::new();
     let mut failures = Vec::new();
     for r in selected {
-        let ctx = ReproContext { dir: run.subdir(r.name())?, assets: assets.clone(), size, seed };
+        let ctx = ReproContext {
+            dir: run.subdir(r.name())?,
+            assets: assets.clone(),
+            size,
+            seed,
+        };
         tracing::info!("reproducing {} ({size})", r.name());
         let t0 = Instant::now();
         let outcome = r.run(&ctx);
@@ -121,8 +129,17 @@ pub fn run_reproductions(
                         ),
                         None => ("not measured".to_string(), "undecided"),
                     };
-                    summary.row([r.name().to_string(), c.text.to_string(), c.paper_figure.to_string(), measured, held.to_string()]);
-                    metrics.set(format!("{}.claim.{}.held", r.name(), c.id), res.and_then(|x| x.held));
+                    summary.row([
+                        r.name().to_string(),
+                        c.text.to_string(),
+                        c.paper_figure.to_string(),
+                        measured,
+                        held.to_string(),
+                    ]);
+                    metrics.set(
+                        format!("{}.claim.{}.held", r.name(), c.id),
+                        res.and_then(|x| x.held),
+                    );
                 }
                 for (k, v) in o.metrics.0 {
                     metrics.0.insert(format!("{}.{k}", r.name()), v);
@@ -132,7 +149,9 @@ pub fn run_reproductions(
             }
             Err(e) => {
                 let line = crate::error::one_line(e.as_ref());
-                sections.push(Block::Paragraph(format!("FAILED after {wall:.1} s: {line}")));
+                sections.push(Block::Paragraph(format!(
+                    "FAILED after {wall:.1} s: {line}"
+                )));
                 for c in r.claims() {
                     summary.row([r.name(), c.text, c.paper_figure, "run failed", "undecided"]);
                 }
@@ -146,5 +165,12 @@ pub fn run_reproductions(
     report.extend(sections);
     run.write_metrics(&metrics)?;
     report.write(run.root())?;
-    if failures.is_empty() { Ok(report) } else { Err(Error::Other(format!("reproduction failed: {}", failures.join("; ")))) }
+    if failures.is_empty() {
+        Ok(report)
+    } else {
+        Err(Error::Other(format!(
+            "reproduction failed: {}",
+            failures.join("; ")
+        )))
+    }
 }

@@ -35,7 +35,10 @@ pub struct RunDir {
 
 /// RFC 3339 UTC timestamp of `t`, to the second.
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -47,7 +50,12 @@ pub fn rfc3339(t: SystemTime) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 pub fn now() -> String {
@@ -67,14 +75,21 @@ impl RunDir {
         fresh: bool,
     ) -> Result<RunDir> {
         let root = root.as_ref().to_path_buf();
-        let rd_err = |reason: String| Error::RunDir { path: root.clone(), reason };
+        let rd_err = |reason: String| Error::RunDir {
+            path: root.clone(),
+            reason,
+        };
         if root.exists() && !root.is_dir() {
             return Err(rd_err("exists and is not a directory".into()));
         }
         if fresh && root.is_dir() {
             for entry in std::fs::read_dir(&root).at(&root)? {
                 let p = entry.at(&root)?.path();
-                let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let r = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
                 r.map_err(|e| rd_err(format!("cannot clear for --fresh: {}: {e}", p.display())))?;
             }
         }
@@ -88,12 +103,18 @@ impl RunDir {
         let manifest_path = root.join("manifest.json");
         let mut previous_starts = Vec::new();
         if manifest_path.exists() {
-            match std::fs::read(&manifest_path).ok().and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()) {
+            match std::fs::read(&manifest_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+            {
                 Some(old) => {
                     previous_starts = old.previous_starts;
                     previous_starts.push(old.started_at);
                 }
-                None => tracing::warn!("{}: unreadable, starting a new manifest", manifest_path.display()),
+                None => tracing::warn!(
+                    "{}: unreadable, starting a new manifest",
+                    manifest_path.display()
+                ),
             }
         }
         let manifest = Manifest {
@@ -186,7 +207,16 @@ mod tests {
     fn reopening_a_run_keeps_history_and_fresh_clears_outputs() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("run");
-        let open = |fresh| RunDir::open(&root, vec!["x".into()], serde_json::json!({"a": 1}), 7, BTreeMap::new(), fresh);
+        let open = |fresh| {
+            RunDir::open(
+                &root,
+                vec!["x".into()],
+                serde_json::json!({"a": 1}),
+                7,
+                BTreeMap::new(),
+                fresh,
+            )
+        };
         let mut rd = open(false).unwrap();
         std::fs::write(rd.path("stage.jsonl"), "{}\n").unwrap();
         rd.finish(Ok(())).unwrap();
@@ -204,7 +234,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("f");
         std::fs::write(&root, "keep me").unwrap();
-        let err = RunDir::open(&root, vec![], serde_json::Value::Null, 0, BTreeMap::new(), false).err().unwrap();
+        let err = RunDir::open(
+            &root,
+            vec![],
+            serde_json::Value::Null,
+            0,
+            BTreeMap::new(),
+            false,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("not a directory"), "{err}");
         assert_eq!(std::fs::read_to_string(&root).unwrap(), "keep me");
     }

@@ -26,11 +26,18 @@ pub fn load_humaneval(path: &Path, expect_full: bool) -> Result<Vec<HumanEvalTas
         if line.trim().is_empty() {
             continue;
         }
-        let t: HumanEvalTask = serde_json::from_str(line).map_err(|e| Error::corrupt(path, i + 1, format!("not a HumanEval task: {e}")))?;
+        let t: HumanEvalTask = serde_json::from_str(line)
+            .map_err(|e| Error::corrupt(path, i + 1, format!("not a HumanEval task: {e}")))?;
         tasks.push(t);
     }
     if expect_full && tasks.len() != HUMANEVAL_TASKS {
-        return Err(Error::invalid(path, format!("{} tasks, expected {HUMANEVAL_TASKS}: truncated file?", tasks.len())));
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{} tasks, expected {HUMANEVAL_TASKS}: truncated file?",
+                tasks.len()
+            ),
+        ));
     }
     Ok(tasks)
 }

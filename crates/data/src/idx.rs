@@ -16,34 +16,67 @@ pub struct Idx {
 /// Parses IDX bytes (unsigned-byte type only, which is what MNIST-style files use).
 pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<Idx> {
     if bytes.len() < 4 {
-        return Err(Error::invalid(path, format!("truncated IDX header ({} bytes)", bytes.len())));
+        return Err(Error::invalid(
+            path,
+            format!("truncated IDX header ({} bytes)", bytes.len()),
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(Error::invalid(path, format!("wrong IDX magic {:02x}{:02x}{:02x}{:02x}: not an IDX file", bytes[0], bytes[1], bytes[2], bytes[3])));
+        return Err(Error::invalid(
+            path,
+            format!(
+                "wrong IDX magic {:02x}{:02x}{:02x}{:02x}: not an IDX file",
+                bytes[0], bytes[1], bytes[2], bytes[3]
+            ),
+        ));
     }
     if bytes[2] != 0x08 {
-        return Err(Error::invalid(path, format!("IDX type code 0x{:02x} is not unsigned byte (0x08)", bytes[2])));
+        return Err(Error::invalid(
+            path,
+            format!(
+                "IDX type code 0x{:02x} is not unsigned byte (0x08)",
+                bytes[2]
+            ),
+        ));
     }
     let nd = bytes[3] as usize;
     if nd == 0 || nd > 4 {
-        return Err(Error::invalid(path, format!("IDX with {nd} dimensions is not supported")));
+        return Err(Error::invalid(
+            path,
+            format!("IDX with {nd} dimensions is not supported"),
+        ));
     }
     let header = 4 + 4 * nd;
     if bytes.len() < header {
         return Err(Error::invalid(path, "truncated IDX header"));
     }
     let dims: Vec<usize> = (0..nd)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .map(|i| {
+            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
+        })
         .collect();
-    let want = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| Error::invalid(path, "IDX dimensions overflow"))?;
+    let want = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::invalid(path, "IDX dimensions overflow"))?;
     let have = bytes.len() - header;
     if have != want {
         return Err(Error::invalid(
             path,
-            format!("IDX dims {dims:?} need {want} data bytes but the file has {have}: {}", if have < want { "truncated" } else { "trailing garbage" }),
+            format!(
+                "IDX dims {dims:?} need {want} data bytes but the file has {have}: {}",
+                if have < want {
+                    "truncated"
+                } else {
+                    "trailing garbage"
+                }
+            ),
         ));
     }
-    Ok(Idx { dims, data: bytes[header..].to_vec() })
+    Ok(Idx {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
 }
 
 pub fn read_idx(path: &Path) -> Result<Idx> {
@@ -80,8 +113,18 @@ impl ImageSet {
     }
 }
 
-pub const FASHION_MNIST_CLASSES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
 
 /// Loads a Fashion-MNIST split from `dir` (files named as upstream, gzipped or not), checking
 /// magic numbers, 28x28 images, label range and that image and label counts agree
@@ -96,21 +139,50 @@ pub fn load_fashion_mnist(dir: &Path, split: Split) -> Result<ImageSet> {
     let images = read_idx(&ip)?;
     let labels = read_idx(&lp)?;
     if images.dims.len() != 3 || images.dims[1] != 28 || images.dims[2] != 28 {
-        return Err(Error::invalid(&ip, format!("expected N x 28 x 28 images, found dims {:?}", images.dims)));
+        return Err(Error::invalid(
+            &ip,
+            format!("expected N x 28 x 28 images, found dims {:?}", images.dims),
+        ));
     }
     if labels.dims.len() != 1 {
-        return Err(Error::invalid(&lp, format!("expected a 1-D label file, found dims {:?}", labels.dims)));
+        return Err(Error::invalid(
+            &lp,
+            format!("expected a 1-D label file, found dims {:?}", labels.dims),
+        ));
     }
     if images.dims[0] != labels.dims[0] {
-        return Err(Error::invalid(&lp, format!("{} labels for {} images in {}", labels.dims[0], images.dims[0], ip.display())));
+        return Err(Error::invalid(
+            &lp,
+            format!(
+                "{} labels for {} images in {}",
+                labels.dims[0],
+                images.dims[0],
+                ip.display()
+            ),
+        ));
     }
     if images.dims[0] != expect {
-        return Err(Error::invalid(&ip, format!("expected {expect} images for this split, found {}", images.dims[0])));
+        return Err(Error::invalid(
+            &ip,
+            format!(
+                "expected {expect} images for this split, found {}",
+                images.dims[0]
+            ),
+        ));
     }
     if let Some(i) = labels.data.iter().position(|&l| l >= 10) {
-        return Err(Error::invalid(&lp, format!("label {} at index {i} is outside 0..10", labels.data[i])));
+        return Err(Error::invalid(
+            &lp,
+            format!("label {} at index {i} is outside 0..10", labels.data[i]),
+        ));
     }
-    Ok(ImageSet { images: images.data, labels: labels.data, rows: 28, cols: 28, classes: 10 })
+    Ok(ImageSet {
+        images: images.data,
+        labels: labels.data,
+        rows: 28,
+        cols: 28,
+        classes: 10,
+    })
 }
 
 #[cfg(test)]
@@ -137,7 +209,9 @@ mod tests {
     #[test]
     fn truncated_data_names_the_file_and_the_shortfall() {
         let b = idx_bytes(&[2, 3], &[1, 2, 3]);
-        let e = parse_idx(Path::new("imgs.idx"), &b).unwrap_err().to_string();
+        let e = parse_idx(Path::new("imgs.idx"), &b)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("imgs.idx") && e.contains("truncated"), "{e}");
     }
 
@@ -145,9 +219,19 @@ mod tests {
     fn wrong_magic_is_rejected() {
         let mut b = idx_bytes(&[1], &[0]);
         b[0] = 0x50;
-        assert!(parse_idx(Path::new("x"), &b).unwrap_err().to_string().contains("magic"));
+        assert!(
+            parse_idx(Path::new("x"), &b)
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
         let mut b = idx_bytes(&[1], &[0]);
         b[2] = 0x0d; // float type
-        assert!(parse_idx(Path::new("x"), &b).unwrap_err().to_string().contains("type code"));
+        assert!(
+            parse_idx(Path::new("x"), &b)
+                .unwrap_err()
+                .to_string()
+                .contains("type code")
+        );
     }
 }

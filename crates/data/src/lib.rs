@@ -7,6 +7,7 @@
 //! Every loader checks what it reads (magic numbers, dimensions, counts, fields) and rejects a
 //! corrupt or truncated file with an error naming the file and what is wrong with it.
 
+pub mod assets;
 pub mod digits;
 pub mod humaneval;
 pub mod idx;
@@ -17,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 /// The assets directory: `$PAPERWORKS_ASSETS`, else `./assets`.
 pub fn default_assets_dir() -> PathBuf {
-    std::env::var_os("PAPERWORKS_ASSETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("assets"))
+    std::env::var_os("PAPERWORKS_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("assets"))
 }
 
 /// Fails with a "missing asset" error that tells how to get it.
@@ -51,5 +54,9 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 /// Picks `name` or `name.gz` inside `dir`, whichever exists (the plain file first).
 pub fn plain_or_gz(dir: &Path, name: &str) -> PathBuf {
     let plain = dir.join(name);
-    if plain.exists() { plain } else { dir.join(format!("{name}.gz")) }
+    if plain.exists() {
+        plain
+    } else {
+        dir.join(format!("{name}.gz"))
+    }
 }

@@ -45,7 +45,11 @@ fn spoiled_copy(dir: &std::path::Path, mangle: impl FnOnce(Vec<u8>) -> Vec<u8>) 
     let src = assets().join("data/fashion-mnist");
     let images = pw_data::read_maybe_gz(&src.join("t10k-images-idx3-ubyte.gz")).unwrap();
     std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gz(&mangle(images))).unwrap();
-    std::fs::copy(src.join("t10k-labels-idx1-ubyte.gz"), dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    std::fs::copy(
+        src.join("t10k-labels-idx1-ubyte.gz"),
+        dir.join("t10k-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -55,8 +59,13 @@ fn truncated_idx_is_rejected_naming_the_file() {
         b.truncate(b.len() - 784 * 3 - 100);
         b
     });
-    let e = load_fashion_mnist(dir.path(), Split::Test).unwrap_err().to_string();
-    assert!(e.contains("t10k-images-idx3-ubyte.gz") && e.contains("truncated"), "{e}");
+    let e = load_fashion_mnist(dir.path(), Split::Test)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t10k-images-idx3-ubyte.gz") && e.contains("truncated"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -66,13 +75,17 @@ fn wrong_magic_is_rejected() {
         b[2] = 0x0c;
         b
     });
-    let e = load_fashion_mnist(dir.path(), Split::Test).unwrap_err().to_string();
+    let e = load_fashion_mnist(dir.path(), Split::Test)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("type code"), "{e}");
     spoiled_copy(dir.path(), |mut b| {
         b[0] = 0x1f;
         b
     });
-    let e = load_fashion_mnist(dir.path(), Split::Test).unwrap_err().to_string();
+    let e = load_fashion_mnist(dir.path(), Split::Test)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("magic"), "{e}");
 }
 
@@ -80,16 +93,31 @@ fn wrong_magic_is_rejected() {
 fn truncated_gzip_stream_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let src = std::fs::read(assets().join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
-    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), &src[..src.len() / 2]).unwrap();
-    std::fs::copy(assets().join("data/fashion-mnist/t10k-images-idx3-ubyte.gz"), dir.path().join("t10k-images-idx3-ubyte.gz")).unwrap();
-    let e = load_fashion_mnist(dir.path(), Split::Test).unwrap_err().to_string();
-    assert!(e.contains("t10k-labels-idx1-ubyte.gz") && e.contains("gzip"), "{e}");
+    std::fs::write(
+        dir.path().join("t10k-labels-idx1-ubyte.gz"),
+        &src[..src.len() / 2],
+    )
+    .unwrap();
+    std::fs::copy(
+        assets().join("data/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+        dir.path().join("t10k-images-idx3-ubyte.gz"),
+    )
+    .unwrap();
+    let e = load_fashion_mnist(dir.path(), Split::Test)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte.gz") && e.contains("gzip"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_missing_asset_says_how_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
-    let e = load_fashion_mnist(dir.path(), Split::Train).unwrap_err().to_string();
+    let e = load_fashion_mnist(dir.path(), Split::Train)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing asset") && e.contains("setup.sh"), "{e}");
 }
 

@@ -1,1 +1,150 @@
-fn main(){}
+//! `make bench`: f32 matmul throughput, training throughput of a small causal transformer
+//! (d_model 256, 4 layers, sequence 128, batch 32) and that step's model FLOP utilisation
+//! (achieved FLOP/s over the measured matmul peak). Criterion does the timing; the summary
+//! table at the end is computed from the same samples.
+
+use criterion::Criterion;
+use pw_nn::burn::module::Module;
+use pw_nn::burn::nn::loss::CrossEntropyLossConfig;
+use pw_nn::burn::optim::GradientsParams;
+use pw_nn::burn::tensor::{Device, Distribution, Int, Tensor};
+use pw_nn::schedule::OptimConfig;
+use pw_nn::transformer::{CausalLm, TransformerConfig};
+use pw_nn::{DeviceKind, device};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Seconds per iteration of each benchmark, from criterion's own samples.
+static SAMPLES: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
+
+fn record(name: &str, iters: u64, d: Duration) -> Duration {
+    SAMPLES
+        .lock()
+        .unwrap()
+        .push((name.to_string(), d.as_secs_f64() / iters as f64));
+    d
+}
+
+/// Median seconds per iteration of `name`.
+fn median(name: &str) -> f64 {
+    let mut v: Vec<f64> = SAMPLES
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, s)| *s)
+        .collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn sync(d: &Device) {
+    d.sync().expect("device sync");
+}
+
+fn bench_matmul(c: &mut Criterion, dev: &Device, n: usize) {
+    let a = Tensor::<2>::random([n, n], Distribution::Default, dev);
+    let b = Tensor::<2>::random([n, n], Distribution::Default, dev);
+    let name = format!("matmul_f32_{n}");
+    let mut g = c.benchmark_group("matmul");
+    g.sample_size(10);
+    g.bench_function(&name, |bencher| {
+        bencher.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                let y = a.clone().matmul(b.clone());
+                sync(dev);
+                std::hint::black_box(y);
+            }
+            record(&name, iters, t.elapsed())
+        })
+    });
+    g.finish();
+}
+
+pub const BENCH_MODEL: TransformerConfig = TransformerConfig {
+    vocab_size: 128,
+    max_len: 128,
+    d_model: 256,
+    n_heads: 4,
+    n_layers: 4,
+    mlp_ratio: 4,
+    causal: true,
+};
+pub const BATCH: usize = 32;
+pub const SEQ: usize = 128;
+
+fn bench_train_step(c: &mut Criterion) {
+    let dev = device(DeviceKind::Cpu, true).unwrap();
+    dev.seed(0);
+    let mut model = Some(CausalLm::new(&BENCH_MODEL, &dev));
+    let mut opt = OptimConfig::default().adamw();
+    let ce = CrossEntropyLossConfig::new().init(&dev);
+    let tokens =
+        Tensor::<2, Int>::random([BATCH, SEQ + 1], Distribution::Uniform(0.0, 127.0), &dev);
+    let x = tokens.clone().narrow(1, 0, SEQ);
+    let y = tokens.narrow(1, 1, SEQ).reshape([BATCH * SEQ]);
+    let mut g = c.benchmark_group("transformer");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.bench_function("train_step_d256_l4_s128_b32", |bencher| {
+        bencher.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                let m = model.take().unwrap();
+                let logits = m
+                    .forward(x.clone())
+                    .reshape([BATCH * SEQ, BENCH_MODEL.vocab_size]);
+                let loss = ce.forward(logits, y.clone());
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                let m = opt.step(1e-4, m, grads);
+                sync(&dev);
+                model = Some(m);
+            }
+            record("train_step", iters, t.elapsed())
+        })
+    });
+    g.finish();
+    let _ = model.map(|m| m.num_params());
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let dev = device(DeviceKind::Cpu, false).unwrap();
+    bench_matmul(&mut c, &dev, 1024);
+    bench_matmul(&mut c, &dev, 2048);
+    bench_train_step(&mut c);
+    c.final_summary();
+
+    let gflops = |n: usize| 2.0 * (n as f64).powi(3) / median(&format!("matmul_f32_{n}")) / 1e9;
+    let (g1, g2) = (gflops(1024), gflops(2048));
+    let peak = g1.max(g2);
+    let step = median("train_step");
+    let step_flops = BENCH_MODEL.train_step_flops(BATCH, SEQ);
+    let achieved = step_flops / step / 1e9;
+    println!();
+    println!("| benchmark                                   | result                |");
+    println!("|---------------------------------------------|-----------------------|");
+    println!("| f32 matmul 1024x1024x1024                   | {g1:>10.1} GFLOP/s     |");
+    println!("| f32 matmul 2048x2048x2048                   | {g2:>10.1} GFLOP/s     |");
+    println!(
+        "| transformer train step (d256 L4 s128 b32)   | {:>10.3} s/step      |",
+        step
+    );
+    println!(
+        "| transformer training throughput             | {:>10.0} tokens/s    |",
+        (BATCH * SEQ) as f64 / step
+    );
+    println!(
+        "| transformer step model FLOPs                | {:>10.1} GFLOP       |",
+        step_flops / 1e9
+    );
+    println!("| transformer achieved                        | {achieved:>10.1} GFLOP/s     |");
+    println!(
+        "| model FLOP utilisation (achieved / peak)    | {:>10.1} %           |",
+        100.0 * achieved / peak
+    );
+    println!("threads: {} (rayon)", rayon::current_num_threads());
+}

@@ -27,20 +27,29 @@ impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let t = param.val();
         let shape = t.dims().to_vec();
-        let values = t.into_data().try_into_vec_as::<f32>().expect("float parameters convert to f32");
+        let values = t
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .expect("float parameters convert to f32");
         self.out.insert(self.path.join("."), (shape, values));
     }
 }
 
 /// Every float parameter of `module` by its path.
 pub fn module_tensors<M: Module>(module: &M) -> NamedTensors {
-    let mut c = Collect { path: Vec::new(), out: BTreeMap::new() };
+    let mut c = Collect {
+        path: Vec::new(),
+        out: BTreeMap::new(),
+    };
     module.visit(&mut c);
     c.out
 }
 
 /// Serialises named tensors to safetensors bytes, with optional string metadata.
-pub fn to_safetensors_bytes(tensors: &NamedTensors, metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+pub fn to_safetensors_bytes(
+    tensors: &NamedTensors,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(name, (shape, values))| {
@@ -53,23 +62,45 @@ pub fn to_safetensors_bytes(tensors: &NamedTensors, metadata: Option<HashMap<Str
 }
 
 /// Writes `tensors` to `path` atomically.
-pub fn save_tensors(path: &Path, tensors: &NamedTensors, metadata: Option<HashMap<String, String>>) -> Result<()> {
+pub fn save_tensors(
+    path: &Path,
+    tensors: &NamedTensors,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
     pw_core::write_atomic(path, &to_safetensors_bytes(tensors, metadata)?)
 }
 
 /// Reads every tensor of a safetensors file as f32 (F32, F16, BF16 and F64 are converted).
 pub fn load_tensors(path: &Path) -> Result<NamedTensors> {
     let bytes = std::fs::read(path).at(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::invalid(path, format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::invalid(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-            Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            Dtype::F16 => data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
-            Dtype::BF16 => data.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
-            other => return Err(Error::invalid(path, format!("tensor {name}: dtype {other:?} is not a float type"))),
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .collect(),
+            other => {
+                return Err(Error::invalid(
+                    path,
+                    format!("tensor {name}: dtype {other:?} is not a float type"),
+                ));
+            }
         };
         out.insert(name, (view.shape().to_vec(), values));
     }
@@ -120,7 +151,9 @@ impl ModuleMapper for Assign<'_> {
         };
         let want = param.lazy_shape().dims::<D>().to_vec();
         if *shape != want {
-            self.errors.push(format!("tensor {name} has shape {shape:?}, the model expects {want:?}"));
+            self.errors.push(format!(
+                "tensor {name} has shape {shape:?}, the model expects {want:?}"
+            ));
             return param;
         }
         self.used += 1;
@@ -134,16 +167,32 @@ impl ModuleMapper for Assign<'_> {
 /// Loads `tensors` into `module` by path. Missing tensors, wrong shapes and unused tensors are
 /// errors naming `source` and the tensor.
 pub fn assign_tensors<M: Module>(module: M, tensors: &NamedTensors, source: &Path) -> Result<M> {
-    let mut a = Assign { path: Vec::new(), tensors, used: 0, errors: Vec::new() };
+    let mut a = Assign {
+        path: Vec::new(),
+        tensors,
+        used: 0,
+        errors: Vec::new(),
+    };
     let module = module.map(&mut a);
     if let Some(e) = a.errors.first() {
-        let more = if a.errors.len() > 1 { format!(" (and {} more)", a.errors.len() - 1) } else { String::new() };
+        let more = if a.errors.len() > 1 {
+            format!(" (and {} more)", a.errors.len() - 1)
+        } else {
+            String::new()
+        };
         return Err(Error::invalid(source, format!("{e}{more}")));
     }
     if a.used != tensors.len() {
         let known = module_tensors(&module);
-        let extra: Vec<&String> = tensors.keys().filter(|k| !known.contains_key(*k)).take(3).collect();
-        return Err(Error::invalid(source, format!("holds tensors the model does not have: {extra:?}")));
+        let extra: Vec<&String> = tensors
+            .keys()
+            .filter(|k| !known.contains_key(*k))
+            .take(3)
+            .collect();
+        return Err(Error::invalid(
+            source,
+            format!("holds tensors the model does not have: {extra:?}"),
+        ));
     }
     Ok(module)
 }

@@ -14,7 +14,9 @@ pub struct ClassifierHead {
 
 impl ClassifierHead {
     pub fn new(d_model: usize, n_classes: usize, device: &Device) -> Self {
-        ClassifierHead { linear: LinearConfig::new(d_model, n_classes).init(device) }
+        ClassifierHead {
+            linear: LinearConfig::new(d_model, n_classes).init(device),
+        }
     }
 
     /// `hidden`: [b, t, d]; `keep`: [b, t] with 1.0 for real tokens, 0.0 for padding.
@@ -42,7 +44,9 @@ pub struct ValueHead {
 
 impl ValueHead {
     pub fn new(d_model: usize, device: &Device) -> Self {
-        ValueHead { linear: LinearConfig::new(d_model, 1).init(device) }
+        ValueHead {
+            linear: LinearConfig::new(d_model, 1).init(device),
+        }
     }
 
     /// Logits [b, t] (apply `sigmoid` for probabilities).

@@ -40,7 +40,9 @@ pub fn device(kind: DeviceKind, autodiff: bool) -> pw_core::Result<Device> {
         DeviceKind::Cuda => Device::cuda(0),
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => {
-            return Err(pw_core::Error::Other("this build has no CUDA support: rebuild with `--features cuda`".into()));
+            return Err(pw_core::Error::Other(
+                "this build has no CUDA support: rebuild with `--features cuda`".into(),
+            ));
         }
     };
     Ok(if autodiff { d.autodiff() } else { d })

@@ -19,7 +19,15 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        OptimConfig { lr: 3e-4, warmup_steps: 100, min_lr_ratio: 0.1, weight_decay: 0.01, beta_1: 0.9, beta_2: 0.95, grad_clip: Some(1.0) }
+        OptimConfig {
+            lr: 3e-4,
+            warmup_steps: 100,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.01,
+            beta_1: 0.9,
+            beta_2: 0.95,
+            grad_clip: Some(1.0),
+        }
     }
 }
 
@@ -52,7 +60,12 @@ mod tests {
 
     #[test]
     fn warmup_rises_linearly_then_cosine_falls_to_the_floor() {
-        let c = OptimConfig { lr: 1.0, warmup_steps: 10, min_lr_ratio: 0.1, ..Default::default() };
+        let c = OptimConfig {
+            lr: 1.0,
+            warmup_steps: 10,
+            min_lr_ratio: 0.1,
+            ..Default::default()
+        };
         assert!((c.lr_at(0, 110) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(9, 110) - 1.0).abs() < 1e-12);
         assert!((c.lr_at(10, 110) - 1.0).abs() < 1e-12);

@@ -24,20 +24,33 @@ pub struct CharTokenizer {
 impl CharTokenizer {
     /// Builds a vocabulary from every character of `corpus` (sorted, so the ids do not depend
     /// on the order of the corpus) plus the standard and `extra_specials` tokens.
-    pub fn from_corpus<'a>(corpus: impl IntoIterator<Item = &'a str>, extra_specials: &[&str]) -> Self {
+    pub fn from_corpus<'a>(
+        corpus: impl IntoIterator<Item = &'a str>,
+        extra_specials: &[&str],
+    ) -> Self {
         let mut chars: Vec<char> = corpus.into_iter().flat_map(|s| s.chars()).collect();
         chars.sort_unstable();
         chars.dedup();
-        let mut specials: Vec<String> = [PAD, BOS, EOS, UNK].iter().map(|s| s.to_string()).collect();
+        let mut specials: Vec<String> =
+            [PAD, BOS, EOS, UNK].iter().map(|s| s.to_string()).collect();
         specials.extend(extra_specials.iter().map(|s| s.to_string()));
-        let mut t = CharTokenizer { specials, chars, char_ids: HashMap::new() };
+        let mut t = CharTokenizer {
+            specials,
+            chars,
+            char_ids: HashMap::new(),
+        };
         t.index();
         t
     }
 
     fn index(&mut self) {
         let base = self.specials.len() as u32;
-        self.char_ids = self.chars.iter().enumerate().map(|(i, &c)| (c, base + i as u32)).collect();
+        self.char_ids = self
+            .chars
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (c, base + i as u32))
+            .collect();
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -45,7 +58,10 @@ impl CharTokenizer {
     }
 
     pub fn special_id(&self, name: &str) -> Option<u32> {
-        self.specials.iter().position(|s| s == name).map(|i| i as u32)
+        self.specials
+            .iter()
+            .position(|s| s == name)
+            .map(|i| i as u32)
     }
     pub fn pad_id(&self) -> u32 {
         0
@@ -100,9 +116,13 @@ impl CharTokenizer {
 
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).at(path)?;
-        let mut t: CharTokenizer = serde_json::from_slice(&bytes).map_err(|e| Error::invalid(path, format!("not a tokenizer file: {e}")))?;
+        let mut t: CharTokenizer = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(path, format!("not a tokenizer file: {e}")))?;
         if t.specials.len() < 4 || t.specials[..4] != [PAD, BOS, EOS, UNK] {
-            return Err(Error::invalid(path, "tokenizer must start with <pad>, <bos>, <eos>, <unk>"));
+            return Err(Error::invalid(
+                path,
+                "tokenizer must start with <pad>, <bos>, <eos>, <unk>",
+            ));
         }
         t.index();
         Ok(t)
@@ -138,6 +158,11 @@ mod tests {
         let u = CharTokenizer::load(&p).unwrap();
         assert_eq!(t.encode("hole[BAD]"), u.encode("hole[BAD]"));
         std::fs::write(&p, "{}").unwrap();
-        assert!(CharTokenizer::load(&p).unwrap_err().to_string().contains("tok.json"));
+        assert!(
+            CharTokenizer::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("tok.json")
+        );
     }
 }

@@ -53,7 +53,13 @@ pub fn train_loop<M: Module>(
         model = opt.step(lr, model, grads);
         bar.inc(1);
         if let Some(loss) = loss_value {
-            let entry = StepLog { step, loss, lr, items, elapsed_s: t0.elapsed().as_secs_f64() };
+            let entry = StepLog {
+                step,
+                loss,
+                lr,
+                items,
+                elapsed_s: t0.elapsed().as_secs_f64(),
+            };
             bar.set_message(format!("loss {loss:.4}"));
             tracing::debug!(step, loss, lr, "{label}");
             items = 0;

@@ -27,7 +27,15 @@ pub struct TransformerConfig {
 
 impl Default for TransformerConfig {
     fn default() -> Self {
-        TransformerConfig { vocab_size: 128, max_len: 128, d_model: 256, n_heads: 4, n_layers: 4, mlp_ratio: 4, causal: true }
+        TransformerConfig {
+            vocab_size: 128,
+            max_len: 128,
+            d_model: 256,
+            n_heads: 4,
+            n_layers: 4,
+            mlp_ratio: 4,
+            causal: true,
+        }
     }
 }
 
@@ -56,7 +64,10 @@ pub struct SelfAttention {
 
 impl SelfAttention {
     pub fn new(d_model: usize, n_heads: usize, causal: bool, device: &Device) -> Self {
-        assert!(d_model % n_heads == 0, "d_model {d_model} is not divisible by n_heads {n_heads}");
+        assert!(
+            d_model.is_multiple_of(n_heads),
+            "d_model {d_model} is not divisible by n_heads {n_heads}"
+        );
         SelfAttention {
             qkv: LinearConfig::new(d_model, 3 * d_model).init(device),
             proj: LinearConfig::new(d_model, d_model).init(device),
@@ -71,10 +82,19 @@ impl SelfAttention {
         let h = self.n_heads;
         let qkv = self.qkv.forward(x).reshape([b, t, 3, h, d / h]);
         // [b, t, 3, h, dh] -> three [b, h, t, dh]
-        let split = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, t, h, d / h]).swap_dims(1, 2);
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i, 1)
+                .reshape([b, t, h, d / h])
+                .swap_dims(1, 2)
+        };
         let (q, k, v) = (split(0), split(1), split(2));
         let mask = pad.map(|p| p.reshape([b, 1, 1, t]).expand([b, h, t, t]));
-        let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: self.causal };
+        let opts = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: self.causal,
+        };
         let y = attention(q, k, v, mask, None, opts);
         self.proj.forward(y.swap_dims(1, 2).reshape([b, t, d]))
     }
@@ -146,9 +166,15 @@ impl Transformer {
     /// `tokens`: [batch, seq] -> hidden states [batch, seq, d_model].
     pub fn forward(&self, tokens: Tensor<2, Int>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let [b, t] = tokens.dims();
-        assert!(t <= self.max_len, "sequence length {t} exceeds the model's max_len {}", self.max_len);
+        assert!(
+            t <= self.max_len,
+            "sequence length {t} exceeds the model's max_len {}",
+            self.max_len
+        );
         let device = tokens.device();
-        let positions = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]).expand([b, t]);
+        let positions = Tensor::<1, Int>::arange(0..t as i64, &device)
+            .reshape([1, t])
+            .expand([b, t]);
         let mut x = self.tok.forward(tokens) + self.pos.forward(positions);
         for block in &self.blocks {
             x = block.forward(x, pad.clone());
@@ -166,10 +192,15 @@ pub struct CausalLm {
 
 impl CausalLm {
     pub fn new(cfg: &TransformerConfig, device: &Device) -> Self {
-        let cfg = TransformerConfig { causal: true, ..*cfg };
+        let cfg = TransformerConfig {
+            causal: true,
+            ..*cfg
+        };
         CausalLm {
             trunk: Transformer::new(&cfg, device),
-            head: LinearConfig::new(cfg.d_model, cfg.vocab_size).with_bias(false).init(device),
+            head: LinearConfig::new(cfg.d_model, cfg.vocab_size)
+                .with_bias(false)
+                .init(device),
         }
     }
 

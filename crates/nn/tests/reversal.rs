@@ -28,7 +28,15 @@ fn batch(rng: &mut impl Rng, n: usize, device: &Device) -> (Tensor<2, Int>, Tens
 }
 
 fn cfg() -> TransformerConfig {
-    TransformerConfig { vocab_size: 11, max_len: SEQ, d_model: 64, n_heads: 4, n_layers: 2, mlp_ratio: 4, causal: true }
+    TransformerConfig {
+        vocab_size: 11,
+        max_len: SEQ,
+        d_model: 64,
+        n_heads: 4,
+        n_layers: 2,
+        mlp_ratio: 4,
+        causal: true,
+    }
 }
 
 /// Accuracy on the reversed half only (positions whose target is an output digit).
@@ -48,7 +56,14 @@ fn causal_transformer_learns_sequence_reversal() {
     let dev = device(DeviceKind::Cpu, true).unwrap();
     let mut rng = seed_everything(&dev, 7);
     let model = CausalLm::new(&cfg(), &dev);
-    let optim = OptimConfig { lr: 3e-3, warmup_steps: 50, min_lr_ratio: 0.05, weight_decay: 0.0, grad_clip: Some(1.0), ..Default::default() };
+    let optim = OptimConfig {
+        lr: 3e-3,
+        warmup_steps: 50,
+        min_lr_ratio: 0.05,
+        weight_decay: 0.0,
+        grad_clip: Some(1.0),
+        ..Default::default()
+    };
     let ce = pw_nn::burn::nn::loss::CrossEntropyLossConfig::new().init(&dev);
     let steps = 800;
     let (model, logs) = train_loop(
@@ -61,7 +76,10 @@ fn causal_transformer_learns_sequence_reversal() {
             let (x, y) = batch(&mut rng, 64, &dev);
             let [b, t] = x.dims();
             let logits = m.forward(x).reshape([b * t, 11]);
-            StepOutput { loss: ce.forward(logits, y.reshape([b * t])), items: b * t }
+            StepOutput {
+                loss: ce.forward(logits, y.reshape([b * t])),
+                items: b * t,
+            }
         },
         |_| true,
     );
@@ -71,7 +89,10 @@ fn causal_transformer_learns_sequence_reversal() {
     let model = pw_nn::burn::module::Module::valid(&model);
     let (x, y) = batch(&mut rng, 512, &eval_dev);
     let acc = reversal_accuracy(&model, x.clone(), y.clone());
-    eprintln!("reversal token accuracy {acc:.4} after {steps} steps, final loss {:.4}", logs.last().unwrap().loss);
+    eprintln!(
+        "reversal token accuracy {acc:.4} after {steps} steps, final loss {:.4}",
+        logs.last().unwrap().loss
+    );
     assert!(acc >= 0.99, "token accuracy {acc:.4} < 0.99");
 
     // The checkpoint round-trips: a fresh model loaded from it predicts identically.
@@ -80,8 +101,16 @@ fn causal_transformer_learns_sequence_reversal() {
     save_module(&model, &path).unwrap();
     let fresh = CausalLm::new(&cfg(), &eval_dev);
     let loaded = load_module(fresh, &path).unwrap();
-    let a = model.forward(x.clone()).into_data().try_into_vec_as::<f32>().unwrap();
-    let b = loaded.forward(x).into_data().try_into_vec_as::<f32>().unwrap();
+    let a = model
+        .forward(x.clone())
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    let b = loaded
+        .forward(x)
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap();
     assert_eq!(a, b);
 }
 
@@ -91,10 +120,20 @@ fn loading_a_checkpoint_of_another_shape_names_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("small.safetensors");
     save_module(&CausalLm::new(&cfg(), &dev), &path).unwrap();
-    let bigger = TransformerConfig { d_model: 32, ..cfg() };
-    let err = load_module(CausalLm::new(&bigger, &dev), &path).unwrap_err().to_string();
-    assert!(err.contains("small.safetensors") && err.contains("shape"), "{err}");
+    let bigger = TransformerConfig {
+        d_model: 32,
+        ..cfg()
+    };
+    let err = load_module(CausalLm::new(&bigger, &dev), &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("small.safetensors") && err.contains("shape"),
+        "{err}"
+    );
     std::fs::write(&path, b"not a safetensors file").unwrap();
-    let err = load_module(CausalLm::new(&cfg(), &dev), &path).unwrap_err().to_string();
+    let err = load_module(CausalLm::new(&cfg(), &dev), &path)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a valid safetensors"), "{err}");
 }

@@ -1,1 +1,300 @@
-fn main(){}
+//! The `paperworks` binary: clap wiring only. Every capability lives in a library crate.
+
+use clap::{Args, Parser, Subcommand};
+use pw_core::{Error, Result, RunDir, Size};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod registry;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Seven recent ML research systems as one offline toolkit: each reproduces its paper's central
+/// claim in miniature on a laptop, and runs the same code on your own data, models and GPUs.
+///
+/// Every command writes under a run directory (--run-dir): manifest.json (command, config, seed,
+/// revision, times), metrics.json, stage outputs and report.md / report.html. Re-running into
+/// the same directory resumes; --fresh starts over.
+#[derive(Parser, Debug)]
+#[command(
+    name = "paperworks",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+struct Global {
+    /// Run directory for outputs (default: runs/<command>).
+    #[arg(long, global = true, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+    /// Seed for every random choice of the run.
+    #[arg(long, global = true, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads for CPU kernels (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    /// No progress bars and only warnings and errors on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// TOML file with the full configuration; command-line flags override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Clear the run directory's earlier outputs instead of resuming.
+    #[arg(long, global = true)]
+    fresh: bool,
+    /// Where scripts/setup.sh put the offline assets.
+    #[arg(
+        long,
+        global = true,
+        env = "PAPERWORKS_ASSETS",
+        default_value = "assets",
+        value_name = "DIR"
+    )]
+    assets: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the registered paper reproductions and write one combined report.
+    ///
+    /// Each system trains and evaluates its paper's method on data that ships with the project,
+    /// states the paper's claims with the paper's figures beside what it measured, and says for
+    /// each claim whether it held. The report is <run-dir>/report.md and report.html.
+    Reproduce(ReproduceArgs),
+    /// List the offline assets and check them against assets/SHA256SUMS.
+    ///
+    /// Exits non-zero when an asset is missing or (with --verify) does not match its checksum.
+    /// `scripts/setup.sh` fetches them.
+    Assets(AssetsArgs),
+}
+
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+struct ReproduceArgs {
+    /// Run only these systems (comma-separated names from --list).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    only: Vec<String>,
+    /// Minutes on a 2-core CPU (the default).
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// The larger size that shows the effects clearly.
+    #[arg(long)]
+    full: bool,
+    /// List the registered reproductions and their claims, and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct AssetsArgs {
+    /// Hash every asset (slower: about a second per 300 MB).
+    #[arg(long)]
+    verify: bool,
+}
+
+/// What `--config` may hold: a table per command, same names as the flags.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    seed: Option<u64>,
+    threads: Option<usize>,
+    #[serde(default)]
+    reproduce: ReproduceConfig,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ReproduceConfig {
+    only: Option<Vec<String>>,
+    size: Option<Size>,
+}
+
+fn load_config(path: &Path) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let reason = match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].lines().count().max(1);
+                format!("line {line}: {}", e.message())
+            }
+            None => e.message().to_string(),
+        };
+        Error::Config {
+            path: path.into(),
+            reason,
+        }
+    })
+}
+
+fn versions() -> BTreeMap<String, String> {
+    [
+        ("paperworks", env!("CARGO_PKG_VERSION")),
+        ("burn", "0.22.1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAPERWORKS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn reproduce(g: &Global, args: &ReproduceArgs, cfg: &ConfigFile) -> Result<()> {
+    let all = registry::reproductions();
+    if args.list {
+        if all.is_empty() {
+            println!("No reproduction is registered in this build yet.");
+        }
+        for r in &all {
+            println!("{:<12} {}", r.name(), r.title());
+            for c in r.claims() {
+                println!("    - {} (paper: {})", c.text, c.paper_figure);
+            }
+        }
+        return Ok(());
+    }
+    let size = if args.full {
+        Size::Full
+    } else if args.quick {
+        Size::Quick
+    } else {
+        cfg.reproduce.size.unwrap_or(Size::Quick)
+    };
+    let only: Vec<String> = if args.only.is_empty() {
+        cfg.reproduce.only.clone().unwrap_or_default()
+    } else {
+        args.only.clone()
+    };
+    for name in &only {
+        if !all.iter().any(|r| r.name() == name) {
+            let known: Vec<&str> = all.iter().map(|r| r.name()).collect();
+            return Err(Error::Other(format!(
+                "--only {name}: no such reproduction (registered: {})",
+                if known.is_empty() {
+                    "none yet".into()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+    }
+    let selected: Vec<&dyn pw_core::Reproduction> = all
+        .iter()
+        .filter(|r| only.is_empty() || only.iter().any(|o| o == r.name()))
+        .map(|r| r.as_ref())
+        .collect();
+    let root = g
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/reproduce"));
+    let effective = serde_json::json!({ "global": g, "reproduce": { "only": only, "size": size } });
+    let mut run = RunDir::open(
+        &root,
+        std::env::args().collect(),
+        effective,
+        g.seed,
+        versions(),
+        g.fresh,
+    )?;
+    let result = pw_core::run_reproductions(&run, &selected, size, g.assets.clone(), g.seed);
+    run.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()))?;
+    result?;
+    println!("report: {}", root.join("report.md").display());
+    println!("        {}", root.join("report.html").display());
+    Ok(())
+}
+
+fn assets(g: &Global, args: &AssetsArgs) -> Result<()> {
+    use pw_data::assets::{AssetState, check_assets};
+    let list = check_assets(&g.assets, args.verify)?;
+    let mut bad = Vec::new();
+    for a in &list {
+        let size = a
+            .size
+            .map(|s| format!("{:.1} MB", s as f64 / 1e6))
+            .unwrap_or_default();
+        let state = match &a.state {
+            AssetState::Ok => "ok (sha256 verified)".to_string(),
+            AssetState::Present => "present".to_string(),
+            AssetState::Missing => {
+                bad.push(a.rel.clone());
+                "MISSING".to_string()
+            }
+            AssetState::Mismatch { actual } => {
+                bad.push(a.rel.clone());
+                format!("CHECKSUM MISMATCH (got {}…)", &actual[..12])
+            }
+        };
+        println!("{:<44} {:>10}  {state}", a.rel, size);
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::MissingAsset {
+            path: g.assets.join(&bad[0]),
+            hint: format!(
+                "{} asset(s) missing or corrupt; run scripts/setup.sh",
+                bad.len()
+            ),
+        })
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cfg = match &cli.global.config {
+        Some(p) => load_config(p)?,
+        None => ConfigFile::default(),
+    };
+    let mut g = cli.global.clone();
+    if let (Some(seed), 0) = (cfg.seed, g.seed) {
+        g.seed = seed;
+    }
+    let threads = g.threads.or(cfg.threads);
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(Error::Other("--threads must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::Other(format!("--threads: {e}")))?;
+    }
+    match &cli.command {
+        Command::Reproduce(a) => reproduce(&g, a, &cfg),
+        Command::Assets(a) => assets(&g, a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    pw_core::progress::set_quiet(cli.global.quiet);
+    init_logging(cli.global.quiet);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", pw_core::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

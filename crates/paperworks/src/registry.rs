@@ -1,0 +1,8 @@
+//! The reproductions this build contains. A paper crate adds its `Reproduction` here when it
+//! lands; only systems that really exist are listed.
+
+use pw_core::Reproduction;
+
+pub fn reproductions() -> Vec<Box<dyn Reproduction>> {
+    Vec::new()
+}
