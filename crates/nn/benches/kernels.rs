@@ -111,6 +111,7 @@ fn bench_train_step(c: &mut Criterion) {
 }
 
 fn main() {
+    pw_nn::alloc::tune_mimalloc_for_tensors();
     let mut c = Criterion::default().configure_from_args();
     let dev = device(DeviceKind::Cpu, false).unwrap();
     bench_matmul(&mut c, &dev, 1024);

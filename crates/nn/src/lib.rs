@@ -11,7 +11,9 @@
 //! Devices: [`device`] gives the CPU (flex, rayon) device, or CUDA with the `cuda` feature.
 //! [`seed_everything`] makes initialisation and sampling deterministic.
 
+pub mod alloc;
 pub mod checkpoint;
+pub mod fused;
 pub mod heads;
 pub mod schedule;
 pub mod tokenizer;

@@ -4,9 +4,9 @@
 //! the past) and a bidirectional encoder block (with an optional key-padding mask). Attention
 //! goes through burn's `attention` op, so a backend with a fused kernel uses it.
 
+use crate::fused::gelu;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};

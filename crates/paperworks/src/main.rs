@@ -287,6 +287,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    pw_nn::alloc::tune_mimalloc_for_tensors();
     let cli = Cli::parse();
     pw_core::progress::set_quiet(cli.global.quiet);
     init_logging(cli.global.quiet);
