@@ -119,10 +119,14 @@ fn main() {
     bench_train_step(&mut c);
     c.final_summary();
 
-    let gflops = |n: usize| 2.0 * (n as f64).powi(3) / median(&format!("matmul_f32_{n}")) / 1e9;
-    let (g1, g2) = (gflops(1024), gflops(2048));
+    let gflops =
+        |n: usize| median(&format!("matmul_f32_{n}")).map(|s| 2.0 * (n as f64).powi(3) / s / 1e9);
+    let (Some(g1), Some(g2), Some(step)) = (gflops(1024), gflops(2048), median("train_step"))
+    else {
+        println!("(summary table needs all three benchmarks; run `make bench` without a filter)");
+        return;
+    };
     let peak = g1.max(g2);
-    let step = median("train_step");
     let step_flops = BENCH_MODEL.train_step_flops(BATCH, SEQ);
     let achieved = step_flops / step / 1e9;
     println!();
@@ -130,10 +134,7 @@ fn main() {
     println!("|---------------------------------------------|-----------------------|");
     println!("| f32 matmul 1024x1024x1024                   | {g1:>10.1} GFLOP/s     |");
     println!("| f32 matmul 2048x2048x2048                   | {g2:>10.1} GFLOP/s     |");
-    println!(
-        "| transformer train step (d256 L4 s128 b32)   | {:>10.3} s/step      |",
-        step
-    );
+    println!("| transformer train step (d256 L4 s128 b32)   | {step:>10.3} s/step      |");
     println!(
         "| transformer training throughput             | {:>10.0} tokens/s    |",
         (BATCH * SEQ) as f64 / step
