@@ -28,8 +28,9 @@ fn record(name: &str, iters: u64, d: Duration) -> Duration {
     d
 }
 
-/// Median seconds per iteration of `name`.
-fn median(name: &str) -> f64 {
+/// Median seconds per iteration of `name`; `None` when it did not run (filtered out, or
+/// criterion's `--profile-time` mode).
+fn median(name: &str) -> Option<f64> {
     let mut v: Vec<f64> = SAMPLES
         .lock()
         .unwrap()
@@ -38,7 +39,7 @@ fn median(name: &str) -> f64 {
         .map(|(_, s)| *s)
         .collect();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied()
 }
 
 fn sync(d: &Device) {

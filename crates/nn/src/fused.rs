@@ -37,6 +37,27 @@ pub trait FusedOps: Backend {
         composed_gelu_backward::<Self>(x, grad)
     }
 
+    /// Layer norm over the last dim: `(x - mean) / sqrt(var + eps) * gamma + beta`.
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm_op(x, gamma, beta, eps)
+    }
+
+    /// Gradients of [`layer_norm`] for upstream gradient `dy`, packed as one [n + 2, d] tensor:
+    /// rows 0..n are dx (x flattened to [n, d]), row n is dgamma, row n + 1 is dbeta.
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        composed_layer_norm_backward::<Self>(x, gamma, dy, eps)
+    }
+
     /// Causal attention `softmax(q kᵀ * scale, causal) v` over [b, h, t, d] tensors.
     fn causal_attention(
         q: FloatTensor<Self>,
@@ -68,6 +89,46 @@ pub trait FusedOps: Backend {
 fn composed_cdf<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     let e = B::float_erf(B::float_mul_scalar(x, (SQRT_1_2 as f64).into()));
     B::float_mul_scalar(B::float_add_scalar(e, 1.0f64.into()), 0.5f64.into())
+}
+
+trait LayerNormOp: Backend {
+    fn layer_norm_op(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        <Self as burn::backend::ops::ModuleOps<Self>>::layer_norm(x, gamma, Some(beta), eps as f64)
+    }
+}
+impl<B: Backend> LayerNormOp for B {}
+
+fn composed_layer_norm_backward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    dy: FloatTensor<B>,
+    eps: f32,
+) -> FloatTensor<B> {
+    let dims = x.shape();
+    let d = dims[dims.num_dims() - 1];
+    let n = dims.num_elements() / d;
+    let x = B::float_reshape(x, [n, d].into());
+    let dy = B::float_reshape(dy, [n, d].into());
+    let mean = B::float_mean_dim(x.clone(), 1);
+    let centered = B::float_sub(x, mean);
+    let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), 1);
+    let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(var, (eps as f64).into())));
+    let xhat = B::float_mul(centered, rstd.clone());
+    let g = B::float_mul(dy.clone(), B::float_reshape(gamma, [1, d].into()));
+    let mean_g = B::float_mean_dim(g.clone(), 1);
+    let mean_gx = B::float_mean_dim(B::float_mul(g.clone(), xhat.clone()), 1);
+    let dx = B::float_mul(
+        rstd,
+        B::float_sub(B::float_sub(g, mean_g), B::float_mul(xhat.clone(), mean_gx)),
+    );
+    let dgamma = B::float_sum_dim(B::float_mul(dy.clone(), xhat), 0);
+    let dbeta = B::float_sum_dim(dy, 0);
+    B::float_cat(vec![dx, dgamma, dbeta], 0)
 }
 
 fn composed_causal_softmax<B: Backend>(scores: FloatTensor<B>, scale: f32) -> FloatTensor<B> {
@@ -188,6 +249,37 @@ multiversion!(gelu_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32]) {
     }
 });
 
+/// One row of the layer-norm backward; accumulates this row's share of dgamma and dbeta.
+fn layer_norm_backward_row(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    eps: f32,
+) {
+    let d = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / d;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    let rstd = 1.0 / (var + eps).sqrt();
+    let (mut mean_g, mut mean_gx) = (0f32, 0f32);
+    for ((&xv, &dv), &gv) in x.iter().zip(dy).zip(gamma) {
+        let xhat = (xv - mean) * rstd;
+        let g = dv * gv;
+        mean_g += g;
+        mean_gx += g * xhat;
+    }
+    mean_g /= d;
+    mean_gx /= d;
+    for (i, ((&xv, &dv), &gv)) in x.iter().zip(dy).zip(gamma).enumerate() {
+        let xhat = (xv - mean) * rstd;
+        dx[i] = rstd * (dv * gv - mean_g - xhat * mean_gx);
+        dgamma[i] += dv * xhat;
+        dbeta[i] += dv;
+    }
+}
+
 /// Causal softmax of one [t, t] score matrix: row i sees columns 0..=i; the rest are 0.
 fn causal_softmax_matrix(src: &[f32], out: &mut [f32], t: usize, scale: f32) {
     for i in 0..t {
@@ -275,6 +367,52 @@ impl FusedOps for Flex {
         flex_from_vec(out, &x)
     }
 
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        let (Some(xc), Some(gc), Some(dc)) = (
+            contiguous_f32(&x),
+            contiguous_f32(&gamma),
+            contiguous_f32(&dy),
+        ) else {
+            return composed_layer_norm_backward::<Self>(x, gamma, dy, eps);
+        };
+        let (xs, gs, ds) = (
+            xc.as_slice::<f32>().expect("f32"),
+            gc.as_slice::<f32>().expect("f32"),
+            dc.as_slice::<f32>().expect("f32"),
+        );
+        let d = gs.len();
+        let n = xs.len() / d;
+        let mut out = vec![0f32; (n + 2) * d];
+        let (dx, params) = out.split_at_mut(n * d);
+        const ROWS: usize = 64;
+        let (dgamma, dbeta) = dx
+            .par_chunks_mut(ROWS * d)
+            .zip(xs.par_chunks(ROWS * d).zip(ds.par_chunks(ROWS * d)))
+            .map(|(o, (xr, dr))| {
+                let mut acc = (vec![0f32; d], vec![0f32; d]);
+                for ((o, xrow), drow) in o.chunks_mut(d).zip(xr.chunks(d)).zip(dr.chunks(d)) {
+                    layer_norm_backward_row(xrow, drow, gs, o, &mut acc.0, &mut acc.1, eps);
+                }
+                acc
+            })
+            .reduce(
+                || (vec![0f32; d], vec![0f32; d]),
+                |mut a, b| {
+                    a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
+                    a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        params[..d].copy_from_slice(&dgamma);
+        params[d..].copy_from_slice(&dbeta);
+        FlexTensor::from_data(TensorData::new(out, [n + 2, d]))
+    }
+
     fn causal_softmax(scores: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
         let Some(s) = contiguous_f32(&scores) else {
             return composed_causal_softmax::<Self>(scores, scale);
@@ -348,6 +486,36 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        match LayerNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
+                let out = <B as FusedOps>::layer_norm(
+                    x.clone(),
+                    gamma.clone(),
+                    beta.into_primitive(),
+                    eps,
+                );
+                prep.finish((x, gamma, eps), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<B as FusedOps>::layer_norm(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                eps,
+            )),
+        }
+    }
+
     fn causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -377,6 +545,22 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 }
 
+/// Layer norm of `x` over its last dim with a burn `LayerNorm`'s parameters (epsilon 1e-5, the
+/// `LayerNormConfig` default), as one fused autodiff node.
+pub fn layer_norm<const D: usize>(ln: &burn::nn::LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    let gamma = ln.gamma.val();
+    let beta = match &ln.beta {
+        Some(b) => b.val(),
+        None => Tensor::zeros(gamma.shape(), &gamma.device()),
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::layer_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        1e-5,
+    ))
+}
+
 /// Causal attention over [batch, heads, seq, head_dim] tensors with scale 1/sqrt(head_dim).
 pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     let scale = 1.0 / (q.dims()[3] as f32).sqrt();
@@ -399,6 +583,42 @@ fn causal_attention_impl<B: Backend + FusedOps>(
     let scores = B::float_matmul(q, B::float_swap_dims(k, 2, 3));
     let p = <B as FusedOps>::causal_softmax(scores, scale);
     (B::float_matmul(p.clone(), v), p)
+}
+
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl<B: Backend + FusedOps> Backward<B, 3> for LayerNormBackward {
+    /// x, gamma, epsilon.
+    type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, f32);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, gamma, eps) = ops.state;
+        let dy = grads.consume::<B>(&ops.node);
+        let shape = x.shape();
+        let d = shape[shape.num_dims() - 1];
+        let n = shape.num_elements() / d;
+        let packed = <B as FusedOps>::layer_norm_backward(x, gamma, dy, eps);
+        let rows = |start: usize, len: usize| {
+            B::float_slice(
+                packed.clone(),
+                &[
+                    burn::tensor::Slice::new(start as isize, Some((start + len) as isize), 1),
+                    burn::tensor::Slice::from(..),
+                ],
+            )
+        };
+        let [px, pg, pb] = ops.parents;
+        if let Some(node) = px {
+            grads.register::<B>(node.id, B::float_reshape(rows(0, n), shape));
+        }
+        if let Some(node) = pg {
+            grads.register::<B>(node.id, B::float_reshape(rows(n, 1), [d].into()));
+        }
+        if let Some(node) = pb {
+            grads.register::<B>(node.id, B::float_reshape(rows(n + 1, 1), [d].into()));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -556,5 +776,67 @@ mod tests {
             1e-5,
             "plain-device output",
         );
+    }
+
+    #[test]
+    fn fused_layer_norm_matches_burn_layer_norm_forward_and_backward() {
+        use burn::nn::LayerNormConfig;
+        use burn::tensor::{Device, Distribution};
+        let dev = Device::flex().autodiff();
+        let mut ln = LayerNormConfig::new(24).init(&dev);
+        // Non-trivial gamma/beta so their gradients are tested too.
+        ln.gamma = burn::module::Param::from_tensor(Tensor::<1>::random(
+            [24],
+            Distribution::Normal(1.0, 0.5),
+            &dev,
+        ));
+        ln.beta = Some(burn::module::Param::from_tensor(Tensor::<1>::random(
+            [24],
+            Distribution::Normal(0.0, 0.5),
+            &dev,
+        )));
+        let x =
+            Tensor::<3>::random([5, 70, 24], Distribution::Normal(0.5, 2.0), &dev).require_grad();
+        let w = Tensor::<3>::random([5, 70, 24], Distribution::Default, &dev);
+        let fused = layer_norm(&ln, x.clone());
+        let plain = ln.forward(x.clone());
+        let diff = |a: Tensor<3>, b: Tensor<3>| {
+            let a = a.into_data().try_into_vec_as::<f32>().unwrap();
+            let b = b.into_data().try_into_vec_as::<f32>().unwrap();
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+        };
+        assert!(diff(fused.clone(), plain.clone()) < 1e-5);
+        let gf = (fused * w.clone()).sum().backward();
+        let gp = (plain * w).sum().backward();
+        assert!(
+            diff(x.grad(&gf).unwrap(), x.grad(&gp).unwrap()) < 1e-4,
+            "dx"
+        );
+        for (p, name) in [
+            (ln.gamma.val(), "dgamma"),
+            (ln.beta.as_ref().unwrap().val(), "dbeta"),
+        ] {
+            let a = p
+                .grad(&gf)
+                .unwrap()
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .unwrap();
+            let b = p
+                .grad(&gp)
+                .unwrap()
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .unwrap();
+            let d = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(d < 1e-3, "{name} differs by {d}");
+        }
     }
 }

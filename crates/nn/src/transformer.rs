@@ -4,7 +4,7 @@
 //! the past) and a bidirectional encoder block (with an optional key-padding mask). Attention
 //! goes through burn's `attention` op, so a backend with a fused kernel uses it.
 
-use crate::fused::{causal_attention, gelu};
+use crate::fused::{causal_attention, gelu, layer_norm};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::module::attention;
@@ -145,8 +145,8 @@ impl Block {
     }
 
     pub fn forward(&self, x: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln1.forward(x), pad);
-        x.clone() + self.mlp.forward(self.ln2.forward(x))
+        let x = x.clone() + self.attn.forward(layer_norm(&self.ln1, x), pad);
+        x.clone() + self.mlp.forward(layer_norm(&self.ln2, x))
     }
 }
 
@@ -188,7 +188,7 @@ impl Transformer {
         for block in &self.blocks {
             x = block.forward(x, pad.clone());
         }
-        self.ln_f.forward(x)
+        layer_norm(&self.ln_f, x)
     }
 }
 
