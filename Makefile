@@ -1,5 +1,6 @@
 # The README's commands. Everything builds in release (tests too) so the dependency graph is
 # compiled once for reproduce, test and bench.
+SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= runs/reproduce
 
@@ -15,8 +16,12 @@ reproduce: build
 	./target/release/paperworks reproduce --run-dir $(RUN_DIR)
 	@echo "report: $(RUN_DIR)/report.html (and report.md)"
 
+# The last line is a plain "tests: N passed, N failed" over every test binary, so a reader (or
+# CI) does not mistake cargo's final doc-test line ("0 passed") for the whole run.
 test: setup
-	$(CARGO) test --release --workspace
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --release --workspace 2>&1 | tee target/test-output.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
 
 bench: setup
 	$(CARGO) bench -p pw-nn --bench kernels

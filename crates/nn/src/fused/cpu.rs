@@ -1,0 +1,279 @@
+//! The flex (CPU) side of [`FusedOps`]: parallel, vectorisable kernels over contiguous f32 data.
+//! Anything else (other dtypes, strided views the copy cannot fix) falls back to the composed
+//! implementation in the parent module.
+
+use super::{
+    CHUNK, FusedOps, INV_SQRT_2PI, SQRT_1_2, composed_causal_softmax,
+    composed_causal_softmax_backward, composed_gelu, composed_gelu_backward,
+    composed_layer_norm_backward,
+};
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::{DType, TensorData};
+use rayon::prelude::*;
+
+/// exp(x) for f32 by range reduction and a degree-6 polynomial (relative error about 2e-7),
+/// written without branches so the compiler vectorises the loops that call it.
+#[inline(always)]
+pub(super) fn exp_f32(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    // Round to nearest by the 1.5 * 2^23 trick: `f32::round` is a libm call that blocks
+    // vectorisation on baseline x86-64.
+    const MAGIC: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67
+                    + r * (0.041_666_41 + r * (0.008_333_452 + r * 0.001_394_188)))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// Returns (Phi(x), phi(x)): the standard normal CDF and density. The CDF uses Abramowitz &
+/// Stegun 7.1.26 for erf (absolute error below 1.5e-7), sharing one exp with the density.
+#[inline(always)]
+pub(super) fn normal_cdf_pdf(x: f32) -> (f32, f32) {
+    let z = x * SQRT_1_2;
+    let a = z.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let e = exp_f32(-z * z);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let erf_abs = 1.0 - poly * e;
+    let erf = erf_abs.copysign(z);
+    (0.5 * (1.0 + erf), e * INV_SQRT_2PI)
+}
+
+/// Defines `$name(args)`: the loop `$body` compiled twice, for AVX2+FMA (chosen at run time
+/// when the CPU has it) and for the baseline target.
+macro_rules! multiversion {
+    ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn fast($($arg: $ty),*) $body
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the features `fast` was compiled for.
+                    return unsafe { fast($($arg),*) };
+                }
+            }
+            $body
+        }
+    };
+}
+
+multiversion!(gelu_chunk(src: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(src) {
+        *o = v * normal_cdf_pdf(v).0;
+    }
+});
+
+multiversion!(gelu_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32]) {
+    for ((o, &v), &g) in out.iter_mut().zip(xs).zip(gs) {
+        let (cdf, pdf) = normal_cdf_pdf(v);
+        *o = g * (cdf + v * pdf);
+    }
+});
+
+/// One row of the layer-norm backward; accumulates this row's share of dgamma and dbeta.
+fn layer_norm_backward_row(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    eps: f32,
+) {
+    let d = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / d;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    let rstd = 1.0 / (var + eps).sqrt();
+    let (mut mean_g, mut mean_gx) = (0f32, 0f32);
+    for ((&xv, &dv), &gv) in x.iter().zip(dy).zip(gamma) {
+        let xhat = (xv - mean) * rstd;
+        let g = dv * gv;
+        mean_g += g;
+        mean_gx += g * xhat;
+    }
+    mean_g /= d;
+    mean_gx /= d;
+    for (i, ((&xv, &dv), &gv)) in x.iter().zip(dy).zip(gamma).enumerate() {
+        let xhat = (xv - mean) * rstd;
+        dx[i] = rstd * (dv * gv - mean_g - xhat * mean_gx);
+        dgamma[i] += dv * xhat;
+        dbeta[i] += dv;
+    }
+}
+
+/// Causal softmax of one [t, t] score matrix: row i sees columns 0..=i; the rest are 0.
+fn causal_softmax_matrix(src: &[f32], out: &mut [f32], t: usize, scale: f32) {
+    for i in 0..t {
+        let row = &src[i * t..i * t + i + 1];
+        let o = &mut out[i * t..(i + 1) * t];
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
+        let sum = exp_row(row, &mut o[..=i], scale, max);
+        let inv = 1.0 / sum;
+        o[..=i].iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+multiversion!(exp_row_impl(row: &[f32], out: &mut [f32], scale: f32, max: f32, sum: &mut f32) {
+    let mut acc = 0.0f32;
+    for (o, &v) in out.iter_mut().zip(row) {
+        let e = exp_f32(v * scale - max);
+        *o = e;
+        acc += e;
+    }
+    *sum = acc;
+});
+
+/// Writes `exp(row * scale - max)` and returns its sum.
+fn exp_row(row: &[f32], out: &mut [f32], scale: f32, max: f32) -> f32 {
+    let mut sum = 0.0;
+    exp_row_impl(row, out, scale, max, &mut sum);
+    sum
+}
+
+/// `scale * p * (dp - rowsum(dp * p))` for one [t, t] matrix (zeros above the diagonal).
+fn causal_softmax_backward_matrix(p: &[f32], dp: &[f32], out: &mut [f32], t: usize, scale: f32) {
+    for i in 0..t {
+        let (pr, dr) = (&p[i * t..i * t + i + 1], &dp[i * t..i * t + i + 1]);
+        let dot: f32 = pr.iter().zip(dr).map(|(a, b)| a * b).sum();
+        for ((o, &pv), &dv) in out[i * t..i * t + i + 1].iter_mut().zip(pr).zip(dr) {
+            *o = scale * pv * (dv - dot);
+        }
+    }
+}
+
+fn contiguous_f32(t: &FlexTensor) -> Option<FlexTensor> {
+    (t.dtype() == DType::F32).then(|| {
+        if t.is_contiguous() {
+            t.clone()
+        } else {
+            t.to_contiguous()
+        }
+    })
+}
+
+fn flex_from_vec(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
+}
+
+impl FusedOps for Flex {
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let Some(x) = contiguous_f32(&x) else {
+            return composed_gelu::<Self>(x);
+        };
+        let src = x.as_slice::<f32>().expect("contiguous f32");
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(o, s)| gelu_chunk(s, o));
+        flex_from_vec(out, &x)
+    }
+
+    fn gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (Some(x), Some(g)) = (contiguous_f32(&x), contiguous_f32(&grad)) else {
+            return composed_gelu_backward::<Self>(x, grad);
+        };
+        let (xs, gs) = (
+            x.as_slice::<f32>().expect("f32"),
+            g.as_slice::<f32>().expect("f32"),
+        );
+        assert_eq!(
+            xs.len(),
+            gs.len(),
+            "gelu_backward: input and gradient differ in size"
+        );
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
+            .for_each(|(o, (xc, gc))| gelu_backward_chunk(xc, gc, o));
+        flex_from_vec(out, &x)
+    }
+
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        let (Some(xc), Some(gc), Some(dc)) = (
+            contiguous_f32(&x),
+            contiguous_f32(&gamma),
+            contiguous_f32(&dy),
+        ) else {
+            return composed_layer_norm_backward::<Self>(x, gamma, dy, eps);
+        };
+        let (xs, gs, ds) = (
+            xc.as_slice::<f32>().expect("f32"),
+            gc.as_slice::<f32>().expect("f32"),
+            dc.as_slice::<f32>().expect("f32"),
+        );
+        let d = gs.len();
+        let n = xs.len() / d;
+        let mut out = vec![0f32; (n + 2) * d];
+        let (dx, params) = out.split_at_mut(n * d);
+        const ROWS: usize = 64;
+        let (dgamma, dbeta) = dx
+            .par_chunks_mut(ROWS * d)
+            .zip(xs.par_chunks(ROWS * d).zip(ds.par_chunks(ROWS * d)))
+            .map(|(o, (xr, dr))| {
+                let mut acc = (vec![0f32; d], vec![0f32; d]);
+                for ((o, xrow), drow) in o.chunks_mut(d).zip(xr.chunks(d)).zip(dr.chunks(d)) {
+                    layer_norm_backward_row(xrow, drow, gs, o, &mut acc.0, &mut acc.1, eps);
+                }
+                acc
+            })
+            .reduce(
+                || (vec![0f32; d], vec![0f32; d]),
+                |mut a, b| {
+                    a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
+                    a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        params[..d].copy_from_slice(&dgamma);
+        params[d..].copy_from_slice(&dbeta);
+        FlexTensor::from_data(TensorData::new(out, [n + 2, d]))
+    }
+
+    fn causal_softmax(scores: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
+        let Some(s) = contiguous_f32(&scores) else {
+            return composed_causal_softmax::<Self>(scores, scale);
+        };
+        let t = s.layout().shape()[3];
+        let src = s.as_slice::<f32>().expect("f32");
+        let mut out = vec![0f32; src.len()];
+        // One task per [t, t] matrix: rows of a matrix share the mask pattern.
+        out.par_chunks_mut(t * t)
+            .zip(src.par_chunks(t * t))
+            .for_each(|(o, sm)| causal_softmax_matrix(sm, o, t, scale));
+        flex_from_vec(out, &s)
+    }
+
+    fn causal_softmax_backward(
+        p: FloatTensor<Self>,
+        dp: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let (Some(pc), Some(dpc)) = (contiguous_f32(&p), contiguous_f32(&dp)) else {
+            return composed_causal_softmax_backward::<Self>(p, dp, scale);
+        };
+        let t = pc.layout().shape()[3];
+        let (ps, ds) = (
+            pc.as_slice::<f32>().expect("f32"),
+            dpc.as_slice::<f32>().expect("f32"),
+        );
+        let mut out = vec![0f32; ps.len()];
+        out.par_chunks_mut(t * t)
+            .zip(ps.par_chunks(t * t).zip(ds.par_chunks(t * t)))
+            .for_each(|(o, (pm, dm))| causal_softmax_backward_matrix(pm, dm, o, t, scale));
+        flex_from_vec(out, &pc)
+    }
+}
