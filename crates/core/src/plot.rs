@@ -140,6 +140,7 @@ impl Plot {
                 if self.series.len() > 1 || self.series.iter().any(|s| !s.name.is_empty()) {
                     chart
                         .configure_series_labels()
+                        .position(SeriesLabelPosition::UpperRight)
                         .label_font((FONT, 14))
                         .background_style(WHITE.mix(0.85))
                         .border_style(BLACK)

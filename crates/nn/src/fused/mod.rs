@@ -410,14 +410,30 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 mod tests {
     use super::cpu::{exp_f32, normal_cdf_pdf};
     use super::*;
-    use burn::tensor::TensorData;
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::tensor::{Device, Distribution, TensorData};
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let a = a.into_data().try_into_vec_as::<f32>().unwrap();
+        let b = b.into_data().try_into_vec_as::<f32>().unwrap();
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    }
+
+    fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, tol: f32, what: &str) {
+        let d = max_abs_diff(a, b);
+        assert!(d < tol, "{what} differs by {d}");
+    }
 
     #[test]
     fn fast_exp_and_normal_cdf_are_accurate() {
         let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.01).collect();
         // Reference erf: burn flex's libm-based kernel.
-        let dev = burn::tensor::Device::flex();
-        let t = Tensor::<1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &dev);
+        let t = Tensor::<1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &Device::flex());
         let erf_ref = (t * SQRT_1_2)
             .erf()
             .into_data()
@@ -425,11 +441,7 @@ mod tests {
             .unwrap();
         for (&x, &erf) in xs.iter().zip(&erf_ref) {
             let e = exp_f32(x);
-            assert!(
-                ((e - x.exp()) / x.exp()).abs() < 1e-6,
-                "exp({x}) = {e} vs {}",
-                x.exp()
-            );
+            assert!(((e - x.exp()) / x.exp()).abs() < 1e-6, "exp({x}) = {e}");
             let (cdf, pdf) = normal_cdf_pdf(x);
             let want = 0.5 * (1.0 + erf);
             assert!((cdf - want).abs() < 3e-7, "Phi({x}) = {cdf} vs {want}");
@@ -440,47 +452,19 @@ mod tests {
 
     #[test]
     fn fused_gelu_matches_burn_gelu_forward_and_backward() {
-        use burn::tensor::{Device, Distribution};
         let dev = Device::flex().autodiff();
         let x = Tensor::<2>::random([64, 300], Distribution::Normal(0.0, 3.0), &dev).require_grad();
         let w = Tensor::<2>::random([64, 300], Distribution::Default, &dev);
         let fused = gelu(x.clone());
         let plain = burn::tensor::activation::gelu(x.clone());
-        let f = fused.clone().into_data().try_into_vec_as::<f32>().unwrap();
-        let p = plain.clone().into_data().try_into_vec_as::<f32>().unwrap();
-        let max_diff = f
-            .iter()
-            .zip(&p)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(max_diff < 2e-6, "forward differs by {max_diff}");
+        assert_close(fused.clone(), plain.clone(), 2e-6, "forward");
         let gf = (fused * w.clone()).sum().backward();
-        let gf = x
-            .grad(&gf)
-            .unwrap()
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .unwrap();
         let gp = (plain * w).sum().backward();
-        let gp = x
-            .grad(&gp)
-            .unwrap()
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .unwrap();
-        let max_diff = gf
-            .iter()
-            .zip(&gp)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(max_diff < 1e-5, "gradient differs by {max_diff}");
+        assert_close(x.grad(&gf).unwrap(), x.grad(&gp).unwrap(), 1e-5, "gradient");
     }
 
     #[test]
     fn fused_causal_attention_matches_burn_attention_forward_and_backward() {
-        use burn::tensor::module::attention;
-        use burn::tensor::ops::AttentionModuleOptions;
-        use burn::tensor::{Device, Distribution};
         let dev = Device::flex().autodiff();
         let mk = || {
             Tensor::<4>::random([3, 2, 17, 8], Distribution::Normal(0.0, 1.0), &dev).require_grad()
@@ -494,30 +478,20 @@ mod tests {
         };
         let fused = causal_attention(q.clone(), k.clone(), v.clone());
         let plain = attention(q.clone(), k.clone(), v.clone(), None, None, opts);
-        let close = |a: Tensor<4>, b: Tensor<4>, tol: f32, what: &str| {
-            let a = a.into_data().try_into_vec_as::<f32>().unwrap();
-            let b = b.into_data().try_into_vec_as::<f32>().unwrap();
-            let d = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
-            assert!(d < tol, "{what} differs by {d}");
-        };
-        close(fused.clone(), plain.clone(), 1e-5, "output");
+        assert_close(fused.clone(), plain.clone(), 1e-5, "output");
         let gf = (fused * w.clone()).sum().backward();
         let gp = (plain * w).sum().backward();
         for (t, name) in [(&q, "dq"), (&k, "dk"), (&v, "dv")] {
-            close(t.grad(&gf).unwrap(), t.grad(&gp).unwrap(), 1e-4, name);
+            assert_close(t.grad(&gf).unwrap(), t.grad(&gp).unwrap(), 1e-4, name);
         }
         // Without autodiff the same kernels run directly.
-        let inner = Device::flex();
-        let q2 = Tensor::<4>::from_data(q.clone().into_data(), &inner);
-        let k2 = Tensor::<4>::from_data(k.clone().into_data(), &inner);
-        let v2 = Tensor::<4>::from_data(v.clone().into_data(), &inner);
-        close(
-            causal_attention(q2.clone(), k2.clone(), v2.clone()),
-            attention(q2, k2, v2, None, None, opts),
+        let plain_dev = Device::flex();
+        let [q2, k2, v2] =
+            [&q, &k, &v].map(|t| Tensor::<4>::from_data(t.clone().into_data(), &plain_dev));
+        let expected = attention(q2.clone(), k2.clone(), v2.clone(), None, None, opts);
+        assert_close(
+            causal_attention(q2, k2, v2),
+            expected,
             1e-5,
             "plain-device output",
         );
@@ -525,17 +499,16 @@ mod tests {
 
     #[test]
     fn fused_layer_norm_matches_burn_layer_norm_forward_and_backward() {
-        use burn::nn::LayerNormConfig;
-        use burn::tensor::{Device, Distribution};
+        use burn::module::Param;
         let dev = Device::flex().autodiff();
-        let mut ln = LayerNormConfig::new(24).init(&dev);
+        let mut ln = burn::nn::LayerNormConfig::new(24).init(&dev);
         // Non-trivial gamma/beta so their gradients are tested too.
-        ln.gamma = burn::module::Param::from_tensor(Tensor::<1>::random(
+        ln.gamma = Param::from_tensor(Tensor::<1>::random(
             [24],
             Distribution::Normal(1.0, 0.5),
             &dev,
         ));
-        ln.beta = Some(burn::module::Param::from_tensor(Tensor::<1>::random(
+        ln.beta = Some(Param::from_tensor(Tensor::<1>::random(
             [24],
             Distribution::Normal(0.0, 0.5),
             &dev,
@@ -545,43 +518,12 @@ mod tests {
         let w = Tensor::<3>::random([5, 70, 24], Distribution::Default, &dev);
         let fused = layer_norm(&ln, x.clone());
         let plain = ln.forward(x.clone());
-        let diff = |a: Tensor<3>, b: Tensor<3>| {
-            let a = a.into_data().try_into_vec_as::<f32>().unwrap();
-            let b = b.into_data().try_into_vec_as::<f32>().unwrap();
-            a.iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max)
-        };
-        assert!(diff(fused.clone(), plain.clone()) < 1e-5);
+        assert_close(fused.clone(), plain.clone(), 1e-5, "output");
         let gf = (fused * w.clone()).sum().backward();
         let gp = (plain * w).sum().backward();
-        assert!(
-            diff(x.grad(&gf).unwrap(), x.grad(&gp).unwrap()) < 1e-4,
-            "dx"
-        );
-        for (p, name) in [
-            (ln.gamma.val(), "dgamma"),
-            (ln.beta.as_ref().unwrap().val(), "dbeta"),
-        ] {
-            let a = p
-                .grad(&gf)
-                .unwrap()
-                .into_data()
-                .try_into_vec_as::<f32>()
-                .unwrap();
-            let b = p
-                .grad(&gp)
-                .unwrap()
-                .into_data()
-                .try_into_vec_as::<f32>()
-                .unwrap();
-            let d = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
-            assert!(d < 1e-3, "{name} differs by {d}");
-        }
+        assert_close(x.grad(&gf).unwrap(), x.grad(&gp).unwrap(), 1e-4, "dx");
+        let (g, b) = (ln.gamma.val(), ln.beta.as_ref().unwrap().val());
+        assert_close(g.grad(&gf).unwrap(), g.grad(&gp).unwrap(), 1e-3, "dgamma");
+        assert_close(b.grad(&gf).unwrap(), b.grad(&gp).unwrap(), 1e-3, "dbeta");
     }
 }
