@@ -51,10 +51,12 @@ pub(super) fn normal_cdf_pdf(x: f32) -> (f32, f32) {
 /// when the CPU has it) and for the baseline target.
 macro_rules! multiversion {
     ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
+        #[allow(clippy::too_many_arguments)] // kernels take their buffers explicitly
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn fast($($arg: $ty),*) $body
                 if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU supports the features `fast` was compiled for.
@@ -79,36 +81,76 @@ multiversion!(gelu_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32]) {
     }
 });
 
-/// One row of the layer-norm backward; accumulates this row's share of dgamma and dbeta.
-fn layer_norm_backward_row(
+/// Sum with eight independent accumulators: the shape LLVM vectorises (a plain float `sum()`
+/// is a sequential dependency it may not reorder).
+#[inline(always)]
+fn sum8(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for j in 0..8 {
+            acc[j] += c[j];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Dot product with eight independent accumulators (see [`sum8`]).
+#[inline(always)]
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+multiversion!(layer_norm_backward_rows(
     x: &[f32],
     dy: &[f32],
     gamma: &[f32],
     dx: &mut [f32],
+    g: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
-    eps: f32,
+    eps: f32
 ) {
-    let d = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / d;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
-    let rstd = 1.0 / (var + eps).sqrt();
-    let (mut mean_g, mut mean_gx) = (0f32, 0f32);
-    for ((&xv, &dv), &gv) in x.iter().zip(dy).zip(gamma) {
-        let xhat = (xv - mean) * rstd;
-        let g = dv * gv;
-        mean_g += g;
-        mean_gx += g * xhat;
+    let d = gamma.len();
+    let inv_d = 1.0 / d as f32;
+    for ((xr, dyr), dxr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
+        let mean = sum8(xr) * inv_d;
+        for (o, &v) in dxr.iter_mut().zip(xr) {
+            *o = v - mean;
+        }
+        let rstd = 1.0 / (dot8(dxr, dxr) * inv_d + eps).sqrt();
+        for o in dxr.iter_mut() {
+            *o *= rstd; // xhat
+        }
+        for ((o, &dv), &gv) in g.iter_mut().zip(dyr).zip(gamma) {
+            *o = dv * gv;
+        }
+        let mean_g = sum8(g) * inv_d;
+        let mean_gx = dot8(g, dxr) * inv_d;
+        for ((((o, &gv), &dv), dga), dbe) in dxr.iter_mut().zip(g.iter()).zip(dyr).zip(dgamma.iter_mut()).zip(dbeta.iter_mut()) {
+            let xhat = *o;
+            *dga += dv * xhat;
+            *dbe += dv;
+            *o = rstd * (gv - mean_g - xhat * mean_gx);
+        }
     }
-    mean_g /= d;
-    mean_gx /= d;
-    for (i, ((&xv, &dv), &gv)) in x.iter().zip(dy).zip(gamma).enumerate() {
-        let xhat = (xv - mean) * rstd;
-        dx[i] = rstd * (dv * gv - mean_g - xhat * mean_gx);
-        dgamma[i] += dv * xhat;
-        dbeta[i] += dv;
-    }
-}
+});
 
 /// Causal softmax of one [t, t] score matrix: row i sees columns 0..=i; the rest are 0.
 fn causal_softmax_matrix(src: &[f32], out: &mut [f32], t: usize, scale: f32) {
@@ -123,13 +165,10 @@ fn causal_softmax_matrix(src: &[f32], out: &mut [f32], t: usize, scale: f32) {
 }
 
 multiversion!(exp_row_impl(row: &[f32], out: &mut [f32], scale: f32, max: f32, sum: &mut f32) {
-    let mut acc = 0.0f32;
     for (o, &v) in out.iter_mut().zip(row) {
-        let e = exp_f32(v * scale - max);
-        *o = e;
-        acc += e;
+        *o = exp_f32(v * scale - max);
     }
-    *sum = acc;
+    *sum = sum8(out);
 });
 
 /// Writes `exp(row * scale - max)` and returns its sum.
@@ -143,7 +182,7 @@ fn exp_row(row: &[f32], out: &mut [f32], scale: f32, max: f32) -> f32 {
 fn causal_softmax_backward_matrix(p: &[f32], dp: &[f32], out: &mut [f32], t: usize, scale: f32) {
     for i in 0..t {
         let (pr, dr) = (&p[i * t..i * t + i + 1], &dp[i * t..i * t + i + 1]);
-        let dot: f32 = pr.iter().zip(dr).map(|(a, b)| a * b).sum();
+        let dot = dot8(pr, dr);
         for ((o, &pv), &dv) in out[i * t..i * t + i + 1].iter_mut().zip(pr).zip(dr) {
             *o = scale * pv * (dv - dot);
         }
@@ -225,9 +264,8 @@ impl FusedOps for Flex {
             .zip(xs.par_chunks(ROWS * d).zip(ds.par_chunks(ROWS * d)))
             .map(|(o, (xr, dr))| {
                 let mut acc = (vec![0f32; d], vec![0f32; d]);
-                for ((o, xrow), drow) in o.chunks_mut(d).zip(xr.chunks(d)).zip(dr.chunks(d)) {
-                    layer_norm_backward_row(xrow, drow, gs, o, &mut acc.0, &mut acc.1, eps);
-                }
+                let mut scratch = vec![0f32; d];
+                layer_norm_backward_rows(xr, dr, gs, o, &mut scratch, &mut acc.0, &mut acc.1, eps);
                 acc
             })
             .reduce(
