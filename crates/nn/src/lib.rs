@@ -6,13 +6,19 @@
 //! - [`tokenizer`]: a serialisable character-level tokenizer with special tokens;
 //! - [`schedule`]: AdamW with warmup + cosine decay;
 //! - [`train`]: the training loop helper (progress bar, per-step metrics);
-//! - [`checkpoint`]: safetensors save/load by module path, atomic.
+//! - [`checkpoint`]: safetensors save/load by module path, atomic;
+//! - [`fused`]: fused CPU kernels (GELU, layer norm, causal attention) with their own autodiff
+//!   nodes, and [`alloc`]: allocator settings for tensor workloads;
+//! - [`conv_ae`] and [`ddpm`]: p-diff's 1-D conv parameter autoencoder and latent DDPM
+//!   (linear schedule, per-sample timestep embedding, EMA).
 //!
 //! Devices: [`device`] gives the CPU (flex, rayon) device, or CUDA with the `cuda` feature.
 //! [`seed_everything`] makes initialisation and sampling deterministic.
 
 pub mod alloc;
 pub mod checkpoint;
+pub mod conv_ae;
+pub mod ddpm;
 pub mod fused;
 pub mod heads;
 pub mod schedule;
