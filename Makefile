@@ -14,7 +14,6 @@ build: setup
 
 reproduce: build
 	./target/release/paperworks reproduce --run-dir $(RUN_DIR)
-	@echo "report: $(RUN_DIR)/report.html (and report.md)"
 
 # The last line is a plain "tests: N passed, N failed" over every test binary, so a reader (or
 # CI) does not mistake cargo's final doc-test line ("0 passed") for the whole run.
