@@ -1,0 +1,19 @@
+//! p-diff — Neural Network Diffusion (Wang et al., arXiv 2402.13144), in progress.
+//!
+//! The paper: train a network, keep training a small parameter subset and save K snapshots;
+//! fit an autoencoder to the flattened subsets and a DDPM to its latents; sample new latents,
+//! decode them into parameters and check that the generated networks perform like the trained
+//! ones while differing from them (IoU of their mistakes).
+//!
+//! Where each step lives:
+//! - [`data`]: Fashion-MNIST with a validation split carved from the training set;
+//! - [`model`]: the CNN, split into a fixed trunk and a head holding the subset (`ln1`, `ln2`);
+//! - [`collect`]: base training, cached features, the K subset snapshots, head evaluation;
+//! - the autoencoder and latent DDPM are `pw_nn::conv_ae` and `pw_nn::ddpm`.
+//!
+//! Not yet here (issue 4): fitting the AE/DDPM on the snapshots, generation, baselines,
+//! similarity analysis, the report and the registered reproduction.
+
+pub mod collect;
+pub mod data;
+pub mod model;
