@@ -16,4 +16,5 @@
 
 pub mod collect;
 pub mod data;
+pub mod generate;
 pub mod model;

@@ -1,0 +1,350 @@
+//! Stages 2-3 of p-diff (§3.2-3.3): the parameter dataset, the autoencoder fitted to it, the
+//! latent DDPM, and generation of new parameter vectors.
+//!
+//! Vectors are standardised per coordinate over the K checkpoints before the autoencoder (their
+//! spread is tiny next to their values), and latents are standardised by their overall mean and
+//! standard deviation before the DDPM so its input is well scaled. Each fitted piece is saved
+//! and reused when present: `ae.safetensors`, `ddpm_ema.safetensors`, `generator.json`.
+
+use pw_core::{Error, IoContext, Result, write_json_atomic};
+use pw_nn::burn::module::Module;
+use pw_nn::burn::tensor::{Device, Tensor, TensorData};
+use pw_nn::checkpoint::{NamedTensors, load_module, load_tensors, save_module};
+use pw_nn::conv_ae::{ConvAeConfig, ConvAutoencoder};
+use pw_nn::ddpm::{Denoiser, DenoiserConfig, Ema, Schedule, ddpm_loss, ddpm_sample};
+use pw_nn::schedule::OptimConfig;
+use pw_nn::train::{StepOutput, train_loop};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// K parameter vectors that share tensor names and shapes, flattened in name order.
+#[derive(Debug, Clone)]
+pub struct ParamDataset {
+    pub names: Vec<String>,
+    pub shapes: Vec<Vec<usize>>,
+    pub rows: Vec<Vec<f32>>,
+}
+
+impl ParamDataset {
+    /// Reads `paths` (safetensors), keeping `names` (all tensors of the first file when `None`).
+    /// Every file must hold the same tensors with the same shapes; an error names the file and
+    /// the tensor that differs.
+    pub fn from_files(paths: &[PathBuf], names: Option<&[String]>) -> Result<Self> {
+        let first = paths
+            .first()
+            .ok_or_else(|| Error::Other("no checkpoints given".into()))?;
+        let t0 = load_tensors(first)?;
+        let names: Vec<String> = match names {
+            Some(n) => n.to_vec(),
+            None => t0.keys().cloned().collect(),
+        };
+        let mut shapes = Vec::new();
+        for n in &names {
+            let (shape, _) = t0
+                .get(n)
+                .ok_or_else(|| Error::invalid(first, format!("has no tensor {n}")))?;
+            shapes.push(shape.clone());
+        }
+        let mut rows = Vec::with_capacity(paths.len());
+        for p in paths {
+            let t = if p == first {
+                t0.clone()
+            } else {
+                load_tensors(p)?
+            };
+            let mut row = Vec::new();
+            for (n, shape) in names.iter().zip(&shapes) {
+                let (s, v) = t
+                    .get(n)
+                    .ok_or_else(|| Error::invalid(p, format!("has no tensor {n}")))?;
+                if s != shape {
+                    return Err(Error::invalid(
+                        p,
+                        format!(
+                            "tensor {n} has shape {s:?}, {} has {shape:?}",
+                            first.display()
+                        ),
+                    ));
+                }
+                row.extend_from_slice(v);
+            }
+            rows.push(row);
+        }
+        Ok(ParamDataset {
+            names,
+            shapes,
+            rows,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.rows.first().map_or(0, Vec::len)
+    }
+
+    /// A flat vector back into named tensors.
+    pub fn to_named(&self, row: &[f32]) -> NamedTensors {
+        let mut out = NamedTensors::new();
+        let mut at = 0;
+        for (n, s) in self.names.iter().zip(&self.shapes) {
+            let len: usize = s.iter().product();
+            out.insert(n.clone(), (s.clone(), row[at..at + len].to_vec()));
+            at += len;
+        }
+        out
+    }
+}
+
+/// Per-coordinate standardisation over the checkpoints (std floored so frozen coordinates do not
+/// blow up), and the scalar standardisation of latents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scaling {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub latent_mean: f32,
+    pub latent_std: f32,
+}
+
+impl Scaling {
+    fn fit(rows: &[Vec<f32>]) -> Scaling {
+        let (k, p) = (rows.len() as f32, rows[0].len());
+        let mut mean = vec![0f32; p];
+        rows.iter()
+            .for_each(|r| mean.iter_mut().zip(r).for_each(|(m, v)| *m += v / k));
+        let mut std = vec![0f32; p];
+        rows.iter().for_each(|r| {
+            std.iter_mut()
+                .zip(r)
+                .zip(&mean)
+                .for_each(|((s, v), m)| *s += (v - m) * (v - m) / k)
+        });
+        std.iter_mut().for_each(|s| *s = s.sqrt());
+        let typical = std.iter().sum::<f32>() / p as f32;
+        let floor = (typical * 1e-2).max(1e-8);
+        std.iter_mut().for_each(|s| *s = s.max(floor));
+        Scaling {
+            mean,
+            std,
+            latent_mean: 0.0,
+            latent_std: 1.0,
+        }
+    }
+    fn to_unit(&self, row: &[f32]) -> Vec<f32> {
+        row.iter()
+            .zip(&self.mean)
+            .zip(&self.std)
+            .map(|((v, m), s)| (v - m) / s)
+            .collect()
+    }
+    fn from_unit(&self, row: &[f32]) -> Vec<f32> {
+        row.iter()
+            .zip(&self.mean)
+            .zip(&self.std)
+            .map(|((v, m), s)| v * s + m)
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FitConfig {
+    pub ae: ConvAeConfig,
+    pub ae_steps: usize,
+    pub ae_batch: usize,
+    pub ae_lr: f64,
+    pub denoiser: DenoiserConfig,
+    pub ddpm_steps: usize,
+    pub ddpm_batch: usize,
+    pub ddpm_lr: f64,
+    /// Diffusion steps T (paper: 1000) and the linear beta range (paper: 1e-4 .. 2e-2).
+    pub timesteps: usize,
+    pub beta_1: f64,
+    pub beta_t: f64,
+    pub ema_decay: f32,
+}
+
+impl FitConfig {
+    /// The paper's settings for vectors of `dim` values, with step counts for a 2-core CPU.
+    pub fn paper(dim: usize) -> Self {
+        FitConfig {
+            ae: ConvAeConfig::paper(dim),
+            ae_steps: 2000,
+            ae_batch: 50,
+            ae_lr: 1e-3,
+            denoiser: DenoiserConfig {
+                channels: ConvAeConfig::paper(dim).latent_channels,
+                ..Default::default()
+            },
+            ddpm_steps: 3000,
+            ddpm_batch: 50,
+            ddpm_lr: 1e-3,
+            timesteps: 1000,
+            beta_1: 1e-4,
+            beta_t: 2e-2,
+            ema_decay: 0.999,
+        }
+    }
+}
+
+/// A fitted p-diff generator.
+pub struct Generator {
+    pub scaling: Scaling,
+    pub ae: ConvAutoencoder,
+    pub denoiser: Denoiser,
+    pub schedule: Schedule,
+    pub latent_shape: [usize; 2],
+}
+
+fn matrix(rows: &[Vec<f32>], device: &Device) -> Tensor<2> {
+    let (k, p) = (rows.len(), rows[0].len());
+    Tensor::from_data(TensorData::new(rows.concat(), [k, p]), device)
+}
+
+/// Fits the autoencoder and the latent DDPM to `ds`, reusing what `dir` already holds.
+pub fn fit(
+    ds: &ParamDataset,
+    cfg: &FitConfig,
+    dir: &Path,
+    ad: &Device,
+    plain: &Device,
+    rng: &mut impl Rng,
+) -> Result<Generator> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    if cfg.ae.input_len != ds.dim() {
+        return Err(Error::Other(format!(
+            "autoencoder input_len {} does not match the {}-value parameter vectors",
+            cfg.ae.input_len,
+            ds.dim()
+        )));
+    }
+    let mut scaling = Scaling::fit(&ds.rows);
+    let unit: Vec<Vec<f32>> = ds.rows.iter().map(|r| scaling.to_unit(r)).collect();
+    let k = unit.len();
+
+    let ae_path = dir.join("ae.safetensors");
+    let ae = if ae_path.exists() {
+        load_module(ConvAutoencoder::new(&cfg.ae, plain), &ae_path)?
+    } else {
+        let data = matrix(&unit, ad);
+        let optim = OptimConfig {
+            lr: cfg.ae_lr,
+            warmup_steps: cfg.ae_steps / 20,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let batch = cfg.ae_batch.min(k);
+        let (ae, _) = train_loop(
+            ConvAutoencoder::new(&cfg.ae, ad),
+            cfg.ae_steps,
+            &optim,
+            "autoencoder",
+            100,
+            |m, _| {
+                let idx: Vec<i64> = (0..batch).map(|_| rng.random_range(0..k as i64)).collect();
+                let sel = Tensor::<1, pw_nn::burn::tensor::Int>::from_data(
+                    TensorData::new(idx, [batch]),
+                    ad,
+                );
+                StepOutput {
+                    loss: m.loss(data.clone().select(0, sel)),
+                    items: batch,
+                }
+            },
+            |_| true,
+        );
+        save_module(&ae.valid(), &ae_path)?;
+        load_module(ConvAutoencoder::new(&cfg.ae, plain), &ae_path)?
+    };
+
+    // Latents of the checkpoints (no noise), standardised for the DDPM.
+    let z = ae.encode(matrix(&unit, plain));
+    let latent_shape = [z.dims()[1], z.dims()[2]];
+    let zv = z.into_data().try_into_vec_as::<f32>().expect("f32 latents");
+    let m = zv.iter().sum::<f32>() / zv.len() as f32;
+    let s = (zv.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / zv.len() as f32)
+        .sqrt()
+        .max(1e-6);
+    scaling.latent_mean = m;
+    scaling.latent_std = s;
+    let zn: Vec<f32> = zv.iter().map(|v| (v - m) / s).collect();
+
+    let schedule = Schedule::linear(cfg.timesteps, cfg.beta_1, cfg.beta_t);
+    let ddpm_path = dir.join("ddpm_ema.safetensors");
+    let denoiser = if ddpm_path.exists() {
+        load_module(Denoiser::new(&cfg.denoiser, plain), &ddpm_path)?
+    } else {
+        let lat = Tensor::<3>::from_data(
+            TensorData::new(zn, [k, latent_shape[0], latent_shape[1]]),
+            ad,
+        );
+        let model = Denoiser::new(&cfg.denoiser, ad);
+        let mut ema = Ema::new(&model, cfg.ema_decay);
+        let optim = OptimConfig {
+            lr: cfg.ddpm_lr,
+            warmup_steps: cfg.ddpm_steps / 20,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let batch = cfg.ddpm_batch.min(k);
+        let _ = train_loop(
+            model,
+            cfg.ddpm_steps,
+            &optim,
+            "ddpm",
+            100,
+            |m, _| {
+                ema.update(m);
+                let idx: Vec<i64> = (0..batch).map(|_| rng.random_range(0..k as i64)).collect();
+                let sel = Tensor::<1, pw_nn::burn::tensor::Int>::from_data(
+                    TensorData::new(idx, [batch]),
+                    ad,
+                );
+                StepOutput {
+                    loss: ddpm_loss(m, &schedule, lat.clone().select(0, sel), rng),
+                    items: batch,
+                }
+            },
+            |_| true,
+        );
+        let sampler = ema.apply(Denoiser::new(&cfg.denoiser, plain))?;
+        save_module(&sampler, &ddpm_path)?;
+        sampler
+    };
+    write_json_atomic(
+        dir.join("generator.json"),
+        &serde_json::json!({ "fit": cfg, "scaling": scaling }),
+    )?;
+    Ok(Generator {
+        scaling,
+        ae,
+        denoiser,
+        schedule,
+        latent_shape,
+    })
+}
+
+impl Generator {
+    /// `n` new parameter vectors: sample latents, undo their scaling, decode, undo the
+    /// per-coordinate standardisation.
+    pub fn generate(&self, n: usize, device: &Device) -> Vec<Vec<f32>> {
+        let z = ddpm_sample(&self.denoiser, &self.schedule, n, self.latent_shape, device);
+        let z = z * self.scaling.latent_std + self.scaling.latent_mean;
+        let z = z.clamp(-1.0, 1.0); // the autoencoder's latents are tanh-bounded
+        self.decode_rows(z)
+    }
+
+    /// Encode-decode of `rows` without noise: the "AE alone" baseline.
+    pub fn reconstruct(&self, rows: &[Vec<f32>], device: &Device) -> Vec<Vec<f32>> {
+        let unit: Vec<Vec<f32>> = rows.iter().map(|r| self.scaling.to_unit(r)).collect();
+        self.decode_rows(self.ae.encode(matrix(&unit, device)))
+    }
+
+    fn decode_rows(&self, z: Tensor<3>) -> Vec<Vec<f32>> {
+        let x = self.ae.decode(z);
+        let p = x.dims()[1];
+        let v = x
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .expect("f32 parameters");
+        v.chunks(p).map(|r| self.scaling.from_unit(r)).collect()
+    }
+}
