@@ -4,5 +4,5 @@
 use pw_core::Reproduction;
 
 pub fn reproductions() -> Vec<Box<dyn Reproduction>> {
-    Vec::new()
+    vec![Box::new(pw_pdiff::reproduce::PdiffReproduction::default())]
 }

@@ -129,14 +129,14 @@ impl Scaling {
             latent_std: 1.0,
         }
     }
-    fn to_unit(&self, row: &[f32]) -> Vec<f32> {
+    fn params_to_unit(&self, row: &[f32]) -> Vec<f32> {
         row.iter()
             .zip(&self.mean)
             .zip(&self.std)
             .map(|((v, m), s)| (v - m) / s)
             .collect()
     }
-    fn from_unit(&self, row: &[f32]) -> Vec<f32> {
+    fn unit_to_params(&self, row: &[f32]) -> Vec<f32> {
         row.iter()
             .zip(&self.mean)
             .zip(&self.std)
@@ -217,7 +217,7 @@ pub fn fit(
         )));
     }
     let mut scaling = Scaling::fit(&ds.rows);
-    let unit: Vec<Vec<f32>> = ds.rows.iter().map(|r| scaling.to_unit(r)).collect();
+    let unit: Vec<Vec<f32>> = ds.rows.iter().map(|r| scaling.params_to_unit(r)).collect();
     let k = unit.len();
 
     let ae_path = dir.join("ae.safetensors");
@@ -334,7 +334,10 @@ impl Generator {
 
     /// Encode-decode of `rows` without noise: the "AE alone" baseline.
     pub fn reconstruct(&self, rows: &[Vec<f32>], device: &Device) -> Vec<Vec<f32>> {
-        let unit: Vec<Vec<f32>> = rows.iter().map(|r| self.scaling.to_unit(r)).collect();
+        let unit: Vec<Vec<f32>> = rows
+            .iter()
+            .map(|r| self.scaling.params_to_unit(r))
+            .collect();
         self.decode_rows(self.ae.encode(matrix(&unit, device)))
     }
 
@@ -345,6 +348,8 @@ impl Generator {
             .into_data()
             .try_into_vec_as::<f32>()
             .expect("f32 parameters");
-        v.chunks(p).map(|r| self.scaling.from_unit(r)).collect()
+        v.chunks(p)
+            .map(|r| self.scaling.unit_to_params(r))
+            .collect()
     }
 }

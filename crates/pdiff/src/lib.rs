@@ -16,5 +16,7 @@
 
 pub mod collect;
 pub mod data;
+pub mod evaluate;
 pub mod generate;
 pub mod model;
+pub mod reproduce;
