@@ -72,11 +72,54 @@ enum Command {
     /// states the paper's claims with the paper's figures beside what it measured, and says for
     /// each claim whether it held. The report is <run-dir>/report.md and report.html.
     Reproduce(ReproduceArgs),
+    /// Neural Network Diffusion (p-diff) on your own checkpoints: fit, then generate.
+    ///
+    /// `fit` trains the parameter autoencoder and latent DDPM on a folder of safetensors
+    /// checkpoints that share tensor names and shapes; `generate` writes new checkpoints with the
+    /// same names and shapes. The miniature reproduction is `paperworks reproduce --only pdiff`.
+    #[command(subcommand)]
+    Pdiff(PdiffCommand),
     /// List the offline assets and check them against assets/SHA256SUMS.
     ///
     /// Exits non-zero when an asset is missing or (with --verify) does not match its checksum.
     /// `scripts/setup.sh` fetches them.
     Assets(AssetsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum PdiffCommand {
+    /// Fit the autoencoder and the latent DDPM to a folder of checkpoints.
+    ///
+    /// Every `*.safetensors` file of --checkpoints must hold the chosen tensors with the same
+    /// shapes; a file that differs is named with the tensor. The fitted generator goes to
+    /// <run-dir> (default runs/pdiff-fit): ae.safetensors, ddpm_ema.safetensors,
+    /// generator.json. Rerunning reuses what is there.
+    Fit {
+        /// Folder of checkpoints (at least 2; p-diff used 200 consecutive training snapshots).
+        #[arg(long, value_name = "DIR")]
+        checkpoints: PathBuf,
+        /// Tensors to model, comma-separated (default: every tensor of the first file).
+        #[arg(long, value_delimiter = ',', value_name = "NAME")]
+        tensors: Vec<String>,
+        /// Autoencoder training steps.
+        #[arg(long, default_value_t = 1200)]
+        ae_steps: usize,
+        /// Denoiser training steps.
+        #[arg(long, default_value_t = 3000)]
+        ddpm_steps: usize,
+    },
+    /// Write new checkpoints from a fitted generator.
+    Generate {
+        /// The folder `pdiff fit` wrote.
+        #[arg(long, value_name = "DIR")]
+        generator: PathBuf,
+        /// How many checkpoints to write.
+        #[arg(long, short, default_value_t = 100)]
+        n: usize,
+        /// Output folder for gen-NNNN.safetensors (default: <run-dir>, else runs/pdiff-generate).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
@@ -225,6 +268,52 @@ fn reproduce(g: &Global, args: &ReproduceArgs, cfg: &ConfigFile) -> Result<()> {
     Ok(())
 }
 
+fn pdiff(g: &Global, cmd: &PdiffCommand) -> Result<()> {
+    use pw_pdiff::realuse::{FitOptions, fit_checkpoints, generate_files};
+    match cmd {
+        PdiffCommand::Fit {
+            checkpoints,
+            tensors,
+            ae_steps,
+            ddpm_steps,
+        } => {
+            let out = g
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs/pdiff-fit"));
+            let opts = FitOptions {
+                tensors: tensors.clone(),
+                ae_steps: *ae_steps,
+                ddpm_steps: *ddpm_steps,
+                seed: g.seed,
+                ..Default::default()
+            };
+            let mut run = RunDir::open(
+                &out,
+                std::env::args().collect(),
+                serde_json::to_value(&opts).unwrap_or_default(),
+                g.seed,
+                versions(),
+                g.fresh,
+            )?;
+            let result = fit_checkpoints(checkpoints, &out, &opts);
+            run.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()))?;
+            let (k, p) = result?;
+            println!("fitted on {k} checkpoints of {p} values: {}", out.display());
+            Ok(())
+        }
+        PdiffCommand::Generate { generator, n, out } => {
+            let out = out
+                .clone()
+                .or_else(|| g.run_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("runs/pdiff-generate"));
+            let paths = generate_files(generator, *n, &out, g.seed)?;
+            println!("wrote {} checkpoints to {}", paths.len(), out.display());
+            Ok(())
+        }
+    }
+}
+
 fn assets(g: &Global, args: &AssetsArgs) -> Result<()> {
     use pw_data::assets::{AssetState, check_assets};
     let list = check_assets(&g.assets, args.verify)?;
@@ -282,6 +371,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     match &cli.command {
         Command::Reproduce(a) => reproduce(&g, a, &cfg),
+        Command::Pdiff(c) => pdiff(&g, c),
         Command::Assets(a) => assets(&g, a),
     }
 }

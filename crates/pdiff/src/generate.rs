@@ -309,10 +309,14 @@ pub fn fit(
         save_module(&sampler, &ddpm_path)?;
         sampler
     };
-    write_json_atomic(
-        dir.join("generator.json"),
-        &serde_json::json!({ "fit": cfg, "scaling": scaling }),
-    )?;
+    let manifest = GeneratorFile {
+        fit: cfg.clone(),
+        scaling: scaling.clone(),
+        names: ds.names.clone(),
+        shapes: ds.shapes.clone(),
+        latent_shape,
+    };
+    write_json_atomic(dir.join("generator.json"), &manifest)?;
     Ok(Generator {
         scaling,
         ae,
@@ -322,7 +326,50 @@ pub fn fit(
     })
 }
 
+/// What `generator.json` holds: everything but the weights, so [`Generator::load`] can rebuild
+/// the generator without the checkpoints it was fitted on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GeneratorFile {
+    pub fit: FitConfig,
+    pub scaling: Scaling,
+    pub names: Vec<String>,
+    pub shapes: Vec<Vec<usize>>,
+    pub latent_shape: [usize; 2],
+}
+
 impl Generator {
+    /// Loads a generator fitted into `dir`; returns it with the tensor layout it generates.
+    pub fn load(dir: &Path, device: &Device) -> Result<(Generator, ParamDataset)> {
+        let path = dir.join("generator.json");
+        let bytes = std::fs::read(&path).at(&path)?;
+        let f: GeneratorFile = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(&path, format!("not a generator file: {e}")))?;
+        let ae = load_module(
+            ConvAutoencoder::new(&f.fit.ae, device),
+            &dir.join("ae.safetensors"),
+        )?;
+        let denoiser = load_module(
+            Denoiser::new(&f.fit.denoiser, device),
+            &dir.join("ddpm_ema.safetensors"),
+        )?;
+        let schedule = Schedule::linear(f.fit.timesteps, f.fit.beta_1, f.fit.beta_t);
+        let layout = ParamDataset {
+            names: f.names,
+            shapes: f.shapes,
+            rows: Vec::new(),
+        };
+        Ok((
+            Generator {
+                scaling: f.scaling,
+                ae,
+                denoiser,
+                schedule,
+                latent_shape: f.latent_shape,
+            },
+            layout,
+        ))
+    }
+
     /// `n` new parameter vectors: sample latents, undo their scaling, decode, undo the
     /// per-coordinate standardisation.
     pub fn generate(&self, n: usize, device: &Device) -> Vec<Vec<f32>> {

@@ -19,4 +19,5 @@ pub mod data;
 pub mod evaluate;
 pub mod generate;
 pub mod model;
+pub mod realuse;
 pub mod reproduce;
