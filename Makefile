@@ -24,6 +24,7 @@ test: setup
 
 bench: setup
 	$(CARGO) bench -p pw-nn --bench kernels
+	$(CARGO) bench -p pw-pdiff --bench pdiff
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -45,7 +45,7 @@ impl Default for CollectConfig {
             batch: 128,
             lr: 2e-3,
             snapshots: 200,
-            subset_lr: 1e-3,
+            subset_lr: 5e-3,
             subset_batch: 256,
         }
     }

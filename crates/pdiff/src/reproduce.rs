@@ -395,6 +395,28 @@ impl Reproduction for PdiffReproduction {
             ]);
         }
         blocks.push(Block::Table(t));
+        let versus = |other: &Scored| {
+            let d = 100.0 * (q.best_by_val - other.summary.best_by_val);
+            let word = if d > 0.0 {
+                "beats"
+            } else if d < 0.0 {
+                "trails"
+            } else {
+                "ties"
+            };
+            format!(
+                "{word} {} ({} vs {}, {d:+.2} points)",
+                other.name,
+                pct(q.best_by_val),
+                pct(other.summary.best_by_val)
+            )
+        };
+        blocks.push(Block::Paragraph(format!(
+            "Against the simple baselines (best by validation): p-diff {}; it {}; it {}. Later work (Zeng et al., arXiv 2506.07998) reports that parameter generators do not beat these, so they are shown beside every p-diff figure.",
+            versus(&noisy),
+            versus(&ensemble),
+            versus(&ae_only)
+        )));
         blocks.push(Block::Paragraph(format!(
             "The noise baseline adds Gaussian noise with sigma {sigma:.2e} per value to the originals, so its models lie as far from a checkpoint (L2 {gen_dist:.4} on average) as the generated ones lie from their nearest checkpoint."
         )));
