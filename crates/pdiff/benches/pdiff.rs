@@ -163,7 +163,7 @@ fn main() {
     println!("| p-diff benchmark                                      | result                |");
     println!("|-------------------------------------------------------|-----------------------|");
     println!(
-        "| autoencoder training ({:?}, {DIM} values)  | {:>10.0} samples/s   |",
+        "| autoencoder training ({:?}, {DIM} values)   | {:>10.0} samples/s   |",
         ae_cfg.channels,
         BATCH as f64 / a
     );

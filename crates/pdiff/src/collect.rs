@@ -8,9 +8,9 @@
 //! tensors only, named as in the model, loadable by `paperworks pdiff fit`).
 
 use crate::data::{FashionSplits, Split};
-use crate::model::{Cnn, H1, SUBSET};
+use crate::model::{Cnn, H1, Subset};
 use pw_core::{Error, Result};
-use pw_nn::burn::module::{Module, ParamId};
+use pw_nn::burn::module::Module;
 use pw_nn::burn::nn::loss::CrossEntropyLossConfig;
 use pw_nn::burn::optim::GradientsParams;
 use pw_nn::burn::tensor::{Device, Int, Tensor, TensorData};
@@ -36,6 +36,9 @@ pub struct CollectConfig {
     /// Constant learning rate of the subset-only stage.
     pub subset_lr: f64,
     pub subset_batch: usize,
+    /// Which parameters keep training and get generated (default: the last two norm layers).
+    #[serde(default)]
+    pub subset: Subset,
 }
 
 impl Default for CollectConfig {
@@ -47,6 +50,7 @@ impl Default for CollectConfig {
             snapshots: 200,
             subset_lr: 5e-3,
             subset_batch: 256,
+            subset: Subset::LastTwoNorms,
         }
     }
 }
@@ -137,16 +141,11 @@ fn feature_batch(
     )
 }
 
-fn subset_ids(m: &Cnn) -> Vec<ParamId> {
-    let beta =
-        |ln: &pw_nn::burn::nn::LayerNorm| ln.beta.as_ref().expect("layer norms have a bias").id;
-    vec![m.ln1.gamma.id, beta(&m.ln1), m.ln2.gamma.id, beta(&m.ln2)]
-}
-
 /// The subset tensors of `m`, by name.
-pub fn subset_of(m: &Cnn) -> NamedTensors {
+pub fn subset_of(m: &Cnn, subset: Subset) -> NamedTensors {
     let all = module_tensors(m);
-    SUBSET
+    subset
+        .names()
         .iter()
         .map(|k| (k.to_string(), all[*k].clone()))
         .collect()
@@ -204,17 +203,12 @@ pub fn collect_snapshots(
         return Ok(paths);
     }
     // Only the subset records gradients: the rest of the head is fixed in this stage.
-    let mut base_ad = assign_tensors(
+    let loaded = assign_tensors(
         Cnn::new(ad),
         &module_tensors(base),
         &dir.join("base.safetensors"),
-    )?
-    .no_grad();
-    for ln in [&mut base_ad.ln1, &mut base_ad.ln2] {
-        ln.gamma = ln.gamma.clone().set_require_grad(true);
-        ln.beta = ln.beta.take().map(|b| b.set_require_grad(true));
-    }
-    let ids = subset_ids(&base_ad);
+    )?;
+    let (base_ad, ids) = cfg.subset.trainable(loaded);
     let ce = CrossEntropyLossConfig::new().init(ad);
     let mut opt = OptimConfig {
         lr: cfg.subset_lr,
@@ -241,7 +235,7 @@ pub fn collect_snapshots(
             ("step".to_string(), step.to_string()),
             ("format".to_string(), "pt".to_string()),
         ]);
-        save_tensors(path, &subset_of(&model), Some(meta))?;
+        save_tensors(path, &subset_of(&model, cfg.subset), Some(meta))?;
         bar.inc(1);
     }
     bar.finish_and_clear();

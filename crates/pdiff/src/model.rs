@@ -78,19 +78,77 @@ impl Cnn {
     }
 }
 
-/// The tensor names of the parameter subset p-diff trains and generates, in a fixed order.
+/// The tensor names of the default parameter subset (the last two normalisation layers).
 pub const SUBSET: [&str; 4] = ["ln1.gamma", "ln1.beta", "ln2.gamma", "ln2.beta"];
+
+/// Which parameters p-diff keeps training and generates. All live in the head, so cached trunk
+/// features stay valid whichever is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subset {
+    /// `ln1` and `ln2`: 1,536 values (the paper's choice: the last two normalisation layers).
+    #[default]
+    LastTwoNorms,
+    /// `ln2` only: 512 values.
+    LastNorm,
+    /// The classifier `fc3`: 2,570 values.
+    LastLinear,
+}
+
+impl Subset {
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Subset::LastTwoNorms => &SUBSET,
+            Subset::LastNorm => &["ln2.gamma", "ln2.beta"],
+            Subset::LastLinear => &["fc3.weight", "fc3.bias"],
+        }
+    }
+
+    /// `m` with gradients recorded for this subset only; and the subset's parameter ids.
+    pub fn trainable(self, m: Cnn) -> (Cnn, Vec<burn::module::ParamId>) {
+        let mut m = m.no_grad();
+        let mut ids = Vec::new();
+        let norm = |ln: &mut LayerNorm, ids: &mut Vec<_>| {
+            ln.gamma = ln.gamma.clone().set_require_grad(true);
+            ln.beta = ln.beta.take().map(|b| b.set_require_grad(true));
+            ids.push(ln.gamma.id);
+            ids.extend(ln.beta.as_ref().map(|b| b.id));
+        };
+        match self {
+            Subset::LastTwoNorms => {
+                norm(&mut m.ln1, &mut ids);
+                norm(&mut m.ln2, &mut ids);
+            }
+            Subset::LastNorm => norm(&mut m.ln2, &mut ids),
+            Subset::LastLinear => {
+                m.fc3.weight = m.fc3.weight.clone().set_require_grad(true);
+                m.fc3.bias = m.fc3.bias.take().map(|b| b.set_require_grad(true));
+                ids.push(m.fc3.weight.id);
+                ids.extend(m.fc3.bias.as_ref().map(|b| b.id));
+            }
+        }
+        (m, ids)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn subset_names_exist_and_hold_1536_values() {
+    fn subset_names_exist_with_their_sizes() {
         let m = Cnn::new(&Device::flex());
         let t = pw_nn::checkpoint::module_tensors(&m);
-        let n: usize = SUBSET.iter().map(|k| t[*k].1.len()).sum();
-        assert_eq!(n, 2 * H1 + 2 * H2);
-        assert_eq!(n, 1536);
+        let size = |s: Subset| s.names().iter().map(|k| t[*k].1.len()).sum::<usize>();
+        assert_eq!(size(Subset::LastTwoNorms), 2 * H1 + 2 * H2);
+        assert_eq!(size(Subset::LastTwoNorms), 1536);
+        assert_eq!(size(Subset::LastNorm), 512);
+        assert_eq!(size(Subset::LastLinear), 2570);
+        for s in [Subset::LastTwoNorms, Subset::LastNorm, Subset::LastLinear] {
+            assert_eq!(
+                s.trainable(Cnn::new(&Device::flex().autodiff())).1.len(),
+                s.names().len()
+            );
+        }
     }
 }

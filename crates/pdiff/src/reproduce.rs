@@ -8,7 +8,6 @@ use crate::evaluate::{
     EvalData, ModelScore, SetSummary, max_similarity, mean, score_rows, summarize,
 };
 use crate::generate::{FitConfig, Generator, ParamDataset, fit};
-use crate::model::SUBSET;
 use pw_core::{
     Block, Claim, ClaimResult, Metrics, Plot, PlotKind, ReproContext, ReproOutcome, Reproduction,
     Series, Size, Table,
@@ -201,7 +200,13 @@ impl Reproduction for PdiffReproduction {
             &mut rng,
         )?;
         drop(train_feats);
-        let names: Vec<String> = SUBSET.iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = cfg
+            .collect
+            .subset
+            .names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let ds = ParamDataset::from_files(&snapshots, Some(&names))?;
         lap("features + K snapshots", &mut times);
 
@@ -370,8 +375,8 @@ impl Reproduction for PdiffReproduction {
 
         let mut blocks = Vec::new();
         blocks.push(Block::Paragraph(format!(
-            "A CNN with GroupNorm and LayerNorm layers was trained on Fashion-MNIST ({} training / {} validation / {} test images); then only its last two normalisation layers ({p} values) kept training for K = {k} steps, one snapshot per step. The autoencoder and the latent DDPM were fitted to those K vectors and {} parameter vectors generated. Best models are chosen on validation accuracy; the table gives test accuracy (%).",
-            splits.train.len(), splits.val.len(), splits.test.len(), cfg.generated
+            "A CNN with GroupNorm and LayerNorm layers was trained on Fashion-MNIST ({} training / {} validation / {} test images); then only its parameter subset {:?} ({p} values) kept training for K = {k} steps, one snapshot per step. The autoencoder and the latent DDPM were fitted to those K vectors and {} parameter vectors generated. Best models are chosen on validation accuracy; the table gives test accuracy (%).",
+            splits.train.len(), splits.val.len(), splits.test.len(), cfg.collect.subset.names(), cfg.generated
         )));
         let mut t = Table::new([
             "method",
@@ -416,6 +421,12 @@ impl Reproduction for PdiffReproduction {
             versus(&noisy),
             versus(&ensemble),
             versus(&ae_only)
+        )));
+        let ae_gap = 100.0 * (ae_only.summary.mean - o.mean);
+        metrics.set("ae_sanity_gap_points", ae_gap);
+        blocks.push(Block::Paragraph(format!(
+            "Autoencoder sanity check: encoding and decoding the {k} originals changes their mean test accuracy by {ae_gap:+.2} points ({} the 0.5-point bound).",
+            if ae_gap.abs() <= 0.5 { "within" } else { "OUTSIDE" }
         )));
         blocks.push(Block::Paragraph(format!(
             "The noise baseline adds Gaussian noise with sigma {sigma:.2e} per value to the originals, so its models lie as far from a checkpoint (L2 {gen_dist:.4} on average) as the generated ones lie from their nearest checkpoint."
