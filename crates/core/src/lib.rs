@@ -23,6 +23,7 @@ pub use ledger::Ledger;
 pub use plot::{Plot, PlotKind, Series};
 pub use report::{Block, Report, Table};
 pub use repro::{
-    Claim, ClaimResult, ReproContext, ReproOutcome, Reproduction, Size, run_reproductions,
+    Claim, ClaimResult, ReproContext, ReproOutcome, Reproduction, Size, apply_overrides,
+    run_reproductions,
 };
 pub use rundir::{Metrics, RunDir};

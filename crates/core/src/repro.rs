@@ -51,6 +51,37 @@ pub struct ReproContext {
     pub assets: PathBuf,
     pub size: Size,
     pub seed: u64,
+    /// Overrides of this system's configuration from the config file's
+    /// `[reproduce.overrides.<name>]` table (keys as in the system's config struct).
+    pub overrides: Option<serde_json::Value>,
+}
+
+/// `base` with the keys of `overrides` replaced, recursively for nested tables; then parsed as
+/// `T` (so an unknown or mistyped key is an error naming it).
+pub fn apply_overrides<T: serde::Serialize + serde::de::DeserializeOwned>(
+    base: &T,
+    overrides: Option<&serde_json::Value>,
+) -> std::result::Result<T, String> {
+    fn merge(a: &mut serde_json::Value, b: &serde_json::Value) {
+        match (a, b) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    match a.get_mut(k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            a.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            (a, b) => *a = b.clone(),
+        }
+    }
+    let mut v = serde_json::to_value(base).map_err(|e| e.to_string())?;
+    if let Some(o) = overrides {
+        merge(&mut v, o);
+    }
+    serde_json::from_value(v).map_err(|e| format!("overrides: {e}"))
 }
 
 pub struct ReproOutcome {
@@ -81,6 +112,7 @@ pub fn run_reproductions(
     size: Size,
     assets: PathBuf,
     seed: u64,
+    overrides: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Result<Report> {
     let mut report = Report::new(format!("paperworks reproduction ({size})"));
     let mut metrics = Metrics::default();
@@ -107,6 +139,7 @@ pub fn run_reproductions(
             assets: assets.clone(),
             size,
             seed,
+            overrides: overrides.get(r.name()).cloned(),
         };
         tracing::info!("reproducing {} ({size})", r.name());
         let t0 = Instant::now();
@@ -172,5 +205,46 @@ pub fn run_reproductions(
             "reproduction failed: {}",
             failures.join("; ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        a: u32,
+        b: u32,
+    }
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Cfg {
+        steps: u32,
+        inner: Inner,
+    }
+
+    #[test]
+    fn overrides_replace_nested_keys_and_reject_unknown_ones() {
+        let base = Cfg {
+            steps: 10,
+            inner: Inner { a: 1, b: 2 },
+        };
+        let o = serde_json::json!({"inner": {"b": 5}});
+        assert_eq!(
+            apply_overrides(&base, Some(&o)).unwrap(),
+            Cfg {
+                steps: 10,
+                inner: Inner { a: 1, b: 5 }
+            }
+        );
+        let bad = serde_json::json!({"stepz": 3});
+        assert!(
+            apply_overrides(&base, Some(&bad))
+                .unwrap_err()
+                .contains("stepz")
+        );
     }
 }

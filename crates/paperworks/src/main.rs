@@ -160,6 +160,9 @@ struct ConfigFile {
 struct ReproduceConfig {
     only: Option<Vec<String>>,
     size: Option<Size>,
+    /// Per-system settings, e.g. `[reproduce.overrides.pdiff]` with `ae_steps = 500`.
+    #[serde(default)]
+    overrides: BTreeMap<String, serde_json::Value>,
 }
 
 fn load_config(path: &Path) -> Result<ConfigFile> {
@@ -251,7 +254,7 @@ fn reproduce(g: &Global, args: &ReproduceArgs, cfg: &ConfigFile) -> Result<()> {
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs/reproduce"));
-    let effective = serde_json::json!({ "global": g, "reproduce": { "only": only, "size": size } });
+    let effective = serde_json::json!({ "global": g, "reproduce": { "only": only, "size": size, "overrides": cfg.reproduce.overrides } });
     let mut run = RunDir::open(
         &root,
         std::env::args().collect(),
@@ -260,7 +263,14 @@ fn reproduce(g: &Global, args: &ReproduceArgs, cfg: &ConfigFile) -> Result<()> {
         versions(),
         g.fresh,
     )?;
-    let result = pw_core::run_reproductions(&run, &selected, size, g.assets.clone(), g.seed);
+    let result = pw_core::run_reproductions(
+        &run,
+        &selected,
+        size,
+        g.assets.clone(),
+        g.seed,
+        &cfg.reproduce.overrides,
+    );
     run.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()))?;
     result?;
     println!("report: {}", root.join("report.md").display());

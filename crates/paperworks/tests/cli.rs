@@ -16,6 +16,17 @@ fn assets() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
 }
 
+/// A config that shrinks every registered reproduction to seconds (the smoke-test size).
+fn tiny_config(dir: &Path) -> String {
+    let p = dir.join("tiny.toml");
+    std::fs::write(
+        &p,
+        "[reproduce.overrides.pdiff]\nae_channels = [8, 8]\nae_steps = 20\ndenoiser_hidden = 16\nddpm_steps = 20\ngenerated = 4\nlimit = 1000\nablations = false\n[reproduce.overrides.pdiff.collect]\nepochs = 1\nsnapshots = 8\n",
+    )
+    .unwrap();
+    p.to_str().unwrap().to_string()
+}
+
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().unwrap()
 }
@@ -61,10 +72,13 @@ fn every_command_explains_itself() {
 fn reproduce_smoke_writes_report_manifest_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let rd = dir.path().join("run");
+    let cfg = tiny_config(dir.path());
     let o = run(&[
         "reproduce",
         "--quick",
         "--quiet",
+        "--config",
+        &cfg,
         "--run-dir",
         rd.to_str().unwrap(),
     ]);
@@ -76,8 +90,24 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
         serde_json::from_slice(&std::fs::read(rd.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["status"], "ok");
     assert_eq!(m["config"]["reproduce"]["size"], "quick");
+    assert_eq!(
+        m["config"]["reproduce"]["overrides"]["pdiff"]["ae_steps"],
+        20
+    );
+    let report = std::fs::read_to_string(rd.join("report.md")).unwrap();
+    assert!(
+        report.contains("| pdiff |"),
+        "the claims table must list p-diff: {report}"
+    );
     // Re-running resumes into the same directory and records the earlier start.
-    let o = run(&["reproduce", "--quiet", "--run-dir", rd.to_str().unwrap()]);
+    let o = run(&[
+        "reproduce",
+        "--quiet",
+        "--config",
+        &cfg,
+        "--run-dir",
+        rd.to_str().unwrap(),
+    ]);
     assert!(o.status.success());
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(rd.join("manifest.json")).unwrap()).unwrap();
@@ -102,8 +132,16 @@ fn unknown_system_is_a_clear_error() {
 fn malformed_config_names_file_and_line_and_keeps_the_run_intact() {
     let dir = tempfile::tempdir().unwrap();
     let rd = dir.path().join("run");
-    let o = run(&["reproduce", "--quiet", "--run-dir", rd.to_str().unwrap()]);
-    assert!(o.status.success());
+    let tiny = tiny_config(dir.path());
+    let o = run(&[
+        "reproduce",
+        "--quiet",
+        "--config",
+        &tiny,
+        "--run-dir",
+        rd.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let manifest_before = std::fs::read(rd.join("manifest.json")).unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "seed = 3\n[reproduce]\nsize = \"huge\"\n").unwrap();
@@ -119,6 +157,19 @@ fn malformed_config_names_file_and_line_and_keeps_the_run_intact() {
     assert!(
         line.contains("bad.toml") && line.contains("line 3"),
         "{line}"
+    );
+    std::fs::write(&cfg, "[reproduce.overrides.pdiff]\nae_stepz = 3\n").unwrap();
+    let o = run(&[
+        "reproduce",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        dir.path().join("other").to_str().unwrap(),
+    ]);
+    let line = error_line(&o);
+    assert!(
+        line.contains("ae_stepz"),
+        "an unknown override key must be named: {line}"
     );
     std::fs::write(&cfg, "sed = 3\n").unwrap();
     let line = error_line(&run(&[

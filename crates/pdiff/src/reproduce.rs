@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PdiffConfig {
     pub collect: CollectConfig,
     /// Autoencoder channels per level. Burn's CPU conv1d runs at a few tens of GFLOP/s, so the
@@ -163,10 +164,12 @@ impl Reproduction for PdiffReproduction {
         &self,
         ctx: &ReproContext,
     ) -> Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>> {
-        let cfg = self
+        let defaults = self
             .config
             .clone()
             .unwrap_or_else(|| PdiffConfig::for_size(ctx.size));
+        let cfg = pw_core::apply_overrides(&defaults, ctx.overrides.as_ref())
+            .map_err(|e| format!("[reproduce.overrides.pdiff] {e}"))?;
         let (ad, plain) = (
             device(DeviceKind::Cpu, true)?,
             device(DeviceKind::Cpu, false)?,

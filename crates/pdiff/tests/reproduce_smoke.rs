@@ -38,6 +38,7 @@ fn pdiff_reproduction_runs_end_to_end_at_tiny_size() {
         assets: assets(),
         size: Size::Quick,
         seed: 1,
+        overrides: None,
     };
     let out = r.run(&ctx).unwrap();
     assert_eq!(out.claims.len(), 3);
