@@ -425,6 +425,15 @@ impl Reproduction for PdiffReproduction {
             versus(&ensemble),
             versus(&ae_only)
         )));
+        // Resolution of the test split: one binomial standard error at the originals' accuracy.
+        let n_test = data.test_labels.len() as f64;
+        let se = 100.0 * (o.mean * (1.0 - o.mean) / n_test).sqrt();
+        metrics.set("test_standard_error_points", se);
+        blocks.push(Block::Paragraph(format!(
+            "Resolution: the test split has {n_test} images, so 0.01 points is one image and one binomial standard error at {}% accuracy is {se:.2} points; differences between these methods smaller than about {:.2} points (two standard errors) are not resolved by this test set, and a claim decided by such a margin can flip with the seed.",
+            pct(o.mean),
+            2.0 * se
+        )));
         let ae_gap = 100.0 * (ae_only.summary.mean - o.mean);
         metrics.set("ae_sanity_gap_points", ae_gap);
         blocks.push(Block::Paragraph(format!(
