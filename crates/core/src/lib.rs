@@ -16,6 +16,7 @@ pub mod progress;
 pub mod report;
 pub mod repro;
 pub mod rundir;
+pub mod samples;
 
 pub use atomic::{write_atomic, write_json_atomic};
 pub use error::{Error, IoContext, Result, one_line};

@@ -11,36 +11,13 @@ use pw_nn::burn::tensor::{Device, Distribution, Int, Tensor};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::transformer::{CausalLm, TransformerConfig};
 use pw_nn::{DeviceKind, device};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Seconds per iteration of each benchmark, from criterion's own samples.
-static SAMPLES: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
-
-fn record(name: &str, iters: u64, d: Duration) -> Duration {
-    SAMPLES
-        .lock()
-        .unwrap()
-        .push((name.to_string(), d.as_secs_f64() / iters as f64));
-    d
-}
-
-/// Median seconds per iteration of `name`; `None` when it did not run (filtered out, or
-/// criterion's `--profile-time` mode).
-fn median(name: &str) -> Option<f64> {
-    let mut v: Vec<f64> = SAMPLES
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, s)| *s)
-        .collect();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v.get(v.len() / 2).copied()
-}
+static SAMPLES: pw_core::samples::Samples = pw_core::samples::Samples::new();
 
 fn sync(d: &Device) {
     d.sync().expect("device sync");
@@ -60,7 +37,7 @@ fn bench_matmul(c: &mut Criterion, dev: &Device, n: usize) {
                 sync(dev);
                 std::hint::black_box(y);
             }
-            record(&name, iters, t.elapsed())
+            SAMPLES.record(&name, iters, t.elapsed())
         })
     });
     g.finish();
@@ -100,7 +77,7 @@ fn bench_train_step(c: &mut Criterion) {
                 sync(&dev);
                 model = Some(m);
             }
-            record("train_step", iters, t.elapsed())
+            SAMPLES.record("train_step", iters, t.elapsed())
         })
     });
     g.finish();
@@ -116,9 +93,13 @@ fn main() {
     bench_train_step(&mut c);
     c.final_summary();
 
-    let gflops =
-        |n: usize| median(&format!("matmul_f32_{n}")).map(|s| 2.0 * (n as f64).powi(3) / s / 1e9);
-    let (Some(g1), Some(g2), Some(step)) = (gflops(1024), gflops(2048), median("train_step"))
+    let gflops = |n: usize| {
+        SAMPLES
+            .median(&format!("matmul_f32_{n}"))
+            .map(|s| 2.0 * (n as f64).powi(3) / s / 1e9)
+    };
+    let (Some(g1), Some(g2), Some(step)) =
+        (gflops(1024), gflops(2048), SAMPLES.median("train_step"))
     else {
         println!("(summary table needs all three benchmarks; run `make bench` without a filter)");
         return;

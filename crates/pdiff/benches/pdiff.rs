@@ -13,33 +13,13 @@ use pw_pdiff::collect::{evaluate_head, with_subset};
 use pw_pdiff::generate::{Generator, ParamDataset, Scaling};
 use pw_pdiff::model::{Cnn, H1, SUBSET};
 use pw_pdiff::reproduce::PdiffConfig;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-static SAMPLES: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
-
-fn record(name: &str, iters: u64, d: Duration) -> Duration {
-    SAMPLES
-        .lock()
-        .unwrap()
-        .push((name.to_string(), d.as_secs_f64() / iters as f64));
-    d
-}
-
-fn median(name: &str) -> Option<f64> {
-    let mut v: Vec<f64> = SAMPLES
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, s)| *s)
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
-}
+/// Seconds per iteration of each benchmark, from criterion's own samples.
+static SAMPLES: pw_core::samples::Samples = pw_core::samples::Samples::new();
 
 const DIM: usize = 1536;
 const BATCH: usize = 50;
@@ -79,7 +59,7 @@ fn main() {
                 );
                 ae = Some(opt.step(1e-4, m, grads));
             }
-            record("ae", iters, t.elapsed())
+            SAMPLES.record("ae", iters, t.elapsed())
         })
     });
 
@@ -103,7 +83,7 @@ fn main() {
                 );
                 den = Some(opt.step(1e-4, m, grads));
             }
-            record("denoiser", iters, t.elapsed())
+            SAMPLES.record("denoiser", iters, t.elapsed())
         })
     });
 
@@ -146,16 +126,18 @@ fn main() {
                     std::hint::black_box(evaluate_head(&m, &feats, &labels, &plain));
                 }
             }
-            record("generate", iters, t.elapsed())
+            SAMPLES.record("generate", iters, t.elapsed())
         })
     });
     g.finish();
     let _ = base.num_params();
     c.final_summary();
 
-    let (Some(a), Some(d), Some(generation)) =
-        (median("ae"), median("denoiser"), median("generate"))
-    else {
+    let (Some(a), Some(d), Some(generation)) = (
+        SAMPLES.median("ae"),
+        SAMPLES.median("denoiser"),
+        SAMPLES.median("generate"),
+    ) else {
         println!("(summary table needs all three benchmarks; run `make bench` without a filter)");
         return;
     };

@@ -275,53 +275,50 @@ impl Reproduction for PdiffReproduction {
         // Ablations (full size): no noise augmentation; K = 10.
         let mut ablations: Vec<(String, SetSummary, f64)> = Vec::new();
         if cfg.ablations {
-            let g = fit(
-                &ds,
-                &cfg.fit_config(p, false),
-                &ctx.dir.join("fit_no_noise"),
-                &ad,
-                &plain,
-                &mut rng,
-            )?;
-            let rows = generated_rows(
-                &g,
-                &ds,
-                cfg.generated,
-                &ctx.dir.join("generated_no_noise"),
-                &plain,
-            )?;
-            let s = score("no noise", &rows)?;
-            ablations.push((
-                "no noise augmentation".into(),
-                s.summary,
-                mean(&max_similarity(&s.scores, &originals.scores, false)),
-            ));
+            let k10 = 10.min(k);
             let ds10 = ParamDataset {
-                rows: ds.rows[..10.min(k)].to_vec(),
+                rows: ds.rows[..k10].to_vec(),
                 ..ds.clone()
             };
-            let g = fit(
-                &ds10,
-                &cfg.fit_config(p, true),
-                &ctx.dir.join("fit_k10"),
-                &ad,
-                &plain,
-                &mut rng,
-            )?;
-            let rows = generated_rows(
-                &g,
-                &ds10,
-                cfg.generated,
-                &ctx.dir.join("generated_k10"),
-                &plain,
-            )?;
-            let s = score("K = 10", &rows)?;
-            let orig10 = &originals.scores[..10.min(k)];
-            ablations.push((
-                "K = 10 checkpoints".into(),
-                s.summary,
-                mean(&max_similarity(&s.scores, orig10, false)),
-            ));
+            let variants = [
+                (
+                    "no noise augmentation",
+                    &ds,
+                    false,
+                    "no_noise",
+                    &originals.scores[..],
+                ),
+                (
+                    "K = 10 checkpoints",
+                    &ds10,
+                    true,
+                    "k10",
+                    &originals.scores[..k10],
+                ),
+            ];
+            for (name, data_set, noise, tag, reference) in variants {
+                let g = fit(
+                    data_set,
+                    &cfg.fit_config(p, noise),
+                    &ctx.dir.join(format!("fit_{tag}")),
+                    &ad,
+                    &plain,
+                    &mut rng,
+                )?;
+                let rows = generated_rows(
+                    &g,
+                    data_set,
+                    cfg.generated,
+                    &ctx.dir.join(format!("generated_{tag}")),
+                    &plain,
+                )?;
+                let s = score("ablation", &rows)?;
+                ablations.push((
+                    name.to_string(),
+                    s.summary,
+                    mean(&max_similarity(&s.scores, reference, false)),
+                ));
+            }
             lap("ablations", &mut times);
         }
 
