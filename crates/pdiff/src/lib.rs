@@ -1,4 +1,4 @@
-//! p-diff — Neural Network Diffusion (Wang et al., arXiv 2402.13144), in progress.
+//! p-diff — Neural Network Diffusion (Wang et al., arXiv 2402.13144).
 //!
 //! The paper: train a network, keep training a small parameter subset and save K snapshots;
 //! fit an autoencoder to the flattened subsets and a DDPM to its latents; sample new latents,
@@ -9,10 +9,11 @@
 //! - [`data`]: Fashion-MNIST with a validation split carved from the training set;
 //! - [`model`]: the CNN, split into a fixed trunk and a head holding the subset (`ln1`, `ln2`);
 //! - [`collect`]: base training, cached features, the K subset snapshots, head evaluation;
-//! - the autoencoder and latent DDPM are `pw_nn::conv_ae` and `pw_nn::ddpm`.
-//!
-//! Not yet here (issue 4): fitting the AE/DDPM on the snapshots, generation, baselines,
-//! similarity analysis, the report and the registered reproduction.
+//! - [`generate`]: the parameter dataset, the AE + latent DDPM generator (`pw_nn::conv_ae`,
+//!   `pw_nn::ddpm`), generation;
+//! - [`evaluate`]: accuracy with validation-selected best, IoU-of-mistakes similarity;
+//! - [`reproduce`]: the registered reproduction with its baselines, claims and report;
+//! - [`realuse`]: `paperworks pdiff fit | generate` on any safetensors checkpoints.
 
 pub mod collect;
 pub mod data;
