@@ -101,12 +101,12 @@ enum PdiffCommand {
         /// Tensors to model, comma-separated (default: every tensor of the first file).
         #[arg(long, value_delimiter = ',', value_name = "NAME")]
         tensors: Vec<String>,
-        /// Autoencoder training steps.
-        #[arg(long, default_value_t = 1200)]
-        ae_steps: usize,
-        /// Denoiser training steps.
-        #[arg(long, default_value_t = 3000)]
-        ddpm_steps: usize,
+        /// Autoencoder training steps (default: the quick reproduction's).
+        #[arg(long)]
+        ae_steps: Option<usize>,
+        /// Denoiser training steps (default: the quick reproduction's).
+        #[arg(long)]
+        ddpm_steps: Option<usize>,
     },
     /// Write new checkpoints from a fitted generator.
     Generate {
@@ -291,12 +291,13 @@ fn pdiff(g: &Global, cmd: &PdiffCommand) -> Result<()> {
                 .run_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("runs/pdiff-fit"));
+            let defaults = FitOptions::default();
             let opts = FitOptions {
                 tensors: tensors.clone(),
-                ae_steps: *ae_steps,
-                ddpm_steps: *ddpm_steps,
+                ae_steps: ae_steps.unwrap_or(defaults.ae_steps),
+                ddpm_steps: ddpm_steps.unwrap_or(defaults.ddpm_steps),
                 seed: g.seed,
-                ..Default::default()
+                ..defaults
             };
             let mut run = RunDir::open(
                 &out,

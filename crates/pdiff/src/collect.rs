@@ -154,7 +154,18 @@ pub fn subset_of(m: &Cnn, subset: Subset) -> NamedTensors {
 
 /// `base` with its subset replaced by `subset` (names and shapes checked).
 pub fn with_subset(base: &Cnn, subset: &NamedTensors, source: &Path) -> Result<Cnn> {
-    let mut all = module_tensors(base);
+    with_subset_from(base, &module_tensors(base), subset, source)
+}
+
+/// [`with_subset`] with `base`'s tensors already read (`module_tensors(base)`), for loops that
+/// load many subsets into one base model.
+pub fn with_subset_from(
+    base: &Cnn,
+    base_tensors: &NamedTensors,
+    subset: &NamedTensors,
+    source: &Path,
+) -> Result<Cnn> {
+    let mut all = base_tensors.clone();
     for (k, v) in subset {
         match all.get(k) {
             Some((shape, _)) if *shape == v.0 => {

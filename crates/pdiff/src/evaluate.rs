@@ -2,7 +2,7 @@
 //! predicted test samples of each model, and the similarity of two models as the IoU of those
 //! sets. A set's "best" model is chosen on validation accuracy, never on test accuracy.
 
-use crate::collect::{evaluate_head, with_subset};
+use crate::collect::{evaluate_head, with_subset_from};
 use crate::generate::ParamDataset;
 use crate::model::Cnn;
 use pw_core::Result;
@@ -33,9 +33,15 @@ pub fn score_rows(
     data: &EvalData,
     device: &Device,
 ) -> Result<Vec<ModelScore>> {
+    let base_tensors = pw_nn::checkpoint::module_tensors(base);
     rows.iter()
         .map(|r| {
-            let m = with_subset(base, &ds.to_named(r), Path::new("<generated>"))?;
+            let m = with_subset_from(
+                base,
+                &base_tensors,
+                &ds.to_named(r),
+                Path::new("<generated>"),
+            )?;
             let (val_acc, _) = evaluate_head(&m, &data.val_feats, &data.val_labels, device);
             let (test_acc, wrong) = evaluate_head(&m, &data.test_feats, &data.test_labels, device);
             Ok(ModelScore {

@@ -21,13 +21,15 @@ pub struct FitOptions {
 }
 
 impl Default for FitOptions {
+    /// The quick reproduction's sizes (`PdiffConfig::for_size(Size::Quick)`), defined there once.
     fn default() -> Self {
+        let q = crate::reproduce::PdiffConfig::for_size(pw_core::Size::Quick);
         FitOptions {
             tensors: Vec::new(),
-            ae_steps: 1200,
-            ddpm_steps: 3000,
-            ae_channels: vec![16, 32, 64, 64],
-            denoiser_hidden: 32,
+            ae_steps: q.ae_steps,
+            ddpm_steps: q.ddpm_steps,
+            ae_channels: q.ae_channels,
+            denoiser_hidden: q.denoiser_hidden,
             seed: 0,
         }
     }
