@@ -1,12 +1,13 @@
 //! The `paperworks` binary: clap wiring only. Every capability lives in a library crate.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use pw_core::{Error, Result, RunDir, Size};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod llm;
 mod registry;
 
 #[global_allocator]
@@ -34,25 +35,25 @@ struct Cli {
 }
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
-struct Global {
+pub(crate) struct Global {
     /// Run directory for outputs (default: runs/<command>).
     #[arg(long, global = true, value_name = "DIR")]
-    run_dir: Option<PathBuf>,
+    pub(crate) run_dir: Option<PathBuf>,
     /// Seed for every random choice of the run.
     #[arg(long, global = true, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Worker threads for CPU kernels (default: all cores).
     #[arg(long, global = true, value_name = "N")]
-    threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// No progress bars and only warnings and errors on stderr.
     #[arg(long, short, global = true)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// TOML file with the full configuration; command-line flags override it.
     #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Clear the run directory's earlier outputs instead of resuming.
     #[arg(long, global = true)]
-    fresh: bool,
+    pub(crate) fresh: bool,
     /// Where scripts/setup.sh put the offline assets.
     #[arg(
         long,
@@ -61,7 +62,7 @@ struct Global {
         default_value = "assets",
         value_name = "DIR"
     )]
-    assets: PathBuf,
+    pub(crate) assets: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +85,19 @@ enum Command {
     /// Exits non-zero when an asset is missing or (with --verify) does not match its checksum.
     /// `scripts/setup.sh` fetches them.
     Assets(AssetsArgs),
+    /// Language models: answer a prompt, or benchmark a backend.
+    ///
+    /// The embedded backend runs any local GGUF through llama.cpp (default: the SmolLM2-135M
+    /// that setup fetches); --endpoint uses OpenAI-compatible servers (vLLM, llama.cpp server,
+    /// Ollama, OpenAI) with retries and backoff instead.
+    #[command(subcommand)]
+    Llm(llm::LlmCommand),
+    /// Serve a local GGUF over an OpenAI-compatible HTTP API.
+    ///
+    /// POST /v1/chat/completions (with response_format json_schema), GET /v1/models,
+    /// GET /health. Binds 127.0.0.1:8080 by default; requests beyond --queue get 429 with
+    /// Retry-After; SIGTERM lets running requests finish, then exits.
+    Serve(llm::ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +203,7 @@ fn versions() -> BTreeMap<String, String> {
     [
         ("paperworks", env!("CARGO_PKG_VERSION")),
         ("burn", "0.22.1"),
+        ("llama-cpp-2", "0.1.160"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -361,7 +376,7 @@ fn assets(g: &Global, args: &AssetsArgs) -> Result<()> {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, seed_given: bool) -> Result<()> {
     let cfg = match &cli.global.config {
         Some(p) => load_config(p)?,
         None => ConfigFile::default(),
@@ -384,15 +399,25 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reproduce(a) => reproduce(&g, a, &cfg),
         Command::Pdiff(c) => pdiff(&g, c),
         Command::Assets(a) => assets(&g, a),
+        Command::Llm(llm::LlmCommand::Complete(a)) => {
+            llm::complete(&g, a, seed_given || cfg.seed.is_some())
+        }
+        Command::Llm(llm::LlmCommand::Bench(a)) => llm::bench(&g, a),
+        Command::Serve(a) => llm::serve(&g, a),
     }
 }
 
 fn main() -> ExitCode {
     pw_nn::alloc::tune_mimalloc_for_tensors();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let seed_given = matches.value_source("seed") == Some(clap::parser::ValueSource::CommandLine);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     pw_core::progress::set_quiet(cli.global.quiet);
     init_logging(cli.global.quiet);
-    match run(cli) {
+    match run(cli, seed_given) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", pw_core::one_line(&e));

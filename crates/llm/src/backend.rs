@@ -1,0 +1,38 @@
+//! Choosing a backend from configuration: the embedded GGUF unless endpoints are given, with
+//! the response cache in front unless it is turned off. Paper crates and the CLI build their
+//! generators through [`open`].
+
+use crate::{Cache, Cached, Embedded, EmbeddedConfig, Generator, Http, HttpConfig, LlmError};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// The embedded model (used when `http.endpoints` is empty).
+    pub embedded: EmbeddedConfig,
+    /// OpenAI-compatible endpoints; non-empty `endpoints` selects the HTTP backend.
+    pub http: HttpConfig,
+    /// Response cache file; `None` turns the cache off.
+    pub cache: Option<PathBuf>,
+}
+
+impl LlmConfig {
+    pub fn uses_http(&self) -> bool {
+        !self.http.endpoints.is_empty()
+    }
+}
+
+/// Opens the configured generator.
+pub fn open(cfg: &LlmConfig) -> Result<Arc<dyn Generator>, LlmError> {
+    let inner: Arc<dyn Generator> = if cfg.uses_http() {
+        Arc::new(Http::new(cfg.http.clone())?)
+    } else {
+        Arc::new(Embedded::load(cfg.embedded.clone())?)
+    };
+    Ok(match &cfg.cache {
+        None => inner,
+        Some(path) => Arc::new(Cached::new(inner, Arc::new(Cache::open(path)?))),
+    })
+}

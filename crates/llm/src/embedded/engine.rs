@@ -1,0 +1,610 @@
+//! The engine thread: continuous batching over llama.cpp sequence slots.
+//!
+//! Each request becomes `n` units (one per sample). A unit takes a free slot (a llama.cpp
+//! sequence id), feeds its prompt in chunks, then one token per step. Every step builds ONE
+//! batch: the next token of every generating unit first (so running sequences are never
+//! starved by a long prompt), then prompt chunks up to `batch_tokens`; one `decode` call runs
+//! them all. Logits are read only for the positions that need a sample.
+
+use super::sampler::Sampler;
+use super::{EmbeddedConfig, Job, ModelInfo};
+use crate::{Choice, Completion, LlmError, Usage, finish};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, OnceLock};
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+static ERRORS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static LOG_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// llama.cpp's log: its last error line is kept (to explain a failed load in one line); the
+/// whole log goes to stderr when `PAPERWORKS_LLAMA_LOG` is set.
+unsafe extern "C" fn log_callback(
+    level: llama_cpp_sys_2::ggml_log_level,
+    text: *const std::os::raw::c_char,
+    _user: *mut std::os::raw::c_void,
+) {
+    if text.is_null() {
+        return;
+    }
+    let msg = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy();
+    if LOG_TO_STDERR.load(Ordering::Relaxed) {
+        eprint!("{msg}");
+    }
+    if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR
+        && let Ok(mut errs) = ERRORS.lock()
+        && errs.len() < 32
+    {
+        errs.push(msg.trim().to_string());
+    }
+}
+
+/// The errors llama.cpp logged since the last call, as one line: the specific ones, without
+/// the generic "failed to load model" wrappers and function-name prefixes.
+pub(crate) fn take_last_error() -> Option<String> {
+    let errs = std::mem::take(&mut *ERRORS.lock().ok()?);
+    let specific: Vec<String> = errs
+        .iter()
+        .filter(|e| !e.contains("failed to load model"))
+        .map(|e| {
+            let e = e
+                .strip_prefix("llama_model_load: error loading model: ")
+                .unwrap_or(e);
+            match e.split_once(": ") {
+                Some((f, rest)) if !f.contains(' ') => rest.to_string(),
+                _ => e.to_string(),
+            }
+        })
+        .collect();
+    let pick = if specific.is_empty() { errs } else { specific };
+    (!pick.is_empty()).then(|| pick.join("; "))
+}
+
+/// llama.cpp's process-wide initialisation, done once.
+pub(crate) fn backend() -> Result<&'static LlamaBackend, LlmError> {
+    BACKEND
+        .get_or_init(|| {
+            LOG_TO_STDERR.store(
+                std::env::var_os("PAPERWORKS_LLAMA_LOG").is_some(),
+                Ordering::Relaxed,
+            );
+            unsafe { llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| LlmError::Stopped(format!("llama.cpp backend: {e}")))
+}
+
+pub(super) fn run(
+    cfg: EmbeddedConfig,
+    rx: Receiver<Job>,
+    ready: Sender<Result<ModelInfo, LlmError>>,
+    pending: Arc<AtomicUsize>,
+) {
+    let path = cfg.model.clone();
+    let backend = match backend() {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mparams = LlamaModelParams::default().with_n_gpu_layers(cfg.gpu_layers);
+    take_last_error();
+    let model = match LlamaModel::load_from_file(backend, &path, &mparams) {
+        Ok(m) => m,
+        Err(e) => {
+            let why = take_last_error().unwrap_or_else(|| e.to_string());
+            let _ = ready.send(Err(LlmError::model(
+                &path,
+                format!("llama.cpp could not load it: {why}"),
+            )));
+            return;
+        }
+    };
+    let template = match &cfg.chat_template {
+        Some(t) => LlamaChatTemplate::new(t)
+            .map_err(|e| LlmError::model(&path, format!("chat template: {e}"))),
+        None => model.chat_template(None).map_err(|_| {
+            LlmError::model(
+                &path,
+                "has no chat template in its metadata; give one with --chat-template \
+                 (a llama.cpp name such as chatml, llama3, gemma, or a template text)",
+            )
+        }),
+    };
+    let template = match template.and_then(|t| {
+        let probe = [LlamaChatMessage::new("user".into(), "hi".into())
+            .map_err(|e| LlmError::model(&path, e.to_string()))?];
+        model
+            .apply_chat_template(&t, &probe, true)
+            .map(|_| t)
+            .map_err(|e| {
+                LlmError::model(
+                    &path,
+                    format!(
+                        "llama.cpp does not recognise the chat template ({e}); give a known \
+                         one with --chat-template (chatml, llama3, gemma, ...)"
+                    ),
+                )
+            })
+    }) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let threads = cfg.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let n_ctx_train = model.n_ctx_train();
+    let ctx_per_seq = cfg.ctx_per_seq.min(n_ctx_train.max(16));
+    let parallel = cfg.parallel;
+    let batch_tokens = cfg.batch_tokens.max(parallel as u32).max(32);
+    let n_ctx = ctx_per_seq * parallel as u32;
+    let cparams = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(batch_tokens)
+        .with_n_ubatch(batch_tokens)
+        .with_n_seq_max(parallel as u32)
+        .with_n_threads(threads as i32)
+        .with_n_threads_batch(threads as i32);
+    let ctx = match model.new_context(backend, cparams) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(LlmError::model(
+                &path,
+                format!("cannot create a context of {n_ctx} tokens: {e}"),
+            )));
+            return;
+        }
+    };
+    let name = cfg
+        .name
+        .clone()
+        .unwrap_or_else(|| super::default_name(&path));
+    let info = ModelInfo {
+        name: name.clone(),
+        path: path.clone(),
+        n_params: model.n_params(),
+        size_bytes: model.size(),
+        n_vocab: model.n_vocab(),
+        n_ctx_train,
+        parallel,
+        ctx_per_seq,
+        threads,
+    };
+    if ready.send(Ok(info)).is_err() {
+        return;
+    }
+    let mut engine = Engine {
+        model: &model,
+        ctx,
+        template,
+        name,
+        ctx_per_seq,
+        batch_tokens,
+        slots: (0..parallel).map(|_| None).collect(),
+        waiting: VecDeque::new(),
+        jobs: HashMap::new(),
+        next_job: 0,
+        pending,
+        full: LlamaTokenDataArray::new(Vec::new(), false),
+        masked: Vec::new(),
+    };
+    engine.serve(rx);
+}
+
+struct JobState {
+    id: String,
+    submitted: std::time::Instant,
+    reply: Option<super::Reply>,
+    choices: Vec<Option<Choice>>,
+    remaining: usize,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+struct Unit {
+    job: u64,
+    choice: usize,
+    prompt: Arc<Vec<LlamaToken>>,
+    fed: usize,
+    sampler: Sampler,
+    grammar: Option<LlamaSampler>,
+    out: Vec<u8>,
+    n_gen: u32,
+    max_tokens: u32,
+    stop: Arc<Vec<String>>,
+    last: LlamaToken,
+    logit_idx: Option<i32>,
+}
+
+struct Engine<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    template: LlamaChatTemplate,
+    name: String,
+    ctx_per_seq: u32,
+    batch_tokens: u32,
+    slots: Vec<Option<Unit>>,
+    waiting: VecDeque<Unit>,
+    jobs: HashMap<u64, JobState>,
+    next_job: u64,
+    pending: Arc<AtomicUsize>,
+    full: LlamaTokenDataArray,
+    masked: Vec<f32>,
+}
+
+impl Engine<'_> {
+    fn serve(&mut self, rx: Receiver<Job>) {
+        let mut batch = LlamaBatch::new(self.batch_tokens as usize, 1);
+        let mut open = true;
+        loop {
+            // take new jobs while there is room to start them soon
+            while open && self.waiting.len() < self.slots.len() {
+                let idle = self.waiting.is_empty() && self.slots.iter().all(Option::is_none);
+                let job = if idle {
+                    match rx.recv() {
+                        Ok(j) => j,
+                        Err(_) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                } else {
+                    match rx.try_recv() {
+                        Ok(j) => j,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                };
+                self.admit(job);
+            }
+            if !open && self.waiting.is_empty() && self.slots.iter().all(Option::is_none) {
+                return;
+            }
+            // start waiting units in free slots
+            for s in 0..self.slots.len() {
+                if self.slots[s].is_none() {
+                    while let Some(u) = self.waiting.pop_front() {
+                        if self.jobs.contains_key(&u.job) {
+                            self.slots[s] = Some(u);
+                            break;
+                        }
+                    }
+                }
+            }
+            if self.slots.iter().all(Option::is_none) {
+                continue;
+            }
+            self.step(&mut batch);
+        }
+    }
+
+    /// Tokenises a job's prompt and queues its units; answers at once when the request
+    /// cannot run.
+    fn admit(&mut self, job: Job) {
+        let id = job.req.id.clone();
+        let p = &job.req.params;
+        let prepared = (|| -> Result<(Vec<LlamaToken>, Option<String>), LlmError> {
+            let msgs = job
+                .req
+                .messages
+                .iter()
+                .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| LlmError::request(&id, format!("messages: {e}")))?;
+            if msgs.is_empty() {
+                return Err(LlmError::request(&id, "messages is empty"));
+            }
+            let text = self
+                .model
+                .apply_chat_template(&self.template, &msgs, true)
+                .map_err(|e| LlmError::request(&id, format!("chat template: {e}")))?;
+            let tokens = self.model.vocab().tokenize(text.as_bytes(), true, true);
+            if tokens.is_empty() {
+                return Err(LlmError::request(&id, "the prompt has no tokens"));
+            }
+            if tokens.len() as u32 + 1 >= self.ctx_per_seq {
+                return Err(LlmError::request(
+                    &id,
+                    format!(
+                        "prompt of {} tokens does not fit the context of {} tokens per sequence",
+                        tokens.len(),
+                        self.ctx_per_seq
+                    ),
+                ));
+            }
+            let grammar = match &p.json_schema {
+                Some(schema) => Some(
+                    llama_cpp_2::json_schema_to_grammar(&schema.to_string())
+                        .map_err(|e| LlmError::request(&id, format!("json_schema: {e}")))?,
+                ),
+                None => None,
+            };
+            Ok((tokens, grammar))
+        })();
+        let (tokens, grammar) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                self.pending.fetch_sub(1, Ordering::SeqCst);
+                (job.reply)(Err(e));
+                return;
+            }
+        };
+        let n = p.n as usize;
+        let seed = p.seed.unwrap_or_else(rand::random::<u64>);
+        let prompt = Arc::new(tokens);
+        let stop = Arc::new(p.stop.clone());
+        let mut units = Vec::with_capacity(n);
+        for choice in 0..n {
+            let g = match &grammar {
+                Some(g) => match LlamaSampler::grammar(self.model, g, "root") {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        self.pending.fetch_sub(1, Ordering::SeqCst);
+                        (job.reply)(Err(LlmError::request(
+                            &id,
+                            format!("json_schema: llama.cpp refused the grammar: {e}"),
+                        )));
+                        return;
+                    }
+                },
+                None => None,
+            };
+            units.push(Unit {
+                job: self.next_job,
+                choice,
+                prompt: prompt.clone(),
+                fed: 0,
+                sampler: Sampler::new(
+                    p.temperature,
+                    p.top_p,
+                    seed.wrapping_add((choice as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                ),
+                grammar: g,
+                out: Vec::new(),
+                n_gen: 0,
+                max_tokens: p.max_tokens,
+                stop: stop.clone(),
+                last: LlamaToken(0),
+                logit_idx: None,
+            });
+        }
+        self.jobs.insert(
+            self.next_job,
+            JobState {
+                id,
+                submitted: job.submitted,
+                reply: Some(job.reply),
+                choices: vec![None; n],
+                remaining: n,
+                prompt_tokens: prompt.len() as u64,
+                completion_tokens: 0,
+            },
+        );
+        self.next_job += 1;
+        self.waiting.extend(units);
+    }
+
+    fn step(&mut self, batch: &mut LlamaBatch) {
+        batch.clear();
+        let mut budget = self.batch_tokens as usize;
+        // generating units: one token each
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            let Some(u) = slot else { continue };
+            u.logit_idx = None;
+            if u.fed == u.prompt.len() && u.n_gen > 0 {
+                let pos = (u.prompt.len() as u32 + u.n_gen - 1) as i32;
+                let idx = batch.n_tokens();
+                batch
+                    .add(u.last, pos, &[s as i32], true)
+                    .expect("batch sized for every slot");
+                u.logit_idx = Some(idx);
+                budget -= 1;
+            }
+        }
+        // prompt chunks with what is left
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            let Some(u) = slot else { continue };
+            if u.fed == u.prompt.len() || budget == 0 {
+                continue;
+            }
+            let k = (u.prompt.len() - u.fed).min(budget);
+            for j in u.fed..u.fed + k {
+                let last = j + 1 == u.prompt.len();
+                if last {
+                    u.logit_idx = Some(batch.n_tokens());
+                }
+                batch
+                    .add(u.prompt[j], j as i32, &[s as i32], last)
+                    .expect("chunk fits the budget");
+            }
+            u.fed += k;
+            budget -= k;
+        }
+        if let Err(e) = self.ctx.decode(batch) {
+            let active: Vec<u64> = self.slots.iter().flatten().map(|u| u.job).collect();
+            for job in active {
+                self.fail_job(job, format!("llama.cpp decode failed: {e}"));
+            }
+            return;
+        }
+        for s in 0..self.slots.len() {
+            let Some(idx) = self.slots[s].as_ref().and_then(|u| u.logit_idx) else {
+                continue;
+            };
+            let tok = self.pick(s, idx);
+            let vocab = self.model.vocab();
+            let u = self.slots[s].as_mut().expect("slot is active");
+            let mut reason = None;
+            if vocab.is_eog(tok) {
+                reason = Some(finish::STOP);
+            } else {
+                let before = u.out.len();
+                vocab.token_to_piece_into(tok, &mut u.out, false, None);
+                u.n_gen += 1;
+                u.last = tok;
+                if let Some(g) = u.grammar.as_mut() {
+                    g.accept(tok);
+                }
+                if let Some(cut) = find_stop(&u.out, before, &u.stop) {
+                    u.out.truncate(cut);
+                    reason = Some(finish::STOP);
+                } else if u.n_gen >= u.max_tokens
+                    || u.prompt.len() as u32 + u.n_gen + 1 >= self.ctx_per_seq
+                {
+                    reason = Some(finish::LENGTH);
+                }
+            }
+            if let Some(r) = reason {
+                self.finish_slot(s, r);
+            }
+        }
+    }
+
+    /// Samples the next token of slot `s` from the logits at batch index `idx`. With a
+    /// grammar, the unconstrained sample is checked first (one grammar test instead of one per
+    /// vocabulary entry); only when the grammar rejects it is the whole vocabulary masked.
+    fn pick(&mut self, s: usize, idx: i32) -> LlamaToken {
+        let logits = self.ctx.get_logits_ith(idx);
+        let u = self.slots[s].as_mut().expect("slot is active");
+        let t = u.sampler.sample(logits);
+        let Some(g) = u.grammar.as_mut() else {
+            return LlamaToken(t as i32);
+        };
+        let mut one = LlamaTokenDataArray::new(
+            vec![LlamaTokenData::new(
+                LlamaToken(t as i32),
+                logits[t as usize],
+                0.0,
+            )],
+            false,
+        );
+        one.apply_sampler(g);
+        if one.data.first().is_some_and(|d| d.logit().is_finite()) {
+            return LlamaToken(t as i32);
+        }
+        self.full.data.clear();
+        self.full.data.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+        );
+        self.full.selected = None;
+        self.full.sorted = false;
+        self.full.apply_sampler(g);
+        self.masked.clear();
+        self.masked.resize(logits.len(), f32::NEG_INFINITY);
+        for d in &self.full.data {
+            self.masked[d.id().0 as usize] = d.logit();
+        }
+        LlamaToken(u.sampler.sample(&self.masked) as i32)
+    }
+
+    fn finish_slot(&mut self, s: usize, reason: &str) {
+        let u = self.slots[s].take().expect("slot is active");
+        let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+        let Some(job) = self.jobs.get_mut(&u.job) else {
+            return;
+        };
+        job.choices[u.choice] = Some(Choice {
+            text: String::from_utf8_lossy(&u.out).into_owned(),
+            finish_reason: reason.to_string(),
+        });
+        job.completion_tokens += u.n_gen as u64;
+        job.remaining -= 1;
+        if job.remaining == 0 {
+            let job = self.jobs.remove(&u.job).expect("job present");
+            let completion = Completion {
+                id: job.id,
+                model: self.name.clone(),
+                choices: job
+                    .choices
+                    .into_iter()
+                    .map(|c| c.expect("all done"))
+                    .collect(),
+                usage: Usage {
+                    prompt_tokens: job.prompt_tokens,
+                    completion_tokens: job.completion_tokens,
+                },
+                latency_ms: job.submitted.elapsed().as_secs_f64() * 1e3,
+                cached: false,
+            };
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            if let Some(reply) = job.reply {
+                reply(Ok(completion));
+            }
+        }
+    }
+
+    /// Answers a job with an error and frees every slot it holds.
+    fn fail_job(&mut self, job: u64, reason: String) {
+        for s in 0..self.slots.len() {
+            if self.slots[s].as_ref().is_some_and(|u| u.job == job) {
+                self.slots[s] = None;
+                let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+            }
+        }
+        if let Some(state) = self.jobs.remove(&job) {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            if let Some(reply) = state.reply {
+                reply(Err(LlmError::request(&state.id, reason)));
+            }
+        }
+    }
+}
+
+/// Byte offset where the first stop string starts, looking only where a match could have
+/// been completed by the bytes from `new_from` on.
+fn find_stop(out: &[u8], new_from: usize, stops: &[String]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for s in stops {
+        let s = s.as_bytes();
+        if s.len() > out.len() {
+            continue;
+        }
+        let from = new_from.saturating_sub(s.len() - 1);
+        if let Some(p) = out[from..].windows(s.len()).position(|w| w == s) {
+            let at = from + p;
+            best = Some(best.map_or(at, |b: usize| b.min(at)));
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_stop;
+
+    #[test]
+    fn stop_strings_spanning_tokens_are_found() {
+        let stops = vec!["\n\n".to_string(), "END".to_string()];
+        assert_eq!(find_stop(b"abc\n", 3, &stops), None);
+        assert_eq!(find_stop(b"abc\n\n", 4, &stops), Some(3));
+        assert_eq!(find_stop(b"xxEN", 3, &stops), None);
+        assert_eq!(find_stop(b"xxEND tail", 4, &stops), Some(2));
+        // an earlier match outside the new bytes' reach is not searched again
+        assert_eq!(find_stop(b"END.....", 7, &stops), None);
+    }
+}

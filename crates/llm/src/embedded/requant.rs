@@ -1,0 +1,180 @@
+//! Weight-format conversion at load time (`--requant`).
+//!
+//! Why: a batch of sequences is only faster than one at a time if the matrix products reuse
+//! each weight for several tokens. llama.cpp's CPU backend has such GEMM kernels (llamafile's
+//! tinyBLAS and the AVX2 repacked layouts) for Q4_0, Q5_0, Q8_0 and the K-quants, but not for
+//! Q4_1, the format SmolLM2 ships in: there every token pays a separate dot product per
+//! weight row, and 8 parallel sequences run only ~1.8x faster than one. Converting Q4_1 to
+//! Q8_0 is nearly lossless (Q8_0's step is 1/8 of Q4_1's for the same block range) and turns
+//! on the GEMM path. The converted file is written once, atomically, into a cache folder.
+
+use super::engine::backend;
+use crate::LlmError;
+use sha2::{Digest, Sha256};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requant {
+    Q8_0,
+    Q5_0,
+    Q4_0,
+}
+
+impl Requant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Requant::Q8_0 => "q8_0",
+            Requant::Q5_0 => "q5_0",
+            Requant::Q4_0 => "q4_0",
+        }
+    }
+    fn ftype(self) -> llama_cpp_sys_2::llama_ftype {
+        match self {
+            Requant::Q8_0 => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q8_0,
+            Requant::Q5_0 => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q5_0,
+            Requant::Q4_0 => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q4_0,
+        }
+    }
+}
+
+impl std::str::FromStr for Requant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "q8_0" => Ok(Requant::Q8_0),
+            "q5_0" => Ok(Requant::Q5_0),
+            "q4_0" => Ok(Requant::Q4_0),
+            other => Err(format!(
+                "unknown weight format {other:?} (q8_0, q5_0 or q4_0)"
+            )),
+        }
+    }
+}
+
+/// What to do with the weights at load: `auto` converts formats without a batched CPU kernel
+/// (Q4_1, Q5_1) to Q8_0 and keeps the rest; `keep` never converts; a format converts to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightFormat {
+    #[default]
+    Auto,
+    Keep,
+    Q8_0,
+    Q5_0,
+    Q4_0,
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(WeightFormat::Auto),
+            "keep" | "none" => Ok(WeightFormat::Keep),
+            other => match other.parse::<Requant>() {
+                Ok(Requant::Q8_0) => Ok(WeightFormat::Q8_0),
+                Ok(Requant::Q5_0) => Ok(WeightFormat::Q5_0),
+                Ok(Requant::Q4_0) => Ok(WeightFormat::Q4_0),
+                Err(_) => Err(format!(
+                    "unknown weight format {other:?} (auto, keep, q8_0, q5_0 or q4_0)"
+                )),
+            },
+        }
+    }
+}
+
+/// llama.cpp's `general.file_type` values of the formats `auto` converts.
+const FTYPE_Q4_1: u32 = 3;
+const FTYPE_Q5_1: u32 = 9;
+
+impl WeightFormat {
+    /// The conversion to do for `path` (`None`: load it as it is). With GPU offload `auto`
+    /// keeps the file: the conversion is for the CPU kernels.
+    pub fn resolve(self, path: &Path, gpu_layers: u32) -> Option<Requant> {
+        match self {
+            WeightFormat::Keep => None,
+            WeightFormat::Q8_0 => Some(Requant::Q8_0),
+            WeightFormat::Q5_0 => Some(Requant::Q5_0),
+            WeightFormat::Q4_0 => Some(Requant::Q4_0),
+            WeightFormat::Auto => {
+                if gpu_layers > 0 {
+                    return None;
+                }
+                let ctx = llama_cpp_2::gguf::GgufContext::from_file(path)?;
+                let i = ctx.find_key("general.file_type");
+                if i < 0 {
+                    return None;
+                }
+                matches!(ctx.val_u32(i), FTYPE_Q4_1 | FTYPE_Q5_1).then_some(Requant::Q8_0)
+            }
+        }
+    }
+}
+
+/// Where the converted copy of `src` lives: `<cache>/<stem>.<key>.<format>.gguf`, the key a
+/// hash of the source's absolute path, size and modification time (a changed source gets a
+/// new copy).
+pub fn cached_path(src: &Path, to: Requant, cache: &Path) -> Result<PathBuf, LlmError> {
+    let meta = std::fs::metadata(src).map_err(|e| LlmError::model(src, e.to_string()))?;
+    let abs = std::fs::canonicalize(src).map_err(|e| LlmError::model(src, e.to_string()))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = Sha256::new();
+    h.update(abs.to_string_lossy().as_bytes());
+    h.update(meta.len().to_le_bytes());
+    h.update(mtime.to_le_bytes());
+    let key = hex::encode(&h.finalize()[..8]);
+    let stem = src
+        .file_name()
+        .map(|f| f.to_string_lossy().trim_end_matches(".gguf").to_string())
+        .unwrap_or_else(|| "model".into());
+    Ok(cache.join(format!("{stem}.{key}.{}.gguf", to.name())))
+}
+
+/// Converts `src` into `to` unless the cached copy exists; returns the copy's path.
+pub fn ensure(src: &Path, to: Requant, cache: &Path, threads: usize) -> Result<PathBuf, LlmError> {
+    let dst = cached_path(src, to, cache)?;
+    if dst.exists() {
+        return Ok(dst);
+    }
+    std::fs::create_dir_all(cache)
+        .map_err(|e| LlmError::model(cache, format!("cannot create the cache folder: {e}")))?;
+    backend()?;
+    super::engine::take_last_error();
+    let tmp = dst.with_extension(format!("tmp{}", std::process::id()));
+    let cs = |p: &Path| {
+        CString::new(p.to_string_lossy().as_bytes()).map_err(|e| LlmError::model(p, e.to_string()))
+    };
+    let (csrc, ctmp) = (cs(src)?, cs(&tmp)?);
+    tracing::info!(
+        "converting {} to {} (once; cached at {})",
+        src.display(),
+        to.name(),
+        dst.display()
+    );
+    let rc = unsafe {
+        let mut p = llama_cpp_sys_2::llama_model_quantize_default_params();
+        p.nthread = threads as i32;
+        p.ftype = to.ftype();
+        p.allow_requantize = true;
+        llama_cpp_sys_2::llama_model_quantize(csrc.as_ptr(), ctmp.as_ptr(), &p)
+    };
+    if rc != 0 {
+        let _ = std::fs::remove_file(&tmp);
+        let why = super::engine::take_last_error().unwrap_or_else(|| format!("code {rc}"));
+        return Err(LlmError::model(
+            src,
+            format!(
+                "llama.cpp could not load it (to convert to {}): {why}",
+                to.name()
+            ),
+        ));
+    }
+    std::fs::rename(&tmp, &dst).map_err(|e| LlmError::model(&dst, e.to_string()))?;
+    Ok(dst)
+}

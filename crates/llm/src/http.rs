@@ -1,0 +1,434 @@
+//! The HTTP backend: any OpenAI-compatible `/v1/chat/completions` server (vLLM, llama.cpp
+//! server, Ollama, OpenAI, `paperworks serve`).
+//!
+//! Requests spread over several endpoints (each goes to the one with the fewest outstanding
+//! requests), at most `concurrency` in flight. 429, 408, 5xx, timeouts, connection errors and
+//! unparseable bodies are retried with exponential backoff and full jitter, never sooner than
+//! a `Retry-After` asks; after `max_retries` the request ends with an error that says what
+//! happened. 400/401/403/404 are not retried.
+
+use crate::openai::{self, ChatResponse, ErrorBody};
+use crate::{BatchResult, Completion, Generator, LlmError, Request};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Base URLs such as `http://127.0.0.1:8000/v1` (a URL ending in `/chat/completions` is
+    /// used as is; one without `/v1` gets `/v1/chat/completions`).
+    pub endpoints: Vec<String>,
+    /// Model name sent in each request (and part of the cache key).
+    pub model: String,
+    /// Name of the environment variable that holds the API key (sent as a bearer token).
+    pub api_key_env: Option<String>,
+    /// Requests in flight over all endpoints.
+    pub concurrency: usize,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Longest wait for one attempt's whole response.
+    pub timeout_s: f64,
+    pub connect_timeout_s: f64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoints: Vec::new(),
+            model: "default".into(),
+            api_key_env: None,
+            concurrency: 16,
+            max_retries: 6,
+            backoff_base_ms: 500,
+            backoff_max_ms: 30_000,
+            timeout_s: 300.0,
+            connect_timeout_s: 10.0,
+        }
+    }
+}
+
+struct Endpoint {
+    url: String,
+    outstanding: AtomicUsize,
+}
+
+struct Inner {
+    cfg: HttpConfig,
+    client: reqwest::Client,
+    endpoints: Vec<Endpoint>,
+    api_key: Option<String>,
+    sem: tokio::sync::Semaphore,
+    rr: AtomicU64,
+    attempts: AtomicU64,
+}
+
+/// Counters of what the backend did (for tests and reports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    pub attempts: u64,
+}
+
+pub struct Http {
+    inner: Arc<Inner>,
+    rt: tokio::runtime::Runtime,
+}
+
+/// The chat-completions URL for a configured base URL.
+pub fn chat_url(base: &str) -> String {
+    let b = base.trim_end_matches('/');
+    if b.ends_with("/chat/completions") {
+        b.to_string()
+    } else if b.ends_with("/v1") {
+        format!("{b}/chat/completions")
+    } else {
+        format!("{b}/v1/chat/completions")
+    }
+}
+
+enum Attempt {
+    Done(Completion),
+    Fatal(String),
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+impl Http {
+    pub fn new(cfg: HttpConfig) -> Result<Self, LlmError> {
+        let bad = |reason: String| LlmError::Endpoint {
+            endpoint: cfg.endpoints.join(","),
+            reason,
+        };
+        if cfg.endpoints.is_empty() {
+            return Err(bad("no endpoint configured".into()));
+        }
+        for e in &cfg.endpoints {
+            let url = chat_url(e);
+            reqwest::Url::parse(&url).map_err(|err| LlmError::Endpoint {
+                endpoint: e.clone(),
+                reason: format!("not a URL: {err}"),
+            })?;
+        }
+        if cfg.concurrency == 0 {
+            return Err(bad("concurrency must be at least 1".into()));
+        }
+        let api_key = match &cfg.api_key_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(k) if !k.is_empty() => Some(k),
+                _ => {
+                    return Err(bad(format!(
+                        "api_key_env names ${var}, which is not set (or empty)"
+                    )));
+                }
+            },
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs_f64(cfg.timeout_s.max(0.001)))
+            .connect_timeout(Duration::from_secs_f64(cfg.connect_timeout_s.max(0.001)))
+            .pool_max_idle_per_host(cfg.concurrency)
+            .build()
+            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("http-backend")
+            .enable_all()
+            .build()
+            .map_err(|e| bad(format!("tokio runtime: {e}")))?;
+        let endpoints = cfg
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                url: chat_url(e),
+                outstanding: AtomicUsize::new(0),
+            })
+            .collect();
+        Ok(Http {
+            inner: Arc::new(Inner {
+                sem: tokio::sync::Semaphore::new(cfg.concurrency),
+                cfg,
+                client,
+                endpoints,
+                api_key,
+                rr: AtomicU64::new(0),
+                attempts: AtomicU64::new(0),
+            }),
+            rt,
+        })
+    }
+
+    pub fn stats(&self) -> HttpStats {
+        HttpStats {
+            attempts: self.inner.attempts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One request, from async code (the blocking [`Generator`] calls wrap this).
+    pub async fn generate_async(&self, req: Request) -> Result<Completion, LlmError> {
+        call(self.inner.clone(), req).await
+    }
+}
+
+impl Inner {
+    /// The endpoint with the fewest outstanding requests; ties go round-robin.
+    fn pick(&self) -> &Endpoint {
+        let start = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
+        let n = self.endpoints.len();
+        let mut best = &self.endpoints[start % n];
+        for k in 1..n {
+            let e = &self.endpoints[(start + k) % n];
+            if e.outstanding.load(Ordering::Relaxed) < best.outstanding.load(Ordering::Relaxed) {
+                best = e;
+            }
+        }
+        best
+    }
+
+    fn backoff(&self, attempt: u32, after: Option<Duration>) -> Duration {
+        let cap = self.cfg.backoff_max_ms.max(1);
+        let exp = self
+            .cfg
+            .backoff_base_ms
+            .saturating_mul(1u64 << attempt.min(20))
+            .min(cap);
+        // full jitter on the upper half: [exp/2, exp]
+        let jittered = exp / 2 + rand::random_range(0..=exp - exp / 2);
+        let d = Duration::from_millis(jittered);
+        match after {
+            Some(a) => a.max(d).min(Duration::from_secs(600)),
+            None => d,
+        }
+    }
+
+    async fn attempt(&self, ep: &Endpoint, body: &openai::ChatRequest, req: &Request) -> Attempt {
+        let start = Instant::now();
+        let mut rb = self.client.post(&ep.url).json(body);
+        if let Some(k) = &self.api_key {
+            rb = rb.bearer_auth(k);
+        }
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "timed out".to_string()
+                } else if e.is_connect() {
+                    format!("cannot connect ({})", root_cause(&e))
+                } else {
+                    root_cause(&e)
+                };
+                return Attempt::Retry {
+                    reason: what,
+                    after: None,
+                };
+            }
+        };
+        let status = resp.status();
+        let after = retry_after(resp.headers());
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) => {
+                return Attempt::Retry {
+                    reason: if e.is_timeout() {
+                        "timed out reading the response".into()
+                    } else {
+                        format!("reading the response: {}", root_cause(&e))
+                    },
+                    after,
+                };
+            }
+        };
+        let code = status.as_u16();
+        if status.is_success() {
+            return match serde_json::from_str::<ChatResponse>(&text) {
+                Ok(r) => match openai::completion_from_wire(
+                    r,
+                    &req.id,
+                    &self.cfg.model,
+                    start.elapsed().as_secs_f64() * 1e3,
+                ) {
+                    Ok(c) => Attempt::Done(c),
+                    Err(e) => Attempt::Retry {
+                        reason: format!("unusable response: {e}"),
+                        after: None,
+                    },
+                },
+                Err(e) => Attempt::Retry {
+                    reason: format!("malformed JSON in the response ({e}): {}", excerpt(&text)),
+                    after: None,
+                },
+            };
+        }
+        let msg = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| excerpt(&text));
+        if code == 429 || code == 408 || status.is_server_error() {
+            return Attempt::Retry {
+                reason: format!("HTTP {code}: {msg}"),
+                after,
+            };
+        }
+        if code == 401 || code == 403 {
+            let hint = match &self.cfg.api_key_env {
+                Some(v) => format!("check the API key in ${v}"),
+                None => "the server wants an API key: set api_key_env".into(),
+            };
+            return Attempt::Fatal(format!("HTTP {code} (not authorised: {hint}): {msg}"));
+        }
+        Attempt::Fatal(format!("HTTP {code}: {msg}"))
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(s) = cur.source() {
+        cur = s;
+    }
+    cur.to_string()
+}
+
+fn excerpt(text: &str) -> String {
+    let t: String = text.chars().take(200).collect();
+    if t.is_empty() {
+        "(empty body)".into()
+    } else {
+        t.replace('\n', " ")
+    }
+}
+
+/// `Retry-After` in seconds (integer or decimal). HTTP-date values are ignored (the backoff
+/// applies).
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let s: f64 = v.parse().ok()?;
+    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s))
+}
+
+async fn call(inner: Arc<Inner>, req: Request) -> Result<Completion, LlmError> {
+    if let Err(reason) = req.params.validate() {
+        return Err(LlmError::request(&req.id, reason));
+    }
+    let _permit = inner
+        .sem
+        .acquire()
+        .await
+        .map_err(|_| LlmError::Stopped("HTTP backend closed".into()))?;
+    let body = openai::to_wire(&req, &inner.cfg.model);
+    let submitted = Instant::now();
+    let attempts = inner.cfg.max_retries + 1;
+    let mut last = String::new();
+    let mut last_ep = String::new();
+    for attempt in 0..attempts {
+        let ep = inner.pick();
+        ep.outstanding.fetch_add(1, Ordering::Relaxed);
+        inner.attempts.fetch_add(1, Ordering::Relaxed);
+        let outcome = inner.attempt(ep, &body, &req).await;
+        ep.outstanding.fetch_sub(1, Ordering::Relaxed);
+        last_ep = ep.url.clone();
+        match outcome {
+            Attempt::Done(mut c) => {
+                c.latency_ms = submitted.elapsed().as_secs_f64() * 1e3;
+                return Ok(c);
+            }
+            Attempt::Fatal(reason) => {
+                return Err(LlmError::Endpoint {
+                    endpoint: ep.url.clone(),
+                    reason,
+                });
+            }
+            Attempt::Retry { reason, after } => {
+                tracing::debug!(id = %req.id, attempt, %reason, "retrying");
+                last = reason;
+                if attempt + 1 < attempts {
+                    tokio::time::sleep(inner.backoff(attempt, after)).await;
+                }
+            }
+        }
+    }
+    Err(LlmError::RetriesExhausted {
+        endpoint: last_ep,
+        attempts,
+        last,
+    })
+}
+
+impl Generator for Http {
+    fn model(&self) -> String {
+        self.inner.cfg.model.clone()
+    }
+
+    fn generate(&self, req: &Request) -> Result<Completion, LlmError> {
+        self.rt.block_on(call(self.inner.clone(), req.clone()))
+    }
+
+    fn generate_batch(&self, reqs: Vec<Request>, on_result: &mut dyn FnMut(BatchResult)) {
+        let (tx, rx) = std::sync::mpsc::channel::<BatchResult>();
+        let n = reqs.len();
+        for req in reqs {
+            let inner = self.inner.clone();
+            let tx = tx.clone();
+            self.rt.spawn(async move {
+                let id = req.id.clone();
+                let result = call(inner, req).await;
+                let _ = tx.send(BatchResult { id, result });
+            });
+        }
+        drop(tx);
+        for _ in 0..n {
+            match rx.recv() {
+                Ok(r) => on_result(r),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_completed() {
+        assert_eq!(chat_url("http://h:1/v1"), "http://h:1/v1/chat/completions");
+        assert_eq!(chat_url("http://h:1/"), "http://h:1/v1/chat/completions");
+        assert_eq!(
+            chat_url("http://h:1/v1/chat/completions"),
+            "http://h:1/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn missing_api_key_variable_is_named() {
+        let err = Http::new(HttpConfig {
+            endpoints: vec!["http://127.0.0.1:1".into()],
+            api_key_env: Some("PW_TEST_SURELY_UNSET_KEY".into()),
+            ..Default::default()
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("$PW_TEST_SURELY_UNSET_KEY"), "{err}");
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        let h = Http::new(HttpConfig {
+            endpoints: vec!["http://127.0.0.1:1".into()],
+            backoff_base_ms: 100,
+            backoff_max_ms: 1000,
+            ..Default::default()
+        })
+        .unwrap();
+        for a in 0..10 {
+            let d = h.inner.backoff(a, None).as_millis() as u64;
+            let exp = (100u64 << a).min(1000);
+            assert!(d >= exp / 2 && d <= exp, "attempt {a}: {d} ms");
+        }
+        let d = h.inner.backoff(0, Some(Duration::from_secs(3)));
+        assert_eq!(d, Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,384 @@
+//! OpenAI chat-completions wire types. Parsing is forgiving: unknown fields are ignored,
+//! `content` may be a string, a list of text parts or null, `stop` a string or a list, and any
+//! `finish_reason` string is kept.
+
+use crate::{ChatMessage, Choice, Completion, GenParams, Request, Usage};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ChatRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub messages: Vec<WireMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Content,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+    #[default]
+    Null,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Part {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+impl Content {
+    pub fn text(&self) -> String {
+        match self {
+            Content::Text(s) => s.clone(),
+            Content::Parts(p) => p
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join(""),
+            Content::Null => String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResponseFormat {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<JsonSchemaSpec>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JsonSchemaSpec {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ChatResponse {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub choices: Vec<WireChoice>,
+    #[serde(default)]
+    pub usage: Option<WireUsage>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WireChoice {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(default)]
+    pub message: Option<WireMessage>,
+    /// Legacy completions servers put the text here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct WireUsage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+/// `{"error": {...}}` as OpenAI sends it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(kind: &str, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                message: message.into(),
+                kind: kind.to_string(),
+                code: None,
+            },
+        }
+    }
+}
+
+/// The wire request for one of our requests.
+pub fn to_wire(req: &Request, model: &str) -> ChatRequest {
+    let p = &req.params;
+    ChatRequest {
+        model: Some(model.to_string()),
+        messages: req
+            .messages
+            .iter()
+            .map(|m| WireMessage {
+                role: m.role.clone(),
+                content: Content::Text(m.content.clone()),
+            })
+            .collect(),
+        temperature: Some(p.temperature),
+        top_p: Some(p.top_p),
+        max_tokens: Some(p.max_tokens),
+        max_completion_tokens: None,
+        stop: if p.stop.is_empty() {
+            None
+        } else {
+            Some(Stop::Many(p.stop.clone()))
+        },
+        seed: p.seed,
+        n: if p.n == 1 { None } else { Some(p.n) },
+        response_format: p.json_schema.as_ref().map(|s| ResponseFormat {
+            kind: "json_schema".into(),
+            json_schema: Some(JsonSchemaSpec {
+                name: "output".into(),
+                schema: Some(s.clone()),
+                strict: Some(true),
+            }),
+        }),
+        stream: None,
+    }
+}
+
+/// Our request for a wire request (the server side). `Err` says which field is wrong.
+pub fn from_wire(w: &ChatRequest, id: String) -> Result<Request, String> {
+    if w.stream == Some(true) {
+        return Err("stream: streaming is not supported; send stream=false".into());
+    }
+    let d = GenParams::default();
+    let json_schema = match &w.response_format {
+        None => None,
+        Some(rf) => match rf.kind.as_str() {
+            "text" => None,
+            "json_object" => Some(serde_json::json!({ "type": "object" })),
+            "json_schema" => Some(
+                rf.json_schema
+                    .as_ref()
+                    .and_then(|j| j.schema.clone())
+                    .ok_or("response_format.json_schema.schema is missing")?,
+            ),
+            other => return Err(format!("response_format.type {other:?} is not supported")),
+        },
+    };
+    let params = GenParams {
+        temperature: w.temperature.unwrap_or(d.temperature),
+        top_p: w.top_p.unwrap_or(d.top_p),
+        max_tokens: w
+            .max_completion_tokens
+            .or(w.max_tokens)
+            .unwrap_or(d.max_tokens),
+        stop: match &w.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        },
+        seed: w.seed,
+        n: w.n.unwrap_or(1),
+        json_schema,
+    };
+    params.validate()?;
+    if w.messages.is_empty() {
+        return Err("messages must not be empty".into());
+    }
+    Ok(Request {
+        id,
+        messages: w
+            .messages
+            .iter()
+            .map(|m| ChatMessage::new(m.role.clone(), m.content.text()))
+            .collect(),
+        params,
+    })
+}
+
+/// Our completion for a wire response (the client side). `Err` when it holds no choice.
+pub fn completion_from_wire(
+    r: ChatResponse,
+    id: &str,
+    fallback_model: &str,
+    latency_ms: f64,
+) -> Result<Completion, String> {
+    if r.choices.is_empty() {
+        return Err("response has no choices".into());
+    }
+    let mut choices: Vec<(u32, Choice)> = r
+        .choices
+        .into_iter()
+        .map(|c| {
+            let text = c
+                .message
+                .map(|m| m.content.text())
+                .or(c.text)
+                .unwrap_or_default();
+            (
+                c.index,
+                Choice {
+                    text,
+                    finish_reason: c.finish_reason.unwrap_or_else(|| "unknown".into()),
+                },
+            )
+        })
+        .collect();
+    choices.sort_by_key(|c| c.0);
+    let usage = r.usage.unwrap_or_default();
+    Ok(Completion {
+        id: id.to_string(),
+        model: if r.model.is_empty() {
+            fallback_model.to_string()
+        } else {
+            r.model
+        },
+        choices: choices.into_iter().map(|c| c.1).collect(),
+        usage: Usage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+        },
+        latency_ms,
+        cached: false,
+    })
+}
+
+/// The wire response for one of our completions (the server side).
+pub fn completion_to_wire(c: &Completion, created: u64) -> ChatResponse {
+    ChatResponse {
+        id: format!("chatcmpl-{}", c.id),
+        object: "chat.completion".into(),
+        created,
+        model: c.model.clone(),
+        choices: c
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| WireChoice {
+                index: i as u32,
+                message: Some(WireMessage {
+                    role: "assistant".into(),
+                    content: Content::Text(ch.text.clone()),
+                }),
+                text: None,
+                finish_reason: Some(ch.finish_reason.clone()),
+            })
+            .collect(),
+        usage: Some(WireUsage {
+            prompt_tokens: c.usage.prompt_tokens,
+            completion_tokens: c.usage.completion_tokens,
+            total_tokens: c.usage.prompt_tokens + c.usage.completion_tokens,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_but_valid_responses_parse() {
+        let body = r#"{"id":"x","choices":[
+            {"index":1,"message":{"role":"assistant","content":[{"type":"text","text":"b"}]},"finish_reason":"eos_token","logprobs":null},
+            {"index":0,"message":{"role":"assistant","content":"a","tool_calls":[]},"finish_reason":null}],
+            "usage":{"prompt_tokens":3,"completion_tokens":2},"system_fingerprint":"fp"}"#;
+        let r: ChatResponse = serde_json::from_str(body).unwrap();
+        let c = completion_from_wire(r, "q1", "m", 1.0).unwrap();
+        assert_eq!(c.choices[0].text, "a");
+        assert_eq!(c.choices[0].finish_reason, "unknown");
+        assert_eq!(c.choices[1].text, "b");
+        assert_eq!(c.choices[1].finish_reason, "eos_token");
+        assert_eq!(c.model, "m");
+        assert_eq!(c.usage.completion_tokens, 2);
+    }
+
+    #[test]
+    fn wire_round_trip_keeps_parameters() {
+        let req = Request::new(
+            "r",
+            vec![ChatMessage::system("s"), ChatMessage::user("u")],
+            GenParams {
+                temperature: 0.3,
+                top_p: 0.9,
+                max_tokens: 17,
+                stop: vec!["\n".into()],
+                seed: Some(5),
+                n: 3,
+                json_schema: Some(serde_json::json!({"type":"object"})),
+            },
+        );
+        let w = to_wire(&req, "m");
+        let text = serde_json::to_string(&w).unwrap();
+        let back: ChatRequest = serde_json::from_str(&text).unwrap();
+        assert_eq!(from_wire(&back, "r".into()).unwrap(), req);
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let w: ChatRequest =
+            serde_json::from_str(r#"{"messages":[{"role":"user","content":"x"}],"top_p":0}"#)
+                .unwrap();
+        assert!(from_wire(&w, "r".into()).unwrap_err().contains("top_p"));
+        let w: ChatRequest = serde_json::from_str(r#"{"messages":[]}"#).unwrap();
+        assert!(from_wire(&w, "r".into()).unwrap_err().contains("messages"));
+        let w: ChatRequest = serde_json::from_str(
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}"#,
+        )
+        .unwrap();
+        assert!(
+            from_wire(&w, "r".into())
+                .unwrap_err()
+                .contains("response_format")
+        );
+    }
+}

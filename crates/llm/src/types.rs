@@ -1,0 +1,168 @@
+//! Requests and completions in the OpenAI chat shape, shared by every backend, the cache and
+//! the server.
+
+use serde::{Deserialize, Serialize};
+
+/// One chat message, as in OpenAI's `messages` array.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new("assistant", content)
+    }
+}
+
+/// Sampling parameters. Defaults follow OpenAI's (temperature 1, top-p 1, one sample) except
+/// `max_tokens`, which is bounded so a runaway generation ends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenParams {
+    /// 0 means greedy decoding.
+    pub temperature: f32,
+    /// Nucleus sampling: keep the most likely tokens whose probabilities sum to `top_p`.
+    pub top_p: f32,
+    pub max_tokens: u32,
+    /// Generation ends before the first occurrence of any of these (not included in the text).
+    pub stop: Vec<String>,
+    /// Same seed, same request, same model: same text (on the embedded backend; HTTP servers
+    /// honour it as far as they do).
+    pub seed: Option<u64>,
+    /// Independent samples of the same prompt (the `choices` of the result).
+    pub n: u32,
+    /// A JSON schema the output must follow (llama.cpp grammar on the embedded backend,
+    /// `response_format: json_schema` over HTTP).
+    pub json_schema: Option<serde_json::Value>,
+}
+
+impl Default for GenParams {
+    fn default() -> Self {
+        GenParams {
+            temperature: 1.0,
+            top_p: 1.0,
+            max_tokens: 256,
+            stop: Vec::new(),
+            seed: None,
+            n: 1,
+            json_schema: None,
+        }
+    }
+}
+
+impl GenParams {
+    pub fn greedy(max_tokens: u32) -> Self {
+        GenParams {
+            temperature: 0.0,
+            max_tokens,
+            ..Default::default()
+        }
+    }
+
+    /// Checks the ranges a backend relies on; `Err` names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(format!("temperature {} must be >= 0", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p {} must be in (0, 1]", self.top_p));
+        }
+        if self.n == 0 || self.n > 128 {
+            return Err(format!("n {} must be in 1..=128", self.n));
+        }
+        if self.max_tokens == 0 {
+            return Err("max_tokens must be at least 1".into());
+        }
+        if self.stop.iter().any(|s| s.is_empty()) {
+            return Err("stop strings must not be empty".into());
+        }
+        if let Some(s) = &self.json_schema
+            && !s.is_object()
+            && !s.is_boolean()
+        {
+            return Err("json_schema must be a JSON object".into());
+        }
+        Ok(())
+    }
+}
+
+/// One generation request. `id` tags its result in a batch; it is not part of the cache key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default)]
+    pub params: GenParams,
+}
+
+impl Request {
+    pub fn new(id: impl Into<String>, messages: Vec<ChatMessage>, params: GenParams) -> Self {
+        Request {
+            id: id.into(),
+            messages,
+            params,
+        }
+    }
+    /// A single user message.
+    pub fn user(id: impl Into<String>, prompt: impl Into<String>, params: GenParams) -> Self {
+        Self::new(id, vec![ChatMessage::user(prompt)], params)
+    }
+}
+
+/// Why a sample ended.
+pub mod finish {
+    /// End-of-generation token or a stop string.
+    pub const STOP: &str = "stop";
+    /// `max_tokens` reached (or the context is full).
+    pub const LENGTH: &str = "length";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub text: String,
+    /// `stop` or `length` from our backends; any string a server sends is kept as is.
+    pub finish_reason: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// The answer to one [`Request`]: `n` choices, token usage and latency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The request's id.
+    pub id: String,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    pub usage: Usage,
+    /// Wall time from submission to the last token (queueing included); 0 for a cache hit's
+    /// own lookup is not reported: a hit keeps the latency it was generated with.
+    pub latency_ms: f64,
+    /// Served from the response cache.
+    #[serde(default)]
+    pub cached: bool,
+}
+
+impl Completion {
+    /// The first choice's text.
+    pub fn text(&self) -> &str {
+        self.choices.first().map(|c| c.text.as_str()).unwrap_or("")
+    }
+}

@@ -1,0 +1,178 @@
+#![allow(dead_code)]
+use std::path::PathBuf;
+
+/// The SmolLM2 GGUF that scripts/setup.sh fetches (PAPERWORKS_ASSETS or <workspace>/assets).
+pub fn smollm2() -> PathBuf {
+    let root = std::env::var_os("PAPERWORKS_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
+    let p = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup.sh (make test does)",
+        p.display()
+    );
+    p
+}
+
+/// Writes a copy of the GGUF at `src` without its `tokenizer.chat_template` key: the new
+/// metadata (gguf's own writer), padding to the alignment, then the original tensor data.
+pub fn copy_without_chat_template(src: &std::path::Path, dst: &std::path::Path) {
+    use std::ffi::CString;
+    use std::io::Write;
+    let csrc = CString::new(src.to_str().unwrap()).unwrap();
+    let cdst = CString::new(dst.to_str().unwrap()).unwrap();
+    let key = CString::new("tokenizer.chat_template").unwrap();
+    let (data_offset, alignment) = unsafe {
+        let params = llama_cpp_sys_2::gguf_init_params {
+            no_alloc: true,
+            ctx: std::ptr::null_mut(),
+        };
+        let g = llama_cpp_sys_2::gguf_init_from_file(csrc.as_ptr(), params);
+        assert!(!g.is_null(), "cannot read {}", src.display());
+        let off = llama_cpp_sys_2::gguf_get_data_offset(g);
+        let align = llama_cpp_sys_2::gguf_get_alignment(g);
+        assert!(
+            llama_cpp_sys_2::gguf_remove_key(g, key.as_ptr()) >= 0,
+            "no template key"
+        );
+        let mode = CString::new("wb").unwrap();
+        let f = libc::fopen(cdst.as_ptr(), mode.as_ptr());
+        assert!(!f.is_null());
+        let ok = llama_cpp_sys_2::gguf_write_to_file_ptr(g, f as *mut _, true);
+        libc::fclose(f);
+        assert!(ok, "gguf write failed");
+        llama_cpp_sys_2::gguf_free(g);
+        (off, align)
+    };
+    let bytes = std::fs::read(src).unwrap();
+    let mut out = std::fs::OpenOptions::new().append(true).open(dst).unwrap();
+    let len = out.metadata().unwrap().len() as usize;
+    let pad = (alignment - len % alignment) % alignment;
+    out.write_all(&vec![0u8; pad]).unwrap();
+    out.write_all(&bytes[data_offset..]).unwrap();
+}
+
+/// A tiny JSON-schema checker for the subset the tests use: type (object, array, string,
+/// integer, number, boolean), properties, required, items, enum, maxLength,
+/// minimum/maximum, additionalProperties false. Returns what is wrong.
+pub fn check_schema(v: &serde_json::Value, s: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    if let Some(e) = s.get("enum").and_then(Value::as_array)
+        && !e.contains(v)
+    {
+        return Err(format!("{v} not in enum {e:?}"));
+    }
+    match s.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let o = v.as_object().ok_or(format!("{v} is not an object"))?;
+            let props = s.get("properties").and_then(Value::as_object);
+            for r in s
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let r = r.as_str().unwrap();
+                if !o.contains_key(r) {
+                    return Err(format!("missing required {r}"));
+                }
+            }
+            for (k, x) in o {
+                match props.and_then(|p| p.get(k)) {
+                    Some(ps) => check_schema(x, ps).map_err(|e| format!("{k}: {e}"))?,
+                    None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                        return Err(format!("unexpected property {k}"));
+                    }
+                    None => {}
+                }
+            }
+        }
+        Some("array") => {
+            let a = v.as_array().ok_or(format!("{v} is not an array"))?;
+            if let Some(it) = s.get("items") {
+                for x in a {
+                    check_schema(x, it)?;
+                }
+            }
+            if let Some(m) = s.get("minItems").and_then(Value::as_u64)
+                && (a.len() as u64) < m
+            {
+                return Err(format!("{} items < minItems {m}", a.len()));
+            }
+            if let Some(m) = s.get("maxItems").and_then(Value::as_u64)
+                && (a.len() as u64) > m
+            {
+                return Err(format!("{} items > maxItems {m}", a.len()));
+            }
+        }
+        Some("string") => {
+            let t = v.as_str().ok_or(format!("{v} is not a string"))?;
+            if let Some(m) = s.get("maxLength").and_then(Value::as_u64)
+                && t.chars().count() as u64 > m
+            {
+                return Err(format!("{t:?} longer than {m}"));
+            }
+        }
+        Some("integer") if !(v.is_i64() || v.is_u64()) => {
+            return Err(format!("{v} is not an integer"));
+        }
+        Some("number") if !v.is_number() => return Err(format!("{v} is not a number")),
+        Some("boolean") if !v.is_boolean() => return Err(format!("{v} is not a boolean")),
+        _ => {}
+    }
+    if let (Some(x), Some(m)) = (v.as_f64(), s.get("minimum").and_then(Value::as_f64))
+        && x < m
+    {
+        return Err(format!("{x} < minimum {m}"));
+    }
+    if let (Some(x), Some(m)) = (v.as_f64(), s.get("maximum").and_then(Value::as_f64))
+        && x > m
+    {
+        return Err(format!("{x} > maximum {m}"));
+    }
+    Ok(())
+}
+
+/// 50 different JSON schemas with a prompt each (for the structured-output tests).
+pub fn schema_cases() -> Vec<(String, serde_json::Value)> {
+    use serde_json::json;
+    let subjects = [
+        "a city",
+        "a planet",
+        "a book",
+        "a chemical element",
+        "a programming language",
+        "an animal",
+        "a river",
+        "a musical instrument",
+        "a sport",
+        "a mountain",
+    ];
+    let mut out = Vec::new();
+    for (i, subj) in subjects.iter().enumerate() {
+        let shapes = [
+            json!({"type":"object","properties":{"name":{"type":"string","maxLength":40},
+                "year":{"type":"integer"}},"required":["name","year"],"additionalProperties":false}),
+            json!({"type":"object","properties":{"answer":{"type":"string","enum":["yes","no"]},
+                "confidence_pct":{"type":"integer","minimum":0,"maximum":100}},
+                "required":["answer","confidence_pct"]}),
+            json!({"type":"object","properties":{"facts":{"type":"array","items":{"type":"string","maxLength":60},
+                "minItems":1,"maxItems":3}},"required":["facts"]}),
+            json!({"type":"object","properties":{"title":{"type":"string","maxLength":30},
+                "good":{"type":"boolean"},"score":{"type":"integer","minimum":1,"maximum":10}},
+                "required":["title","good","score"]}),
+            json!({"type":"array","items":{"type":"object","properties":{"k":{"type":"string","maxLength":20},
+                "v":{"type":"integer"}},"required":["k","v"]},"minItems":2,"maxItems":2}),
+        ];
+        for (j, s) in shapes.into_iter().enumerate() {
+            let prompt = format!(
+                "Describe {subj} (case {}) as JSON following this schema: {}",
+                i * 5 + j,
+                s
+            );
+            out.push((prompt, s));
+        }
+    }
+    out
+}

@@ -1,0 +1,274 @@
+//! The embedded backend on the real SmolLM2-135M-Instruct GGUF that setup fetches.
+
+mod common;
+
+use pw_llm::{
+    ChatMessage, Embedded, EmbeddedConfig, GenParams, Generator, LlmError, Request, finish,
+    generate_all,
+};
+use std::sync::OnceLock;
+
+fn engine() -> &'static Embedded {
+    static E: OnceLock<Embedded> = OnceLock::new();
+    E.get_or_init(|| {
+        let mut cfg = EmbeddedConfig::new(common::smollm2());
+        cfg.ctx_per_seq = 1024;
+        Embedded::load(cfg).expect("SmolLM2 loads")
+    })
+}
+
+fn sampled(seed: u64, max_tokens: u32) -> GenParams {
+    GenParams {
+        temperature: 0.9,
+        top_p: 0.95,
+        max_tokens,
+        seed: Some(seed),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn answers_a_chat_request_with_usage_and_latency() {
+    let c = engine()
+        .generate(&Request::new(
+            "q",
+            vec![
+                ChatMessage::system("You answer briefly."),
+                ChatMessage::user("What is the capital of France? Answer in one word."),
+            ],
+            GenParams::greedy(16),
+        ))
+        .unwrap();
+    assert_eq!(c.id, "q");
+    assert!(c.text().contains("Paris"), "{:?}", c.text());
+    assert!(c.usage.prompt_tokens > 10);
+    assert!((1..=16).contains(&c.usage.completion_tokens));
+    assert!(c.latency_ms > 0.0);
+    assert!(c.model.starts_with("SmolLM2-135M-Instruct"), "{}", c.model);
+}
+
+#[test]
+fn seeded_sampling_is_reproducible_and_n_gives_independent_samples() {
+    let e = engine();
+    let req = |seed| {
+        Request::user(
+            "s",
+            "Write one sentence about the sea.",
+            GenParams {
+                n: 3,
+                ..sampled(seed, 24)
+            },
+        )
+    };
+    let a = e.generate(&req(11)).unwrap();
+    let b = e.generate(&req(11)).unwrap();
+    let c = e.generate(&req(12)).unwrap();
+    assert_eq!(a.choices.len(), 3);
+    assert_eq!(a.choices, b.choices, "same seed, same samples");
+    assert_ne!(a.choices, c.choices, "another seed, other samples");
+    let distinct: std::collections::HashSet<_> = a.choices.iter().map(|c| &c.text).collect();
+    assert!(distinct.len() >= 2, "the n samples are not all the same");
+    assert!(
+        a.usage.completion_tokens >= 3,
+        "usage counts every sample's tokens"
+    );
+}
+
+#[test]
+fn a_batch_answers_every_request_once_tagged_with_its_id() {
+    let e = engine();
+    let reqs: Vec<Request> = (0..20)
+        .map(|i| {
+            Request::user(
+                format!("r{i}"),
+                format!("Count from {i} to {}.", i + 3),
+                sampled(i, 8 + (i as u32 % 5) * 6),
+            )
+        })
+        .collect();
+    let mut seen = Vec::new();
+    e.generate_batch(reqs.clone(), &mut |r| {
+        let c = r.result.expect("answered");
+        assert_eq!(c.id, r.id);
+        assert!(c.usage.completion_tokens >= 1);
+        seen.push(r.id);
+    });
+    seen.sort();
+    let mut want: Vec<String> = reqs.iter().map(|r| r.id.clone()).collect();
+    want.sort();
+    assert_eq!(seen, want, "every id exactly once");
+    // the batch gives each request what it would get alone (same seed, same text)
+    let alone = e.generate(&reqs[7]).unwrap();
+    let in_batch = generate_all(e, vec![reqs[7].clone(), reqs[8].clone(), reqs[9].clone()]);
+    assert_eq!(in_batch[0].as_ref().unwrap().choices, alone.choices);
+}
+
+#[test]
+fn stop_strings_and_max_tokens_end_generation() {
+    let e = engine();
+    let c = e
+        .generate(&Request::user(
+            "stop",
+            "List the numbers from 1 to 20, separated by commas.",
+            GenParams {
+                stop: vec!["5".into()],
+                ..GenParams::greedy(80)
+            },
+        ))
+        .unwrap();
+    assert_eq!(c.choices[0].finish_reason, finish::STOP);
+    assert!(!c.text().contains('5'), "{:?}", c.text());
+    assert!(c.text().contains('4'), "{:?}", c.text());
+    let c = e
+        .generate(&Request::user(
+            "len",
+            "Write a long story about a dragon.",
+            GenParams::greedy(5),
+        ))
+        .unwrap();
+    assert_eq!(c.choices[0].finish_reason, finish::LENGTH);
+    assert_eq!(c.usage.completion_tokens, 5);
+}
+
+#[test]
+fn fifty_json_schema_requests_all_parse() {
+    let e = engine();
+    let cases = common::schema_cases();
+    assert_eq!(cases.len(), 50);
+    let reqs: Vec<Request> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (prompt, schema))| {
+            Request::user(
+                format!("j{i}"),
+                prompt.clone(),
+                GenParams {
+                    json_schema: Some(schema.clone()),
+                    ..sampled(i as u64, 200)
+                },
+            )
+        })
+        .collect();
+    let results = generate_all(e, reqs);
+    let mut parsed = 0;
+    let mut valid = 0;
+    for (i, r) in results.iter().enumerate() {
+        let c = r.as_ref().expect("answered");
+        assert_eq!(
+            c.choices[0].finish_reason,
+            finish::STOP,
+            "j{i} ran out of tokens: {}",
+            c.text()
+        );
+        let v: serde_json::Value = serde_json::from_str(c.text())
+            .unwrap_or_else(|err| panic!("j{i} does not parse ({err}): {}", c.text()));
+        parsed += 1;
+        match common::check_schema(&v, &cases[i].1) {
+            Ok(()) => valid += 1,
+            Err(why) => eprintln!("j{i} parses but breaks its schema: {why}: {v}"),
+        }
+    }
+    eprintln!("structured output: {parsed}/50 parse, {valid}/50 validate");
+    assert_eq!(parsed, 50);
+    assert_eq!(valid, 50);
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let e = engine();
+    let long = "word ".repeat(3000);
+    let err = e
+        .generate(&Request::user("long", long, GenParams::greedy(4)))
+        .unwrap_err();
+    assert!(matches!(err, LlmError::Request { .. }), "{err}");
+    assert!(
+        err.to_string().contains("does not fit the context"),
+        "{err}"
+    );
+    let err = e
+        .generate(&Request::user(
+            "t",
+            "hi",
+            GenParams {
+                top_p: 0.0,
+                ..Default::default()
+            },
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("request t: top_p"), "{err}");
+    let err = e
+        .generate(&Request::new("empty", vec![], GenParams::greedy(4)))
+        .unwrap_err();
+    assert!(err.to_string().contains("messages is empty"), "{err}");
+}
+
+fn load_err(cfg: EmbeddedConfig) -> String {
+    match Embedded::load(cfg) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn missing_truncated_and_corrupt_ggufs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.gguf");
+    let e = load_err(EmbeddedConfig::new(&missing));
+    assert!(e.contains("nope.gguf") && e.contains("No such file"), "{e}");
+
+    let bytes = std::fs::read(common::smollm2()).unwrap();
+    let trunc = dir.path().join("trunc.gguf");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 3]).unwrap();
+    let e = load_err(EmbeddedConfig::new(&trunc));
+    assert!(
+        e.contains("trunc.gguf") && e.contains("not within the file bounds"),
+        "{e}"
+    );
+
+    let mut bad = bytes[..4096].to_vec();
+    bad[0] = b'X';
+    let notgguf = dir.path().join("bad.gguf");
+    std::fs::write(&notgguf, &bad).unwrap();
+    let e = load_err(EmbeddedConfig::new(&notgguf));
+    assert!(
+        e.contains("bad.gguf") && e.contains("not a GGUF file"),
+        "{e}"
+    );
+
+    let mut garbled = bytes[..200_000].to_vec();
+    for b in &mut garbled[100..400] {
+        *b = 0xff;
+    }
+    let g = dir.path().join("garbled.gguf");
+    std::fs::write(&g, &garbled).unwrap();
+    let e = load_err(EmbeddedConfig::new(&g));
+    assert!(
+        e.contains("garbled.gguf") && e.contains("llama.cpp could not load it"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn a_gguf_without_chat_template_needs_one_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("no-template.gguf");
+    common::copy_without_chat_template(&common::smollm2(), &plain);
+    let mut cfg = EmbeddedConfig::new(&plain);
+    cfg.weights = pw_llm::embedded::requant::WeightFormat::Keep;
+    cfg.parallel = 1;
+    cfg.ctx_per_seq = 256;
+    let e = load_err(cfg.clone());
+    assert!(
+        e.contains("no-template.gguf")
+            && e.contains("no chat template")
+            && e.contains("--chat-template"),
+        "{e}"
+    );
+    cfg.chat_template = Some("chatml".into());
+    let g = Embedded::load(cfg).expect("loads with a named template");
+    let c = g
+        .generate(&Request::user("x", "Say hello.", GenParams::greedy(8)))
+        .unwrap();
+    assert!(!c.text().is_empty());
+}
