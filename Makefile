@@ -25,6 +25,9 @@ test: setup
 bench: setup
 	$(CARGO) bench -p pw-nn --bench kernels
 	$(CARGO) bench -p pw-pdiff --bench pdiff
+	$(CARGO) bench -p pw-llm --bench sampler
+	$(CARGO) build --release -p paperworks
+	./target/release/paperworks llm bench --quiet
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -24,7 +24,7 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- Debian packages
 debian_packages=(
-  cmake g++ pkg-config clang libclang-dev unzip ca-certificates
+  cmake g++ pkg-config clang libclang-dev unzip ca-certificates libssl-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev
   dataset-fashion-mnist

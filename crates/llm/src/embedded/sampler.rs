@@ -3,7 +3,8 @@
 //! Written here rather than through llama.cpp's sampler chain because the chain softmaxes
 //! and sorts the whole 49k-entry vocabulary for every token of every sequence, which on two
 //! cores costs as much as a good part of a batched decode step. This one makes two cheap passes
-//! (the maximum, then the tokens within reach of it) and works on those few candidates only.
+//! (the maximum, then the tokens within reach of it), works on those candidates only, and finds
+//! the top-p nucleus with a 128-bucket histogram instead of a sort.
 //! Tokens whose probability is below e^-20 (2e-9) of the most likely one are never drawn; all
 //! others are drawn with exactly their softmax(logits / T) probability.
 
@@ -12,12 +13,14 @@ use rand::{Rng, SeedableRng};
 
 /// Log-probability gap below the best token beyond which a token is never drawn.
 const REACH: f32 = 20.0;
+const BUCKETS: usize = 128;
 
 pub struct Sampler {
     temperature: f32,
     top_p: f32,
     rng: StdRng,
     cand: Vec<(f32, u32)>,
+    bucket: Vec<u8>,
 }
 
 impl Sampler {
@@ -27,6 +30,7 @@ impl Sampler {
             top_p,
             rng: StdRng::seed_from_u64(seed),
             cand: Vec::new(),
+            bucket: Vec::new(),
         }
     }
 
@@ -45,25 +49,62 @@ impl Sampler {
             }
         }
         let inv_t = 1.0 / self.temperature;
+        let per_bucket = (BUCKETS - 1) as f32 / REACH;
+        self.bucket.clear();
         let mut sum = 0.0f64;
         for c in self.cand.iter_mut() {
-            c.0 = ((c.0 - max) * inv_t).exp();
+            let d = (max - c.0) * inv_t; // in [0, REACH]
+            self.bucket
+                .push(((d * per_bucket) as usize).min(BUCKETS - 1) as u8);
+            c.0 = (-d).exp();
             sum += c.0 as f64;
         }
         let u: f64 = self.rng.random::<f64>();
         let kept: &[(f32, u32)] = if self.top_p >= 1.0 {
             &self.cand
         } else {
-            // nucleus: the most likely tokens until their mass reaches top_p
-            self.cand
-                .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            // nucleus: the most likely tokens until their mass reaches top_p. Candidates go
+            // into 128 buckets by log-probability; whole buckets are in until the one where the
+            // mass crosses top_p, and only that bucket is sorted.
             let need = self.top_p as f64 * sum;
+            let mut mass = [0.0f64; BUCKETS];
+            for (c, &b) in self.cand.iter().zip(&self.bucket) {
+                mass[b as usize] += c.0 as f64;
+            }
             let mut acc = 0.0f64;
-            let mut keep = self.cand.len();
-            for (k, &(e, _)) in self.cand.iter().enumerate() {
-                acc += e as f64;
+            let mut edge = BUCKETS - 1;
+            for (b, &m) in mass.iter().enumerate() {
+                if acc + m >= need {
+                    edge = b;
+                    break;
+                }
+                acc += m;
+            }
+            let edge = edge as u8;
+            // buckets before the edge to the front, then the edge bucket
+            let n = self.cand.len();
+            let mut front = 0;
+            for i in 0..n {
+                if self.bucket[i] < edge {
+                    self.cand.swap(i, front);
+                    self.bucket.swap(i, front);
+                    front += 1;
+                }
+            }
+            let mut mid = front;
+            for i in front..n {
+                if self.bucket[i] == edge {
+                    self.cand.swap(i, mid);
+                    self.bucket.swap(i, mid);
+                    mid += 1;
+                }
+            }
+            self.cand[front..mid].sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut keep = mid;
+            for j in front..mid {
+                acc += self.cand[j].0 as f64;
                 if acc >= need {
-                    keep = k + 1;
+                    keep = j + 1;
                     break;
                 }
             }
