@@ -2,13 +2,14 @@
 //! (top-p, temperature, seeded draw) on a 49,152-entry logit vector (SmolLM2's vocabulary).
 //! Every generated token of every sequence pays this once.
 
-use criterion::{Criterion, black_box};
+use criterion::Criterion;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use pw_llm::embedded::sampler::Sampler;
 use rand::{Rng, SeedableRng};
+use std::hint::black_box;
 
 /// `spread`: width of the bulk of the logits; `peak`: how far a few tokens stand above it. A
 /// confident language model puts its top tokens 15-25 logits above the bulk; no peak and a
