@@ -2,12 +2,15 @@
 //!
 //! - [`idx`]: the IDX format and Fashion-MNIST (Debian `dataset-fashion-mnist`), gzipped or not;
 //! - [`digits`]: scikit-learn's 8x8 digits (1797 images, 10 classes);
-//! - [`humaneval`]: OpenAI HumanEval (164 Python tasks).
+//! - [`humaneval`]: OpenAI HumanEval (164 Python tasks);
+//! - [`dedup`]: exact/near-duplicate (MinHash-LSH) and n-gram contamination checks for generated
+//!   text datasets.
 //!
 //! Every loader checks what it reads (magic numbers, dimensions, counts, fields) and rejects a
 //! corrupt or truncated file with an error naming the file and what is wrong with it.
 
 pub mod assets;
+pub mod dedup;
 pub mod digits;
 pub mod humaneval;
 pub mod idx;
