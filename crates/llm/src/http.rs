@@ -275,7 +275,7 @@ impl Inner {
         if code == 401 || code == 403 {
             let hint = match &self.cfg.api_key_env {
                 Some(v) => format!("check the API key in ${v}"),
-                None => "the server wants an API key: set api_key_env".into(),
+                None => "the server wants an API key: name its variable with api_key_env (--api-key-env)".into(),
             };
             return Attempt::Fatal(format!("HTTP {code} (not authorised: {hint}): {msg}"));
         }
