@@ -6,7 +6,8 @@
 //! - [`report`] and [`plot`]: `report.md` + self-contained `report.html` with embedded plots;
 //! - [`repro`]: the `Reproduction` interface the paper crates implement;
 //! - [`error`]: typed errors that print as one line naming the file at fault;
-//! - [`progress`]: progress bars that stay out of logs and `--quiet` runs.
+//! - [`progress`]: progress bars that stay out of logs and `--quiet` runs;
+//! - [`shard`]: `--shard I/N`, a stable split of per-item stages over processes or machines.
 
 pub mod atomic;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod report;
 pub mod repro;
 pub mod rundir;
 pub mod samples;
+pub mod shard;
 
 pub use atomic::{write_atomic, write_json_atomic};
 pub use error::{Error, IoContext, Result, one_line};
@@ -28,3 +30,4 @@ pub use repro::{
     run_reproductions,
 };
 pub use rundir::{Metrics, RunDir};
+pub use shard::Shard;

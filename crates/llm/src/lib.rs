@@ -12,6 +12,9 @@
 //!   backend.
 //! - [`bench`] (`bench.rs`): prompt-processing and generation tokens/s, single and batched.
 //! - [`openai`] (`openai.rs`): the wire types, forgiving on input.
+//! - [`schema`] (`schema.rs`): JSON-schema validation of parsed outputs.
+//! - [`stage`] (`stage.rs`): a resumable generation stage over a ledger: parse, validate,
+//!   retry with a new seed, reject with the reason; `--shard I/N`.
 
 pub mod backend;
 pub mod bench;
@@ -21,7 +24,9 @@ mod error;
 mod generator;
 pub mod http;
 pub mod openai;
+pub mod schema;
 pub mod serve;
+pub mod stage;
 mod types;
 
 pub use backend::LlmConfig;

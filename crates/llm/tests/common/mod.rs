@@ -53,85 +53,9 @@ pub fn copy_without_chat_template(src: &std::path::Path, dst: &std::path::Path) 
     out.write_all(&bytes[data_offset..]).unwrap();
 }
 
-/// A tiny JSON-schema checker for the subset the tests use: type (object, array, string,
-/// integer, number, boolean), properties, required, items, enum, maxLength,
-/// minimum/maximum, additionalProperties false. Returns what is wrong.
+/// The library's schema check (kept under the old name for the tests).
 pub fn check_schema(v: &serde_json::Value, s: &serde_json::Value) -> Result<(), String> {
-    use serde_json::Value;
-    if let Some(e) = s.get("enum").and_then(Value::as_array)
-        && !e.contains(v)
-    {
-        return Err(format!("{v} not in enum {e:?}"));
-    }
-    match s.get("type").and_then(Value::as_str) {
-        Some("object") => {
-            let o = v.as_object().ok_or(format!("{v} is not an object"))?;
-            let props = s.get("properties").and_then(Value::as_object);
-            for r in s
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let r = r.as_str().unwrap();
-                if !o.contains_key(r) {
-                    return Err(format!("missing required {r}"));
-                }
-            }
-            for (k, x) in o {
-                match props.and_then(|p| p.get(k)) {
-                    Some(ps) => check_schema(x, ps).map_err(|e| format!("{k}: {e}"))?,
-                    None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
-                        return Err(format!("unexpected property {k}"));
-                    }
-                    None => {}
-                }
-            }
-        }
-        Some("array") => {
-            let a = v.as_array().ok_or(format!("{v} is not an array"))?;
-            if let Some(it) = s.get("items") {
-                for x in a {
-                    check_schema(x, it)?;
-                }
-            }
-            if let Some(m) = s.get("minItems").and_then(Value::as_u64)
-                && (a.len() as u64) < m
-            {
-                return Err(format!("{} items < minItems {m}", a.len()));
-            }
-            if let Some(m) = s.get("maxItems").and_then(Value::as_u64)
-                && (a.len() as u64) > m
-            {
-                return Err(format!("{} items > maxItems {m}", a.len()));
-            }
-        }
-        Some("string") => {
-            let t = v.as_str().ok_or(format!("{v} is not a string"))?;
-            if let Some(m) = s.get("maxLength").and_then(Value::as_u64)
-                && t.chars().count() as u64 > m
-            {
-                return Err(format!("{t:?} longer than {m}"));
-            }
-        }
-        Some("integer") if !(v.is_i64() || v.is_u64()) => {
-            return Err(format!("{v} is not an integer"));
-        }
-        Some("number") if !v.is_number() => return Err(format!("{v} is not a number")),
-        Some("boolean") if !v.is_boolean() => return Err(format!("{v} is not a boolean")),
-        _ => {}
-    }
-    if let (Some(x), Some(m)) = (v.as_f64(), s.get("minimum").and_then(Value::as_f64))
-        && x < m
-    {
-        return Err(format!("{x} < minimum {m}"));
-    }
-    if let (Some(x), Some(m)) = (v.as_f64(), s.get("maximum").and_then(Value::as_f64))
-        && x > m
-    {
-        return Err(format!("{x} > maximum {m}"));
-    }
-    Ok(())
+    pw_llm::schema::validate(v, s)
 }
 
 /// 50 different JSON schemas with a prompt each (for the structured-output tests).

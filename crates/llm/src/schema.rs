@@ -1,0 +1,139 @@
+//! Checking a parsed JSON value against a JSON schema: the subset that llama.cpp's grammar
+//! conversion and OpenAI's structured outputs use: `type` (object, array, string, integer,
+//! number, boolean), `properties`, `required`, `additionalProperties: false`, `items`,
+//! `minItems`/`maxItems`, `enum`, `maxLength`, `minimum`/`maximum`. Used after generation:
+//! grammars guarantee the shape on the embedded backend, but not every constraint (llama.cpp
+//! does not enforce `minimum`/`maximum` on numbers) and not at all on a remote server.
+
+/// `Err` says what is wrong and where (`field: reason`).
+pub fn validate(v: &serde_json::Value, s: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    if let Some(e) = s.get("enum").and_then(Value::as_array)
+        && !e.contains(v)
+    {
+        return Err(format!("{v} not in enum {e:?}"));
+    }
+    match s.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let o = v.as_object().ok_or(format!("{v} is not an object"))?;
+            let props = s.get("properties").and_then(Value::as_object);
+            for r in s
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(r) = r.as_str() else { continue };
+                if !o.contains_key(r) {
+                    return Err(format!("missing required {r}"));
+                }
+            }
+            for (k, x) in o {
+                match props.and_then(|p| p.get(k)) {
+                    Some(ps) => validate(x, ps).map_err(|e| format!("{k}: {e}"))?,
+                    None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                        return Err(format!("unexpected property {k}"));
+                    }
+                    None => {}
+                }
+            }
+        }
+        Some("array") => {
+            let a = v.as_array().ok_or(format!("{v} is not an array"))?;
+            if let Some(it) = s.get("items") {
+                for (i, x) in a.iter().enumerate() {
+                    validate(x, it).map_err(|e| format!("[{i}]: {e}"))?;
+                }
+            }
+            if let Some(m) = s.get("minItems").and_then(Value::as_u64)
+                && (a.len() as u64) < m
+            {
+                return Err(format!("{} items < minItems {m}", a.len()));
+            }
+            if let Some(m) = s.get("maxItems").and_then(Value::as_u64)
+                && (a.len() as u64) > m
+            {
+                return Err(format!("{} items > maxItems {m}", a.len()));
+            }
+        }
+        Some("string") => {
+            let t = v.as_str().ok_or(format!("{v} is not a string"))?;
+            if let Some(m) = s.get("maxLength").and_then(Value::as_u64)
+                && t.chars().count() as u64 > m
+            {
+                return Err(format!("{t:?} longer than {m}"));
+            }
+        }
+        Some("integer") if !(v.is_i64() || v.is_u64()) => {
+            return Err(format!("{v} is not an integer"));
+        }
+        Some("number") if !v.is_number() => return Err(format!("{v} is not a number")),
+        Some("boolean") if !v.is_boolean() => return Err(format!("{v} is not a boolean")),
+        _ => {}
+    }
+    if let (Some(x), Some(m)) = (v.as_f64(), s.get("minimum").and_then(Value::as_f64))
+        && x < m
+    {
+        return Err(format!("{x} < minimum {m}"));
+    }
+    if let (Some(x), Some(m)) = (v.as_f64(), s.get("maximum").and_then(Value::as_f64))
+        && x > m
+    {
+        return Err(format!("{x} > maximum {m}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate;
+    use serde_json::json;
+
+    #[test]
+    fn violations_are_named_with_their_place() {
+        let s = json!({"type":"object","properties":{
+            "name":{"type":"string","maxLength":5},
+            "tags":{"type":"array","items":{"type":"integer","maximum":9},"maxItems":3},
+            "kind":{"type":"string","enum":["a","b"]}},
+            "required":["name"],"additionalProperties":false});
+        assert_eq!(
+            validate(&json!({"name":"ok","tags":[1,2],"kind":"a"}), &s),
+            Ok(())
+        );
+        assert!(
+            validate(&json!({"tags":[]}), &s)
+                .unwrap_err()
+                .contains("missing required name")
+        );
+        assert!(
+            validate(&json!({"name":"toolong"}), &s)
+                .unwrap_err()
+                .starts_with("name: ")
+        );
+        assert!(
+            validate(&json!({"name":"x","tags":[1,12]}), &s)
+                .unwrap_err()
+                .starts_with("tags: [1]: 12")
+        );
+        assert!(
+            validate(&json!({"name":"x","tags":[1,2,3,4]}), &s)
+                .unwrap_err()
+                .contains("maxItems")
+        );
+        assert!(
+            validate(&json!({"name":"x","kind":"c"}), &s)
+                .unwrap_err()
+                .contains("enum")
+        );
+        assert!(
+            validate(&json!({"name":"x","extra":1}), &s)
+                .unwrap_err()
+                .contains("unexpected property extra")
+        );
+        assert!(
+            validate(&json!({"name":"x","tags":[1.5]}), &s)
+                .unwrap_err()
+                .contains("not an integer")
+        );
+    }
+}
