@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod glan;
 mod llm;
 mod registry;
 
@@ -92,6 +93,14 @@ enum Command {
     /// Ollama, OpenAI) with retries and backoff instead.
     #[command(subcommand)]
     Llm(llm::LlmCommand),
+    /// GLAN: instruction data from a taxonomy of human knowledge.
+    ///
+    /// `taxonomy` writes an editable taxonomy TOML; `run` generates subjects, syllabi,
+    /// homework questions and answers (each step resumable, structured, with rejects), filters
+    /// them and writes glan.jsonl + glan.parquet; `merge` joins `run --shard I/N` outputs. The
+    /// full configuration goes in the config file's [glan] table.
+    #[command(subcommand)]
+    Glan(glan::GlanCommand),
     /// Serve a local GGUF over an OpenAI-compatible HTTP API.
     ///
     /// POST /v1/chat/completions (with response_format json_schema), GET /v1/models,
@@ -167,6 +176,8 @@ struct ConfigFile {
     threads: Option<usize>,
     #[serde(default)]
     reproduce: ReproduceConfig,
+    /// `[glan]`: the whole GLAN configuration (stages, models, filters).
+    glan: Option<pw_glan::GlanConfig>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -199,11 +210,12 @@ fn load_config(path: &Path) -> Result<ConfigFile> {
     })
 }
 
-fn versions() -> BTreeMap<String, String> {
+pub(crate) fn versions() -> BTreeMap<String, String> {
     [
         ("paperworks", env!("CARGO_PKG_VERSION")),
         ("burn", "0.22.1"),
         ("llama-cpp-2", "0.1.160"),
+        ("parquet", "60.1.0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -404,6 +416,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
         }
         Command::Llm(llm::LlmCommand::Bench(a)) => llm::bench(&g, a),
         Command::Serve(a) => llm::serve(&g, a),
+        Command::Glan(c) => glan::run(&g, c, cfg.glan.clone()),
     }
 }
 

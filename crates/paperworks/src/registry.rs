@@ -4,5 +4,8 @@
 use pw_core::Reproduction;
 
 pub fn reproductions() -> Vec<Box<dyn Reproduction>> {
-    vec![Box::new(pw_pdiff::reproduce::PdiffReproduction::default())]
+    vec![
+        Box::new(pw_pdiff::reproduce::PdiffReproduction::default()),
+        Box::new(pw_glan::GlanReproduction::default()),
+    ]
 }

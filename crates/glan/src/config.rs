@@ -1,0 +1,217 @@
+//! GLAN's configuration: one TOML for every stage. The paper's values are the defaults
+//! (arXiv 2402.13064, Sec. 2 and 3.1); sizes the paper does not fix are marked as ours.
+
+use pw_llm::LlmConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_tokens: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GlanConfig {
+    /// Model for taxonomy, subjects, syllabus and homework (default: the embedded SmolLM2).
+    pub model: LlmConfig,
+    /// Model for the answers. The paper used a cheaper model (GPT-3.5-turbo) than for the
+    /// questions (GPT-4). Default: the same as `model`.
+    pub answer_model: Option<LlmConfig>,
+    /// Response cache off (on by default: a resumed run pays nothing twice).
+    pub no_cache: bool,
+    pub taxonomy: TaxonomyConfig,
+    pub subjects: SubjectsConfig,
+    pub syllabus: SyllabusConfig,
+    pub homework: HomeworkConfig,
+    /// Sec. 2.4: answers at temperature 0.7, top-p 0.95.
+    pub answers: Sampling,
+    pub filters: FilterConfig,
+    /// Extra attempts (new seed) when an output does not parse or validate.
+    pub retries: u32,
+    /// Use only the first N disciplines of the taxonomy (0: all).
+    pub max_disciplines: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaxonomyConfig {
+    /// A reviewed taxonomy TOML (`paperworks glan taxonomy` writes one); none: generate.
+    pub file: Option<PathBuf>,
+    /// Sizes asked of the model when generating (ours; the paper's reviewed taxonomy has 126
+    /// disciplines).
+    pub fields: usize,
+    pub subfields: usize,
+    pub disciplines: usize,
+    pub sampling: Sampling,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubjectsConfig {
+    /// Sec. 2.2: the subject list is queried 10 times per discipline at T 1.0, top-p 0.95.
+    pub queries: usize,
+    /// Subjects asked for per query (ours).
+    pub per_query: usize,
+    pub sampling: Sampling,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyllabusConfig {
+    /// Sec. 2.3: 10-30 class sessions per syllabus, each with a description and about 5 key
+    /// concepts. (The paper's second call that extracts names and concepts is replaced by the
+    /// JSON schema, which returns them structured.)
+    pub min_sessions: usize,
+    pub max_sessions: usize,
+    pub key_concepts: usize,
+    pub sampling: Sampling,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HomeworkConfig {
+    /// Questions sampled per syllabus (ours).
+    pub per_syllabus: usize,
+    /// Sec. 2.4: one session gives a basic question, two sessions a harder one; this is the
+    /// share of harder ones (ours).
+    pub hard_fraction: f64,
+    /// Sec. 2.4: 1-5 key concepts per question.
+    pub max_concepts: usize,
+    pub sampling: Sampling,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Jaccard similarity of question word 3-grams from which a question is a near duplicate.
+    pub near_duplicate: f64,
+    /// Words per n-gram of the contamination check (GPT-3's rule: 13).
+    pub ngram: usize,
+    /// Benchmark files to decontaminate against: JSONL (optionally .gz) and the field holding
+    /// the text. Default: HumanEval's prompts from the assets.
+    pub benchmarks: Vec<Benchmark>,
+    pub min_question_words: usize,
+    pub max_question_words: usize,
+    pub min_answer_words: usize,
+    pub max_answer_words: usize,
+    /// Share of letters that must be ASCII (a cheap English check).
+    pub min_ascii_letters: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Benchmark {
+    pub path: PathBuf,
+    pub field: String,
+}
+
+impl Default for GlanConfig {
+    fn default() -> Self {
+        GlanConfig {
+            model: LlmConfig::default(),
+            answer_model: None,
+            no_cache: false,
+            taxonomy: TaxonomyConfig::default(),
+            subjects: SubjectsConfig::default(),
+            syllabus: SyllabusConfig::default(),
+            homework: HomeworkConfig::default(),
+            answers: Sampling {
+                temperature: 0.7,
+                top_p: 0.95,
+                max_tokens: 512,
+            },
+            filters: FilterConfig::default(),
+            retries: 2,
+            max_disciplines: 0,
+        }
+    }
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: 1.0,
+            top_p: 0.95,
+            max_tokens: 512,
+        }
+    }
+}
+
+impl Default for TaxonomyConfig {
+    fn default() -> Self {
+        TaxonomyConfig {
+            file: None,
+            fields: 6,
+            subfields: 3,
+            disciplines: 3,
+            sampling: Sampling {
+                temperature: 0.7,
+                top_p: 0.95,
+                max_tokens: 256,
+            },
+        }
+    }
+}
+
+impl Default for SubjectsConfig {
+    fn default() -> Self {
+        SubjectsConfig {
+            queries: 10,
+            per_query: 5,
+            sampling: Sampling {
+                temperature: 1.0,
+                top_p: 0.95,
+                max_tokens: 700,
+            },
+        }
+    }
+}
+
+impl Default for SyllabusConfig {
+    fn default() -> Self {
+        SyllabusConfig {
+            min_sessions: 10,
+            max_sessions: 30,
+            key_concepts: 5,
+            sampling: Sampling {
+                temperature: 1.0,
+                top_p: 0.95,
+                max_tokens: 3000,
+            },
+        }
+    }
+}
+
+impl Default for HomeworkConfig {
+    fn default() -> Self {
+        HomeworkConfig {
+            per_syllabus: 10,
+            hard_fraction: 0.5,
+            max_concepts: 5,
+            sampling: Sampling {
+                temperature: 1.0,
+                top_p: 0.95,
+                max_tokens: 300,
+            },
+        }
+    }
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            near_duplicate: 0.8,
+            ngram: 13,
+            benchmarks: Vec::new(),
+            min_question_words: 5,
+            max_question_words: 400,
+            min_answer_words: 3,
+            max_answer_words: 2000,
+            min_ascii_letters: 0.9,
+        }
+    }
+}
