@@ -21,7 +21,10 @@ fn tiny_config(dir: &Path) -> String {
     let p = dir.join("tiny.toml");
     std::fs::write(
         &p,
-        "[reproduce.overrides.pdiff]\nae_channels = [8, 8]\nae_steps = 20\ndenoiser_hidden = 16\nddpm_steps = 20\ngenerated = 4\nlimit = 1000\nablations = false\n[reproduce.overrides.pdiff.collect]\nepochs = 1\nsnapshots = 8\n",
+        "[reproduce.overrides.pdiff]\nae_channels = [8, 8]\nae_steps = 20\ndenoiser_hidden = 16\nddpm_steps = 20\ngenerated = 4\nlimit = 1000\nablations = false\n[reproduce.overrides.pdiff.collect]\nepochs = 1\nsnapshots = 8\n\
+         [reproduce.overrides.glan]\nmax_disciplines = 1\n[reproduce.overrides.glan.subjects]\nqueries = 1\nper_query = 1\n\
+         [reproduce.overrides.glan.syllabus]\nmin_sessions = 2\nmax_sessions = 2\nkey_concepts = 2\n\
+         [reproduce.overrides.glan.homework]\nper_syllabus = 2\n[reproduce.overrides.glan.answers]\nmax_tokens = 24\n",
     )
     .unwrap();
     p.to_str().unwrap().to_string()
@@ -99,6 +102,8 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
         report.contains("| pdiff |"),
         "the claims table must list p-diff: {report}"
     );
+    assert!(report.contains("| glan |"), "and GLAN: {report}");
+    assert!(rd.join("glan/glan.parquet").exists());
     // Re-running resumes into the same directory and records the earlier start.
     let o = run(&[
         "reproduce",
@@ -161,6 +166,8 @@ fn malformed_config_names_file_and_line_and_keeps_the_run_intact() {
     std::fs::write(&cfg, "[reproduce.overrides.pdiff]\nae_stepz = 3\n").unwrap();
     let o = run(&[
         "reproduce",
+        "--only",
+        "pdiff",
         "--config",
         cfg.to_str().unwrap(),
         "--run-dir",

@@ -1,0 +1,236 @@
+//! `paperworks glan run` against a fake OpenAI-compatible endpoint: killed with SIGKILL five
+//! times at random moments and resumed, it ends with every sampled question answered (or
+//! rejected) exactly once, and the response cache keeps it from paying twice.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
+}
+
+fn h(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| {
+        (a ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A value following `schema`, its strings derived from `seed` (so different requests give
+/// different texts).
+fn instance(schema: &Value, seed: u64, k: &mut u64) -> Value {
+    *k += 1;
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        return e[0].clone();
+    }
+    match schema["type"].as_str() {
+        Some("object") => {
+            let mut o = serde_json::Map::new();
+            for (name, s) in schema["properties"].as_object().into_iter().flatten() {
+                o.insert(name.clone(), instance(s, seed, k));
+            }
+            Value::Object(o)
+        }
+        Some("array") => {
+            let n = schema["minItems"].as_u64().unwrap_or(1).max(1);
+            Value::Array(
+                (0..n)
+                    .map(|_| instance(&schema["items"], seed, k))
+                    .collect(),
+            )
+        }
+        Some("integer") => json!(schema["minimum"].as_i64().unwrap_or(1)),
+        Some("number") => json!(0.5),
+        Some("boolean") => json!(true),
+        _ => {
+            let max = schema["maxLength"].as_u64().unwrap_or(200) as usize;
+            let t = format!(
+                "Explain item {} of part {} with care and examples",
+                seed % 1_000_003,
+                k
+            );
+            json!(t.chars().take(max).collect::<String>())
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fake {
+    bodies: Mutex<HashMap<u64, u32>>,
+}
+
+async fn chat(State(st): State<Arc<Fake>>, body: String) -> axum::Json<Value> {
+    let key = h(&body);
+    *st.bodies.lock().unwrap().entry(key).or_default() += 1;
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let req: Value = serde_json::from_str(&body).unwrap();
+    let text = match req["response_format"]["json_schema"].get("schema") {
+        Some(s) => instance(s, key, &mut 0).to_string(),
+        None => format!("An answer with enough words to pass the filters, number {key}."),
+    };
+    axum::Json(json!({
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10}
+    }))
+}
+
+fn ids(path: &Path) -> Vec<String> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn unique(v: &[String], what: &str) -> HashSet<String> {
+    let s: HashSet<String> = v.iter().cloned().collect();
+    assert_eq!(s.len(), v.len(), "duplicate ids in {what}");
+    s
+}
+
+#[test]
+fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() {
+    let fake = Arc::new(Fake::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(fake.clone());
+    rt.spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let tax = dir.path().join("tax.toml");
+    std::fs::write(
+        &tax,
+        "[[fields]]\nname = \"Natural Sciences\"\n[[fields.subfields]]\nname = \"Physics\"\ndisciplines = [\"Mechanics\", \"Optics\"]\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("glan.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[glan]\nmax_disciplines = 2\nretries = 1\n[glan.taxonomy]\nfile = {tax:?}\n\
+             [glan.subjects]\nqueries = 2\nper_query = 2\n[glan.syllabus]\nmin_sessions = 2\nmax_sessions = 3\n\
+             [glan.homework]\nper_syllabus = 5\n\
+             [glan.model.http]\nendpoints = [\"http://127.0.0.1:{port}/v1\"]\nconcurrency = 2\nmax_retries = 2\nbackoff_base_ms = 10\n"
+        ),
+    )
+    .unwrap();
+    let rd = dir.path().join("run");
+    let cmd = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_paperworks"));
+        c.env("PAPERWORKS_ASSETS", assets())
+            .args([
+                "--quiet",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--run-dir",
+                rd.to_str().unwrap(),
+                "glan",
+                "run",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut lcg: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut mid_run = 0;
+    for _ in 0..5 {
+        lcg = lcg
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let wait = 100 + (lcg >> 33) % 400;
+        let mut child = cmd().spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(wait));
+        if child.try_wait().unwrap().is_none() {
+            mid_run += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    assert!(
+        mid_run >= 4,
+        "only {mid_run} of 5 kills landed while the run was going"
+    );
+    let out = cmd().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paid: u32 = fake.bodies.lock().unwrap().values().sum();
+    let twice: u32 = fake.bodies.lock().unwrap().values().map(|&n| n - 1).sum();
+
+    // every sampled question is answered or rejected, once; every answer is kept or filtered
+    let g = |n: &str| rd.join(n);
+    let homework = unique(&ids(&g("homework.jsonl")), "homework");
+    let answers = unique(&ids(&g("answers.jsonl")), "answers");
+    let answer_rejects = unique(&ids(&g("answers.rejects.jsonl")), "answer rejects");
+    assert_eq!(
+        homework.len(),
+        2 * 2 * 2 * 5,
+        "2 disciplines x 2 queries x 2 subjects x 5 questions"
+    );
+    for q in &homework {
+        assert!(
+            answers.contains(q) ^ answer_rejects.contains(q),
+            "question {q} lost or doubled"
+        );
+    }
+    let kept = unique(&ids(&g("glan.jsonl")), "glan.jsonl");
+    let filtered = unique(&ids(&g("filtered.jsonl")), "filtered.jsonl");
+    for a in &answers {
+        assert!(
+            kept.contains(a) ^ filtered.contains(a),
+            "pair {a} lost or doubled"
+        );
+    }
+    // requests in flight at a kill may be paid again; finished ones never (they are cached)
+    assert!(
+        twice <= mid_run * 2,
+        "{twice} requests paid twice over {mid_run} kills"
+    );
+
+    // the answers ledger lost entirely: the cache answers everything, the endpoint sees nothing
+    std::fs::remove_file(g("answers.jsonl")).unwrap();
+    let out = cmd().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after: u32 = fake.bodies.lock().unwrap().values().sum();
+    assert_eq!(after, paid, "a finished request was paid again");
+    assert_eq!(
+        unique(&ids(&g("answers.jsonl")), "answers").len(),
+        answers.len()
+    );
+    eprintln!(
+        "glan crash test: {mid_run}/5 kills mid-run; {} questions, {} answers, {} kept; {paid} requests paid, {twice} of them twice",
+        homework.len(),
+        answers.len(),
+        kept.len()
+    );
+    rt.shutdown_background();
+}
