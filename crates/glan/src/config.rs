@@ -21,6 +21,10 @@ pub struct GlanConfig {
     /// Model for the answers. The paper used a cheaper model (GPT-3.5-turbo) than for the
     /// questions (GPT-4). Default: the same as `model`.
     pub answer_model: Option<LlmConfig>,
+    /// Per-stage models, keyed by stage (`taxonomy`, `subjects`, `syllabus`, `homework`,
+    /// `answers`), e.g. `[glan.models.syllabus.http]`. A stage without an entry uses
+    /// `answer_model` (answers) or `model`.
+    pub models: std::collections::BTreeMap<String, LlmConfig>,
     /// Response cache off (on by default: a resumed run pays nothing twice).
     pub no_cache: bool,
     pub taxonomy: TaxonomyConfig,
@@ -114,6 +118,7 @@ impl Default for GlanConfig {
         GlanConfig {
             model: LlmConfig::default(),
             answer_model: None,
+            models: Default::default(),
             no_cache: false,
             taxonomy: TaxonomyConfig::default(),
             subjects: SubjectsConfig::default(),

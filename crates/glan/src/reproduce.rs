@@ -210,8 +210,16 @@ impl Reproduction for GlanReproduction {
             pw_core::write_atomic(&tax_file, REVIEWED_TAXONOMY.as_bytes())?;
         }
         let models = run::open_models(&cfg, &ctx.dir, &ctx.assets)?;
-        let tax = run::taxonomy(&cfg, &ctx.dir, models.question.as_ref(), ctx.seed)?;
-        let stats = run::generate(&cfg, &ctx.dir, &models, &tax, ctx.seed, pw_core::Shard::ALL)?;
+        let tax = run::taxonomy(&cfg, &ctx.dir, models.for_stage("taxonomy"), ctx.seed)?;
+        let stats = run::generate(
+            &cfg,
+            &ctx.dir,
+            &models,
+            &tax,
+            ctx.seed,
+            pw_core::Shard::ALL,
+            None,
+        )?;
         let mut n_disc = tax.disciplines().len();
         if cfg.max_disciplines > 0 {
             n_disc = n_disc.min(cfg.max_disciplines);

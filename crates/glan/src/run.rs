@@ -15,11 +15,27 @@ use std::sync::Arc;
 
 pub const STAGES: [&str; 4] = ["subjects", "syllabus", "homework", "answers"];
 
-/// The question model and the answer model, behind one shared response cache.
+pub const ALL_STAGES: [&str; 5] = ["taxonomy", "subjects", "syllabus", "homework", "answers"];
+
+/// The models of the stages, behind one shared response cache.
 pub struct Models {
+    /// The default model (`model`).
     pub question: Arc<dyn Generator>,
+    /// The answer model (`answer_model`, else `model`).
     pub answer: Arc<dyn Generator>,
+    /// Per-stage overrides (`models.<stage>`).
+    pub per_stage: BTreeMap<String, Arc<dyn Generator>>,
     pub cache: Option<Arc<Cache>>,
+}
+
+impl Models {
+    pub fn for_stage(&self, stage: &str) -> &dyn Generator {
+        match self.per_stage.get(stage) {
+            Some(g) => g.as_ref(),
+            None if stage == "answers" => self.answer.as_ref(),
+            None => self.question.as_ref(),
+        }
+    }
 }
 
 fn with_default_model(mut m: LlmConfig, assets: &Path) -> LlmConfig {
@@ -53,9 +69,26 @@ pub fn open_models(cfg: &GlanConfig, dir: &Path, assets: &Path) -> Result<Models
         ))?),
         None => q.clone(),
     };
+    let mut per_stage = BTreeMap::new();
+    for (stage, m) in &cfg.models {
+        if !ALL_STAGES.contains(&stage.as_str()) {
+            return Err(Error::Other(format!(
+                "[glan.models.{stage}]: no such stage (stages: {})",
+                ALL_STAGES.join(", ")
+            )));
+        }
+        per_stage.insert(
+            stage.clone(),
+            wrap(pw_llm::backend::open(&with_default_model(
+                m.clone(),
+                assets,
+            ))?),
+        );
+    }
     Ok(Models {
         question: q,
         answer: a,
+        per_stage,
         cache,
     })
 }
@@ -83,7 +116,8 @@ fn rejects_path(dir: &Path, stage: &str, shard: Shard) -> PathBuf {
     dir.join(format!("{stage}.rejects{}.jsonl", shard.suffix()))
 }
 
-/// Runs steps 2-5 for this shard's disciplines; returns the per-stage statistics.
+/// Runs steps 2-5 for this shard's disciplines, stopping after `until` when given; returns
+/// the per-stage statistics.
 pub fn generate(
     cfg: &GlanConfig,
     dir: &Path,
@@ -91,7 +125,16 @@ pub fn generate(
     tax: &Taxonomy,
     seed: u64,
     shard: Shard,
+    until: Option<&str>,
 ) -> Result<BTreeMap<String, StageStats>> {
+    if let Some(u) = until
+        && !STAGES.contains(&u)
+    {
+        return Err(Error::Other(format!(
+            "--until {u}: no such stage (stages: {})",
+            STAGES.join(", ")
+        )));
+    }
     let mut ds = tax.disciplines();
     if cfg.max_disciplines > 0 {
         ds.truncate(cfg.max_disciplines);

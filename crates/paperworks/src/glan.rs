@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// Answer model: OpenAI-compatible endpoint(s).
     #[arg(long, value_delimiter = ',', value_name = "URL")]
     pub answer_endpoint: Vec<String>,
+    /// Stop after this stage (subjects, syllabus, homework, answers); a later run goes on.
+    #[arg(long, value_name = "STAGE")]
+    pub until: Option<String>,
     /// Model name to send to the answer endpoints.
     #[arg(long, default_value = "default")]
     pub answer_api_model: String,
@@ -127,7 +130,7 @@ pub fn run(g: &Global, cmd: &GlanCommand, file: Option<GlanConfig>) -> Result<()
             let d = dir(g);
             std::fs::create_dir_all(&d).map_err(|e| pw_core::Error::io(&d, e))?;
             let models = glan::open_models(&cfg, &d, &g.assets)?;
-            let t = glan::taxonomy(&cfg, &d, models.question.as_ref(), g.seed)?;
+            let t = glan::taxonomy(&cfg, &d, models.for_stage("taxonomy"), g.seed)?;
             println!(
                 "{} fields, {} disciplines: {} (edit it, then `paperworks glan run`)",
                 t.fields.len(),
@@ -154,13 +157,20 @@ pub fn run(g: &Global, cmd: &GlanCommand, file: Option<GlanConfig>) -> Result<()
             let d = dir(g);
             let result = (|| -> Result<()> {
                 let models = glan::open_models(&cfg, &d, &g.assets)?;
-                let tax = glan::taxonomy(&cfg, &d, models.question.as_ref(), g.seed)?;
-                let stats = glan::generate(&cfg, &d, &models, &tax, g.seed, shard)?;
+                let tax = glan::taxonomy(&cfg, &d, models.for_stage("taxonomy"), g.seed)?;
+                let stats =
+                    glan::generate(&cfg, &d, &models, &tax, g.seed, shard, a.until.as_deref())?;
                 let mut n = tax.disciplines().len();
                 if cfg.max_disciplines > 0 {
                     n = n.min(cfg.max_disciplines);
                 }
-                if shard == Shard::ALL {
+                if a.until.is_some() && a.until.as_deref() != Some("answers") {
+                    println!(
+                        "stopped after {}; run again without --until to go on",
+                        a.until.as_deref().unwrap_or_default()
+                    );
+                    Ok(())
+                } else if shard == Shard::ALL {
                     drop(models);
                     finish_dataset(g, &cfg, &mut run, Some(&stats), n)
                 } else {

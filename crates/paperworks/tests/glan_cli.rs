@@ -234,3 +234,100 @@ fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() 
     );
     rt.shutdown_background();
 }
+
+#[test]
+fn shards_run_apart_and_merge_into_one_dataset() {
+    let fake = Arc::new(Fake::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(fake.clone());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let tax = dir.path().join("tax.toml");
+    std::fs::write(
+        &tax,
+        "[[fields]]\nname = \"Sciences\"\n[[fields.subfields]]\nname = \"Physics\"\n\
+         disciplines = [\"Mechanics\", \"Optics\", \"Acoustics\", \"Electricity\"]\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("glan.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[glan]\nretries = 1\n[glan.taxonomy]\nfile = {tax:?}\n[glan.subjects]\nqueries = 1\nper_query = 1\n\
+             [glan.syllabus]\nmin_sessions = 2\nmax_sessions = 2\n[glan.homework]\nper_syllabus = 3\n\
+             [glan.model.http]\nendpoints = [\"http://127.0.0.1:{port}/v1\"]\nconcurrency = 8\n"
+        ),
+    )
+    .unwrap();
+    let rd = dir.path().join("run");
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_paperworks"))
+            .env("PAPERWORKS_ASSETS", assets())
+            .args([
+                "--quiet",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--run-dir",
+                rd.to_str().unwrap(),
+                "glan",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // merging before every shard ran is refused
+    run(&["run", "--shard", "0/2"]);
+    let early = Command::new(env!("CARGO_BIN_EXE_paperworks"))
+        .env("PAPERWORKS_ASSETS", assets())
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            rd.to_str().unwrap(),
+            "glan",
+            "merge",
+            "--shards",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!early.status.success());
+    assert!(String::from_utf8_lossy(&early.stderr).contains("shard 1/2 has not written"));
+    // --until stops after a stage; a later run goes on
+    assert!(
+        run(&["run", "--shard", "1/2", "--until", "syllabus"]).contains("stopped after syllabus")
+    );
+    run(&["run", "--shard", "1/2"]);
+    let s0 = ids(&rd.join("answers.shard-0-of-2.jsonl"));
+    let s1 = ids(&rd.join("answers.shard-1-of-2.jsonl"));
+    assert!(!s0.is_empty() && !s1.is_empty(), "both shards did work");
+    assert!(run(&["merge", "--shards", "2"]).contains("glan.parquet"));
+    let merged = unique(&ids(&rd.join("answers.jsonl")), "merged answers");
+    assert_eq!(
+        merged.len(),
+        4 * 3,
+        "4 disciplines x 1 subject x 3 questions"
+    );
+    let all: HashSet<String> = s0.into_iter().chain(s1).collect();
+    assert_eq!(merged, all);
+    let kept = unique(&ids(&rd.join("glan.jsonl")), "glan.jsonl");
+    let filtered = unique(&ids(&rd.join("filtered.jsonl")), "filtered.jsonl");
+    assert_eq!(kept.len() + filtered.len(), 12);
+    rt.shutdown_background();
+}
