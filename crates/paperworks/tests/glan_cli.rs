@@ -331,3 +331,65 @@ fn shards_run_apart_and_merge_into_one_dataset() {
     assert_eq!(kept.len() + filtered.len(), 12);
     rt.shutdown_background();
 }
+
+#[test]
+fn taxonomy_is_generated_level_by_level_for_review() {
+    let fake = Arc::new(Fake::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(fake.clone());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("glan.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[glan.taxonomy]\nfields = 2\nsubfields = 2\ndisciplines = 3\n\
+             [glan.model.http]\nendpoints = [\"http://127.0.0.1:{port}/v1\"]\n"
+        ),
+    )
+    .unwrap();
+    let rd = dir.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_paperworks"))
+        .env("PAPERWORKS_ASSETS", assets())
+        .args([
+            "--quiet",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            rd.to_str().unwrap(),
+            "glan",
+            "taxonomy",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the fake answers every list with minItems (1) entries: 1 field, 1 sub-field, 1 discipline
+    let text = std::fs::read_to_string(rd.join("taxonomy.toml")).unwrap();
+    assert!(text.starts_with("# GLAN taxonomy"), "{text}");
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(
+        v["fields"][0]["subfields"][0]["disciplines"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // 1 request for the fields, 1 per field, 1 per sub-field
+    assert_eq!(fake.bodies.lock().unwrap().values().sum::<u32>(), 3);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 disciplines"));
+    rt.shutdown_background();
+}
