@@ -19,7 +19,7 @@ reproduce: build
 # CI) does not mistake cargo's final doc-test line ("0 passed") for the whole run.
 test: setup
 	@mkdir -p target
-	set -o pipefail; $(CARGO) test --release --workspace 2>&1 | tee target/test-output.log
+	set -o pipefail; $(CARGO) test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
 
 bench: setup
