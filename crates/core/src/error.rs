@@ -58,6 +58,28 @@ impl Error {
     }
 }
 
+/// Reads and parses a TOML file; errors are [`Error::Config`] naming the file and, for a
+/// parse error, the line (`line 3: unknown variant ...`).
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let reason = match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].lines().count().max(1);
+                format!("line {line}: {}", e.message())
+            }
+            None => e.message().to_string(),
+        };
+        Error::Config {
+            path: path.into(),
+            reason,
+        }
+    })
+}
+
 /// Attaches a path to an `io::Result`.
 pub trait IoContext<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T>;

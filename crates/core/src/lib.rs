@@ -21,7 +21,7 @@ pub mod samples;
 pub mod shard;
 
 pub use atomic::{write_atomic, write_json_atomic};
-pub use error::{Error, IoContext, Result, one_line};
+pub use error::{Error, IoContext, Result, one_line, read_toml};
 pub use ledger::Ledger;
 pub use plot::{Plot, PlotKind, Series};
 pub use report::{Block, Report, Table};

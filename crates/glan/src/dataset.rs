@@ -242,17 +242,6 @@ pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     pw_core::write_atomic(path, &out)
 }
 
-pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let text = std::fs::read_to_string(path).at(path)?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::corrupt(path, i + 1, e.to_string()))
-        })
-        .collect()
-}
-
 mod parquet_io {
     use super::*;
     use arrow_array::builder::{ListBuilder, StringBuilder, StructBuilder, UInt64Builder};
@@ -502,7 +491,7 @@ mod tests {
             .collect();
         write_jsonl(&dir.path().join("d.jsonl"), &rows).unwrap();
         write_parquet(&dir.path().join("d.parquet"), &rows).unwrap();
-        let a: Vec<Pair> = read_jsonl(&dir.path().join("d.jsonl")).unwrap();
+        let a: Vec<Pair> = pw_core::Ledger::read_all(dir.path().join("d.jsonl")).unwrap();
         let b = read_parquet(&dir.path().join("d.parquet")).unwrap();
         assert_eq!(a, rows);
         assert_eq!(b, rows);

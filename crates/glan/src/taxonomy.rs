@@ -80,17 +80,7 @@ impl Taxonomy {
     }
 
     pub fn load(path: &Path) -> Result<Taxonomy> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let t: Taxonomy = toml::from_str(&text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
-                .unwrap_or(0);
-            Error::Config {
-                path: path.into(),
-                reason: format!("line {line}: {}", e.message()),
-            }
-        })?;
+        let t: Taxonomy = pw_core::read_toml(path)?;
         if t.disciplines().is_empty() {
             return Err(Error::invalid(path, "the taxonomy has no discipline left"));
         }

@@ -94,7 +94,7 @@ async fn chat(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let submitted = st.engine.submit(
         req,
-        Some(st.cfg.max_queue),
+        st.cfg.max_queue,
         Box::new(move |r| {
             let _ = tx.send(r);
         }),

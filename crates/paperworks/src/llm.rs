@@ -179,19 +179,7 @@ pub struct ServeArgs {
 }
 
 fn seed_or_random(seed: u64, explicit: bool) -> u64 {
-    if explicit { seed } else { rand_seed() }
-}
-
-fn rand_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
+    if explicit { seed } else { rand::random() }
 }
 
 fn json_schema_arg(s: &str) -> Result<serde_json::Value> {
@@ -310,10 +298,7 @@ pub fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
         .parse()
         .map_err(|e| Error::Other(format!("--host {} --port {}: {e}", a.host, a.port)))?;
     let cfg = a.backend.config(g, None);
-    let engine = Arc::new(Embedded::load(EmbeddedConfig {
-        queue: usize::MAX,
-        ..cfg.embedded
-    })?);
+    let engine = Arc::new(Embedded::load(cfg.embedded)?);
     let name = engine.model();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

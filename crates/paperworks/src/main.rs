@@ -191,23 +191,7 @@ struct ReproduceConfig {
 }
 
 fn load_config(path: &Path) -> Result<ConfigFile> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    toml::from_str(&text).map_err(|e| {
-        let reason = match e.span() {
-            Some(span) => {
-                let line = text[..span.start.min(text.len())].lines().count().max(1);
-                format!("line {line}: {}", e.message())
-            }
-            None => e.message().to_string(),
-        };
-        Error::Config {
-            path: path.into(),
-            reason,
-        }
-    })
+    pw_core::read_toml(path)
 }
 
 pub(crate) fn versions() -> BTreeMap<String, String> {

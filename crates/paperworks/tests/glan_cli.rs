@@ -80,6 +80,25 @@ async fn chat(State(st): State<Arc<Fake>>, body: String) -> axum::Json<Value> {
     }))
 }
 
+/// The fake endpoint on a free loopback port, served by its own runtime.
+fn start_fake() -> (tokio::runtime::Runtime, Arc<Fake>, u16) {
+    let fake = Arc::new(Fake::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(fake.clone());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (rt, fake, port)
+}
+
 fn ids(path: &Path) -> Vec<String> {
     if !path.exists() {
         return Vec::new();
@@ -104,20 +123,7 @@ fn unique(v: &[String], what: &str) -> HashSet<String> {
 
 #[test]
 fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() {
-    let fake = Arc::new(Fake::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .with_state(fake.clone());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (rt, fake, port) = start_fake();
 
     let dir = tempfile::tempdir().unwrap();
     let tax = dir.path().join("tax.toml");
@@ -237,20 +243,7 @@ fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() 
 
 #[test]
 fn shards_run_apart_and_merge_into_one_dataset() {
-    let fake = Arc::new(Fake::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .with_state(fake.clone());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (rt, _fake, port) = start_fake();
     let dir = tempfile::tempdir().unwrap();
     let tax = dir.path().join("tax.toml");
     std::fs::write(
@@ -334,20 +327,7 @@ fn shards_run_apart_and_merge_into_one_dataset() {
 
 #[test]
 fn taxonomy_is_generated_level_by_level_for_review() {
-    let fake = Arc::new(Fake::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .with_state(fake.clone());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (rt, fake, port) = start_fake();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("glan.toml");
     std::fs::write(

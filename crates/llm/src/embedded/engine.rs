@@ -204,6 +204,7 @@ pub(super) fn run(
         jobs: HashMap::new(),
         next_job: 0,
         pending,
+        one: LlamaTokenDataArray::new(Vec::with_capacity(1), false),
         full: LlamaTokenDataArray::new(Vec::new(), false),
         masked: Vec::new(),
     };
@@ -247,6 +248,8 @@ struct Engine<'m> {
     jobs: HashMap<u64, JobState>,
     next_job: u64,
     pending: Arc<AtomicUsize>,
+    /// Reused buffers of the grammar check: one candidate, the whole vocabulary, masked logits.
+    one: LlamaTokenDataArray,
     full: LlamaTokenDataArray,
     masked: Vec<f32>,
 }
@@ -492,14 +495,15 @@ impl Engine<'_> {
         let Some(g) = u.grammar.as_mut() else {
             return LlamaToken(t as i32);
         };
-        let mut one = LlamaTokenDataArray::new(
-            vec![LlamaTokenData::new(
-                LlamaToken(t as i32),
-                logits[t as usize],
-                0.0,
-            )],
-            false,
-        );
+        let one = &mut self.one;
+        one.data.clear();
+        one.data.push(LlamaTokenData::new(
+            LlamaToken(t as i32),
+            logits[t as usize],
+            0.0,
+        ));
+        one.selected = None;
+        one.sorted = false;
         one.apply_sampler(g);
         if one.data.first().is_some_and(|d| d.logit().is_finite()) {
             return LlamaToken(t as i32);

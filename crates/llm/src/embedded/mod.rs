@@ -35,8 +35,6 @@ pub struct EmbeddedConfig {
     /// Chat template to use instead of the GGUF's: a llama.cpp template name (`chatml`,
     /// `llama3`, `gemma`, ...) or a Jinja template text that llama.cpp recognises.
     pub chat_template: Option<String>,
-    /// Requests that may wait; more are refused with [`LlmError::Overloaded`].
-    pub queue: usize,
     /// Layers to offload to a GPU (needs a GPU build of llama.cpp).
     pub gpu_layers: u32,
     /// Name results carry (default: the file name without `.gguf`, plus `@<format>` when
@@ -59,7 +57,6 @@ impl Default for EmbeddedConfig {
             batch_tokens: 512,
             threads: None,
             chat_template: None,
-            queue: 1024,
             gpu_layers: 0,
             name: None,
             weights: requant::WeightFormat::Auto,
@@ -105,7 +102,6 @@ pub struct Embedded {
     tx: Option<mpsc::Sender<Job>>,
     info: ModelInfo,
     pending: Arc<AtomicUsize>,
-    queue_cap: usize,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -176,7 +172,6 @@ impl Embedded {
             ));
         }
         check_gguf(&cfg.model)?;
-        let queue_cap = cfg.queue.max(1);
         let mut cfg = cfg;
         if let Some(to) = cfg.weights.resolve(&cfg.model, cfg.gpu_layers) {
             let dir = cfg.convert_dir.clone().unwrap_or_else(default_convert_dir);
@@ -214,7 +209,6 @@ impl Embedded {
         };
         Ok(Embedded {
             tx: Some(tx),
-            queue_cap,
             info,
             pending,
             thread: Some(thread),
@@ -231,13 +225,13 @@ impl Embedded {
     }
 
     /// Queues a request; `reply` is called once with its result, from the engine thread.
-    /// Refuses with [`LlmError::Overloaded`] when `limit` (default: the configured queue)
-    /// requests are already pending.
-    pub fn submit(&self, req: Request, limit: Option<usize>, reply: Reply) -> Result<(), LlmError> {
+    /// Refuses with [`LlmError::Overloaded`] when `limit` requests are already pending (the
+    /// server's bounded queue; batch callers pass `usize::MAX` and wait instead).
+    pub fn submit(&self, req: Request, limit: usize, reply: Reply) -> Result<(), LlmError> {
         if let Err(reason) = req.params.validate() {
             return Err(LlmError::request(&req.id, reason));
         }
-        let cap = limit.unwrap_or(self.queue_cap);
+        let cap = limit.max(1);
         let prev = self.pending.fetch_add(1, Ordering::SeqCst);
         if prev >= cap {
             self.pending.fetch_sub(1, Ordering::SeqCst);
@@ -278,7 +272,7 @@ impl Generator for Embedded {
         let (tx, rx) = mpsc::channel();
         self.submit(
             req.clone(),
-            Some(usize::MAX),
+            usize::MAX,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
@@ -296,7 +290,7 @@ impl Generator for Embedded {
             let id2 = id.clone();
             match self.submit(
                 req,
-                Some(usize::MAX),
+                usize::MAX,
                 Box::new(move |result| {
                     let _ = tx2.send(BatchResult { id: id2, result });
                 }),
