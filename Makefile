@@ -26,6 +26,7 @@ bench: setup
 	$(CARGO) bench -p pw-nn --bench kernels
 	$(CARGO) bench -p pw-pdiff --bench pdiff
 	$(CARGO) bench -p pw-llm --bench sampler
+	$(CARGO) bench -p pw-glore --bench engine
 	$(CARGO) build --release -p paperworks
 	./target/release/paperworks llm bench --quiet
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod glan;
+mod glore;
 mod llm;
 mod registry;
 
@@ -101,6 +102,15 @@ enum Command {
     /// full configuration goes in the config file's [glan] table.
     #[command(subcommand)]
     Glan(glan::GlanCommand),
+    /// GLoRe: step-level reward models (ORM, SORM) and global/local refinement.
+    ///
+    /// `generate` writes GSM8K-style problems with exact step truth; `label` runs SORM labelling
+    /// (K verifying rollouts per step prefix) with any model and exports TRL PRM and
+    /// Math-Shepherd rows; `refine` asks any model for global and local refinements of the wrong
+    /// rollouts. The miniature (student, ORM, SORM, refiners trained here) is
+    /// `paperworks reproduce --only glore`.
+    #[command(subcommand)]
+    Glore(glore::GloreCommand),
     /// Serve a local GGUF over an OpenAI-compatible HTTP API.
     ///
     /// POST /v1/chat/completions (with response_format json_schema), GET /v1/models,
@@ -401,6 +411,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
         Command::Llm(llm::LlmCommand::Bench(a)) => llm::bench(&g, a),
         Command::Serve(a) => llm::serve(&g, a),
         Command::Glan(c) => glan::run(&g, c, cfg.glan.clone()),
+        Command::Glore(c) => glore::run(&g, c),
     }
 }
 

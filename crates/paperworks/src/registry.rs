@@ -7,5 +7,6 @@ pub fn reproductions() -> Vec<Box<dyn Reproduction>> {
     vec![
         Box::new(pw_pdiff::reproduce::PdiffReproduction::default()),
         Box::new(pw_glan::GlanReproduction::default()),
+        Box::new(pw_glore::reproduce::GloreReproduction::default()),
     ]
 }

@@ -24,7 +24,12 @@ fn tiny_config(dir: &Path) -> String {
         "[reproduce.overrides.pdiff]\nae_channels = [8, 8]\nae_steps = 20\ndenoiser_hidden = 16\nddpm_steps = 20\ngenerated = 4\nlimit = 1000\nablations = false\n[reproduce.overrides.pdiff.collect]\nepochs = 1\nsnapshots = 8\n\
          [reproduce.overrides.glan]\nmax_disciplines = 1\n[reproduce.overrides.glan.subjects]\nqueries = 1\nper_query = 1\n\
          [reproduce.overrides.glan.syllabus]\nmin_sessions = 2\nmax_sessions = 2\nkey_concepts = 2\n\
-         [reproduce.overrides.glan.homework]\nper_syllabus = 2\n[reproduce.overrides.glan.answers]\nmax_tokens = 24\n",
+         [reproduce.overrides.glan.homework]\nper_syllabus = 2\n[reproduce.overrides.glan.answers]\nmax_tokens = 24\n\
+         [reproduce.overrides.glore]\nsft_problems = 500\ntrain_problems = 20\nval_problems = 20\ntest_problems = 20\ntest_rollouts = 1\n\
+         [reproduce.overrides.glore.student]\nei_samples = 2\nmax_new = 48\n[reproduce.overrides.glore.student.model]\nd_model = 32\nn_layers = 1\nn_heads = 2\n\
+         [reproduce.overrides.glore.student.sft]\nsteps = 30\n[reproduce.overrides.glore.student.ei]\nsteps = 5\n\
+         [reproduce.overrides.glore.label]\nrollouts = 2\nk = 2\n[reproduce.overrides.glore.orm]\nsteps = 5\n[reproduce.overrides.glore.sorm]\nsteps = 5\n\
+         [reproduce.overrides.glore.global]\nsteps = 5\n[reproduce.overrides.glore.local]\nsteps = 5\n",
     )
     .unwrap();
     p.to_str().unwrap().to_string()
@@ -103,6 +108,8 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
         "the claims table must list p-diff: {report}"
     );
     assert!(report.contains("| glan |"), "and GLAN: {report}");
+    assert!(report.contains("| glore |"), "and GLoRe: {report}");
+    assert!(rd.join("glore/label-train/prm_trl.jsonl").exists());
     assert!(rd.join("glan/glan.parquet").exists());
     // Re-running resumes into the same directory and records the earlier start.
     let o = run(&[

@@ -1,0 +1,179 @@
+//! Step labels in the formats PRM trainers read, so a PRM can be trained elsewhere on a large
+//! model from `paperworks glore label` output.
+//!
+//! - TRL `PRMTrainer`: `{"prompt": question, "completions": [step, ...], "labels": [bool, ...]}`.
+//! - Math-Shepherd / OpenRLHF: `{"input": "...step ки\n...", "label": "...step +\n..."}`: every
+//!   step ends with the tag `ки`, which the label string replaces by `+` or `-`.
+
+use crate::label::{Labelled, write_jsonl};
+use pw_core::{Error, IoContext, Result};
+use serde::{Deserialize, Serialize};
+use std::io::BufRead;
+use std::path::Path;
+
+pub const STEP_TAG: &str = "ки";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrlRow {
+    pub prompt: String,
+    pub completions: Vec<String>,
+    pub labels: Vec<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShepherdRow {
+    pub input: String,
+    pub label: String,
+}
+
+pub fn trl_row(l: &Labelled) -> TrlRow {
+    TrlRow {
+        prompt: l.question.clone(),
+        completions: l.lines.clone(),
+        labels: l.labels.clone(),
+    }
+}
+
+/// Math-Shepherd's layout: the question, then each step followed by ` ки`, one per line.
+pub fn shepherd_row(question: &str, steps: &[String], labels: &[bool]) -> ShepherdRow {
+    let mut input = question.to_string();
+    let mut label = question.to_string();
+    for (s, &y) in steps.iter().zip(labels) {
+        input.push('\n');
+        label.push('\n');
+        input.push_str(s);
+        label.push_str(s);
+        input.push(' ');
+        label.push(' ');
+        input.push_str(STEP_TAG);
+        label.push(if y { '+' } else { '-' });
+    }
+    ShepherdRow { input, label }
+}
+
+/// (question, steps, labels) back from a Math-Shepherd row; errors say what is malformed.
+pub fn parse_shepherd(
+    row: &ShepherdRow,
+) -> std::result::Result<(String, Vec<String>, Vec<bool>), String> {
+    let mut lines = row.input.split('\n');
+    let mut labels_lines = row.label.split('\n');
+    let question = lines.next().unwrap_or_default().to_string();
+    if labels_lines.next() != Some(question.as_str()) {
+        return Err("label does not start with the input's question".into());
+    }
+    let (mut steps, mut labels) = (Vec::new(), Vec::new());
+    for (l, y) in lines.zip(labels_lines) {
+        let step = l
+            .strip_suffix(STEP_TAG)
+            .and_then(|s| s.strip_suffix(' '))
+            .ok_or_else(|| format!("step {l:?} does not end with {STEP_TAG}"))?;
+        let tag = y.strip_prefix(step).map(str::trim);
+        labels.push(match tag {
+            Some("+") => true,
+            Some("-") => false,
+            _ => return Err(format!("label line {y:?} does not end with + or -")),
+        });
+        steps.push(step.to_string());
+    }
+    Ok((question, steps, labels))
+}
+
+pub fn write_trl(path: &Path, labelled: &[Labelled]) -> Result<()> {
+    write_jsonl(path, &labelled.iter().map(trl_row).collect::<Vec<_>>())
+}
+
+pub fn write_math_shepherd(path: &Path, labelled: &[Labelled]) -> Result<()> {
+    let rows: Vec<ShepherdRow> = labelled
+        .iter()
+        .map(|l| shepherd_row(&l.question, &l.lines, &l.labels))
+        .collect();
+    write_jsonl(path, &rows)
+}
+
+/// Reads JSONL rows of `T`, naming the file and line of a bad one.
+pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let f = std::fs::File::open(path).at(path)?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.at(path)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line).map_err(|e| Error::corrupt(path, i + 1, e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labelled() -> Labelled {
+        Labelled {
+            id: "q/r0".into(),
+            question_id: "q".into(),
+            question: "Ann has 5 apples. She buys 3 more. How many apples does Ann have now?"
+                .into(),
+            lines: vec!["5 + 3 = 9".into(), "#### 9".into()],
+            correct: false,
+            raw: vec![false, false],
+            soft: vec![0.0, 0.0],
+            labels: vec![false, false],
+            soft_labels: vec![0.0, 0.0],
+            keep: vec![true, true],
+            truth: None,
+        }
+    }
+
+    #[test]
+    fn exported_trl_and_math_shepherd_rows_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut good = labelled();
+        good.lines = vec!["5 + 3 = 8".into(), "#### 8".into()];
+        good.labels = vec![true, true];
+        let mut mixed = labelled();
+        mixed.labels = vec![true, false];
+        let all = vec![labelled(), good, mixed];
+
+        let trl = dir.path().join("trl.jsonl");
+        write_trl(&trl, &all).unwrap();
+        let rows: Vec<TrlRow> = read_rows(&trl).unwrap();
+        assert_eq!(rows.len(), 3);
+        for (r, l) in rows.iter().zip(&all) {
+            assert_eq!(
+                (&r.prompt, &r.completions, &r.labels),
+                (&l.question, &l.lines, &l.labels)
+            );
+        }
+
+        let ms = dir.path().join("ms.jsonl");
+        write_math_shepherd(&ms, &all).unwrap();
+        let rows: Vec<ShepherdRow> = read_rows(&ms).unwrap();
+        for (r, l) in rows.iter().zip(&all) {
+            assert_eq!(r.input.matches(STEP_TAG).count(), l.lines.len());
+            assert!(!r.label.contains(STEP_TAG));
+            let (q, steps, labels) = parse_shepherd(r).unwrap();
+            assert_eq!(
+                (q, steps, labels),
+                (l.question.clone(), l.lines.clone(), l.labels.clone())
+            );
+        }
+        assert_eq!(rows[2].label.lines().nth(1), Some("5 + 3 = 9 +"));
+        assert_eq!(rows[2].input.lines().nth(2), Some("#### 9 ки"));
+    }
+
+    #[test]
+    fn malformed_shepherd_rows_are_refused() {
+        let r = ShepherdRow {
+            input: "q\nstep".into(),
+            label: "q\nstep +".into(),
+        };
+        assert!(
+            parse_shepherd(&r)
+                .unwrap_err()
+                .contains("does not end with")
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! `paperworks glore` as a user meets it: SORM labelling over HTTP against `paperworks serve`
+//! and with the embedded GGUF on a generated 20-problem file; a labelling run killed with
+//! SIGKILL and resumed ends with exactly one label per step of every rollout; `refine` with a
+//! chat model; bad input gets one line.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_paperworks"));
+    c.env("PAPERWORKS_ASSETS", assets())
+        .env_remove("PAPERWORKS_LOG");
+    c
+}
+
+fn run_ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn rows(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn generate(dir: &Path, n: usize) -> PathBuf {
+    let f = dir.join("problems.jsonl");
+    run_ok(bin().args([
+        "--quiet",
+        "glore",
+        "generate",
+        "--n",
+        &n.to_string(),
+        "--max-steps",
+        "3",
+        "--out",
+        f.to_str().unwrap(),
+    ]));
+    f
+}
+
+/// Every rollout has one label per line, every output file one row per rollout, and the TRL
+/// and Math-Shepherd rows agree with the labels.
+fn check_label_outputs(rd: &Path, rollouts: usize) -> Vec<Value> {
+    let labels = rows(&rd.join("labels.jsonl"));
+    assert_eq!(labels.len(), rollouts);
+    let ids: HashSet<&str> = labels.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), rollouts, "duplicate rollouts");
+    let trl = rows(&rd.join("prm_trl.jsonl"));
+    let ms = rows(&rd.join("math_shepherd.jsonl"));
+    assert_eq!((trl.len(), ms.len()), (rollouts, rollouts));
+    for ((l, t), m) in labels.iter().zip(&trl).zip(&ms) {
+        let n = l["lines"].as_array().unwrap().len();
+        assert_eq!(l["labels"].as_array().unwrap().len(), n, "{l}");
+        assert_eq!(t["labels"], l["labels"]);
+        assert_eq!(t["completions"], l["lines"]);
+        assert_eq!(m["input"].as_str().unwrap().matches("ки").count(), n);
+    }
+    labels
+}
+
+#[test]
+fn label_runs_against_paperworks_serve_over_http_and_with_the_embedded_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let problems = generate(dir.path(), 20);
+    let mut server = bin()
+        .args(["serve", "--port", "0", "--ctx", "1024", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().nth(2).unwrap().to_string();
+    let rd = dir.path().join("http");
+    let t = std::time::Instant::now();
+    let out = run_ok(bin().args([
+        "--quiet",
+        "--run-dir",
+        rd.to_str().unwrap(),
+        "glore",
+        "label",
+        "--problems",
+        problems.to_str().unwrap(),
+        "--endpoint",
+        &url,
+        "--rollouts",
+        "1",
+        "--k",
+        "2",
+        "--max-tokens",
+        "48",
+    ]));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    eprintln!(
+        "label over HTTP, 20 problems, K = 2: {:.1} s\n{out}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(out.contains("20 questions, 20 rollouts"), "{out}");
+    assert!(out.contains("SORM labels vs exact step truth"), "{out}");
+    let labels = check_label_outputs(&rd, 20);
+    assert!(
+        labels
+            .iter()
+            .any(|l| !l["lines"].as_array().unwrap().is_empty())
+    );
+
+    // The embedded GGUF, same file (5 problems).
+    let rd = dir.path().join("embedded");
+    let out = run_ok(bin().args([
+        "--quiet",
+        "--run-dir",
+        rd.to_str().unwrap(),
+        "glore",
+        "label",
+        "--problems",
+        problems.to_str().unwrap(),
+        "--limit",
+        "5",
+        "--rollouts",
+        "1",
+        "--k",
+        "2",
+        "--max-tokens",
+        "48",
+    ]));
+    assert!(out.contains("5 questions, 5 rollouts"), "{out}");
+    check_label_outputs(&rd, 5);
+}
+
+/// A fake chat endpoint: deterministic step-by-step answers (right or wrong by the request's
+/// hash), 30 ms each.
+async fn chat(State(calls): State<Arc<AtomicUsize>>, body: String) -> axum::Json<Value> {
+    calls.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let req: Value = serde_json::from_str(&body).unwrap();
+    let n = req["n"].as_u64().unwrap_or(1);
+    let seed = req["seed"].as_u64().unwrap_or(0);
+    let choices: Vec<Value> = (0..n)
+        .map(|i| {
+            let x = (seed.wrapping_mul(31).wrapping_add(i * 7)) % 5;
+            let text = format!("{x} + 2 = {}\n#### {}", x + 2, x + 2);
+            json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"})
+        })
+        .collect();
+    axum::Json(json!({"choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 10}}))
+}
+
+fn start_fake() -> (tokio::runtime::Runtime, Arc<AtomicUsize>, u16) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(calls.clone());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (rt, calls, port)
+}
+
+#[test]
+fn a_labelling_run_killed_and_resumed_has_no_duplicate_and_no_missing_prefix_label() {
+    let (_rt, _calls, port) = start_fake();
+    let dir = tempfile::tempdir().unwrap();
+    let problems = dir.path().join("p.jsonl");
+    let mut f = String::new();
+    for i in 0..30 {
+        f.push_str(&format!("{{\"id\": \"q{i}\", \"question\": \"Ann has {i} apples. She buys 2 more. How many?\", \"answer\": \"{i} + 2 = {}\\n#### {}\"}}\n", i + 2, i + 2));
+    }
+    std::fs::write(&problems, f).unwrap();
+    let cmd = |rd: &Path| {
+        let mut c = bin();
+        c.args([
+            "--quiet",
+            "--run-dir",
+            rd.to_str().unwrap(),
+            "glore",
+            "label",
+            "--problems",
+            problems.to_str().unwrap(),
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}/v1"),
+            "--rollouts",
+            "3",
+            "--k",
+            "4",
+            "--chunk",
+            "4",
+            "--concurrency",
+            "2",
+            "--no-cache",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        c
+    };
+    let rd = dir.path().join("killed");
+    let mut mid_run = 0;
+    for wait in [150u64, 300, 450] {
+        let mut child = cmd(&rd).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(wait));
+        if child.try_wait().unwrap().is_none() {
+            mid_run += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    assert!(mid_run >= 2, "only {mid_run} of 3 kills landed mid-run");
+    let out = cmd(&rd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Ledgers: one record per question and per distinct prefix.
+    for ledger in ["rollouts.jsonl", "verify.jsonl"] {
+        let ids: Vec<String> = rows(&rd.join(ledger))
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        let set: HashSet<&String> = ids.iter().collect();
+        assert_eq!(set.len(), ids.len(), "duplicate ids in {ledger}");
+    }
+    assert_eq!(rows(&rd.join("rollouts.jsonl")).len(), 30);
+    check_label_outputs(&rd, 90);
+
+    // The same labels as a run never interrupted.
+    let clean = dir.path().join("clean");
+    let out = cmd(&clean).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        rows(&rd.join("labels.jsonl")),
+        rows(&clean.join("labels.jsonl"))
+    );
+
+    // refine: the wrong rollouts, globally and locally, with the same chat model.
+    let rf = dir.path().join("refine");
+    let out = run_ok(bin().args([
+        "--quiet",
+        "--run-dir",
+        rf.to_str().unwrap(),
+        "glore",
+        "refine",
+        "--problems",
+        problems.to_str().unwrap(),
+        "--labels",
+        rd.join("labels.jsonl").to_str().unwrap(),
+        "--endpoint",
+        &format!("http://127.0.0.1:{port}/v1"),
+    ]));
+    let wrong = rows(&rd.join("labels.jsonl"))
+        .iter()
+        .filter(|l| l["correct"] == json!(false))
+        .count();
+    assert!(out.contains(&format!("{wrong} wrong drafts")), "{out}");
+    let refs = rows(&rf.join("refinements.jsonl"));
+    assert_eq!(
+        refs.len(),
+        2 * wrong,
+        "one global and one local refinement per wrong draft"
+    );
+    assert!(
+        refs.iter()
+            .all(|r| r["messages"].as_array().unwrap().last().unwrap()["role"] == "assistant")
+    );
+}
+
+#[test]
+fn bad_input_gets_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"question\": \"q\", \"answer\": \"1 + 1 = 2\\n#### 2\"}\nnot json\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args([
+            "--quiet",
+            "--run-dir",
+            dir.path().join("r").to_str().unwrap(),
+            "glore",
+            "label",
+            "--problems",
+            bad.to_str().unwrap(),
+            "--endpoint",
+            "http://127.0.0.1:9/v1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.jsonl: line 2") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+
+    let good = generate(dir.path(), 3);
+    let out = bin()
+        .args([
+            "--quiet",
+            "--run-dir",
+            dir.path().join("r2").to_str().unwrap(),
+            "glore",
+            "label",
+            "--problems",
+            good.to_str().unwrap(),
+            "--endpoint",
+            "http://127.0.0.1:9/v1",
+            "--retries",
+            "0",
+            "--no-cache",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
