@@ -9,7 +9,7 @@
 
 use crate::label::Labelled;
 use crate::model::{ValueModel, score, value_tokens};
-use crate::policy::{ContinueRequest, Policy, StudentPolicy};
+use crate::policy::{ContinueRequest, Policy, RefineItem, StudentPolicy};
 use crate::problem::{Problem, Solution};
 use crate::vocab::Vocab;
 use pw_core::Result;
@@ -330,14 +330,12 @@ impl Pipeline<'_> {
         let g_items: Vec<_> = problems
             .iter()
             .zip(&draft_lines)
-            .map(|(p, d)| {
-                (
-                    format!("g/{}", p.id),
-                    p.question.clone(),
-                    d.clone(),
-                    None,
-                    vec![],
-                )
+            .map(|(p, d)| RefineItem {
+                id: format!("g/{}", p.id),
+                question: p.question.clone(),
+                draft: d.clone(),
+                bad_at: None,
+                forced: vec![],
             })
             .collect();
         let g_texts = self.global.refine_batch(&g_items, 0.0, seed);
@@ -354,13 +352,13 @@ impl Pipeline<'_> {
             if let Some(f) = *b {
                 let steps = Solution::parse(&d.join("\n")).steps;
                 let forced = steps[..f.min(steps.len())].to_vec();
-                l_items.push((
-                    format!("l/{}", p.id),
-                    p.question.clone(),
-                    d.clone(),
-                    Some(f),
+                l_items.push(RefineItem {
+                    id: format!("l/{}", p.id),
+                    question: p.question.clone(),
+                    draft: d.clone(),
+                    bad_at: Some(f),
                     forced,
-                ));
+                });
                 l_probs.push(p);
             }
         }

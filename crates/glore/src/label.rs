@@ -426,7 +426,9 @@ pub fn balance(labelled: &mut [Labelled], on: bool, seed: u64) {
     if !on {
         return;
     }
-    let mut by_index: BTreeMap<usize, (Vec<(usize, usize)>, Vec<(usize, usize)>)> = BTreeMap::new();
+    // step index -> (positive, negative) label slots as (rollout, step)
+    type Slots = (Vec<(usize, usize)>, Vec<(usize, usize)>);
+    let mut by_index: BTreeMap<usize, Slots> = BTreeMap::new();
     for (r, l) in labelled.iter().enumerate() {
         for (i, &y) in l.labels.iter().enumerate() {
             let e = by_index.entry(i).or_default();
@@ -469,10 +471,10 @@ fn stats_of(
         s.positive += x.labels.iter().filter(|&&b| b).count();
         s.kept_for_training += x.keep.iter().filter(|&&b| b).count();
         if let Some(t) = &x.truth {
-            for i in 0..t.len().min(x.labels.len()) {
+            for ((&truth, &raw), &label) in t.iter().zip(&x.raw).zip(&x.labels) {
                 n += 1;
-                raw_ok += (x.raw[i] == t[i]) as usize;
-                ok += (x.labels[i] == t[i]) as usize;
+                raw_ok += (raw == truth) as usize;
+                ok += (label == truth) as usize;
             }
         }
     }

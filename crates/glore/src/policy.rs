@@ -78,23 +78,18 @@ impl Policy for StudentPolicy {
 }
 
 impl StudentPolicy {
-    /// Refiner use of a student-shaped model: `n` outputs after `refine_prompt` (with the
-    /// forced `prefix` lines of a local refinement), each returned as the whole solution text.
-    pub fn refine_batch(
-        &self,
-        items: &[(String, String, Vec<String>, Option<usize>, Vec<String>)],
-        temperature: f32,
-        seed: u64,
-    ) -> Vec<String> {
+    /// Refiner use of a student-shaped model: one output per item after `refine_prompt` (with
+    /// the forced prefix lines of a local refinement), returned as the whole solution text.
+    pub fn refine_batch(&self, items: &[RefineItem], temperature: f32, seed: u64) -> Vec<String> {
         let prompts: Vec<Vec<u32>> = items
             .iter()
-            .map(|(_, q, draft, bad, forced)| {
-                let mut p = refine_prompt(&self.vocab, q, draft, *bad);
-                p.extend(crate::model::lines_tokens(&self.vocab, forced, None));
+            .map(|it| {
+                let mut p = refine_prompt(&self.vocab, &it.question, &it.draft, it.bad_at);
+                p.extend(crate::model::lines_tokens(&self.vocab, &it.forced, None));
                 p
             })
             .collect();
-        let seeds: Vec<u64> = items.iter().map(|(id, ..)| seed_for(seed, id)).collect();
+        let seeds: Vec<u64> = items.iter().map(|it| seed_for(seed, &it.id)).collect();
         let opts = SampleOptions {
             temperature,
             max_new: self.max_new,
@@ -104,12 +99,21 @@ impl StudentPolicy {
             .sample(&prompts, &seeds, 1, &opts)
             .into_iter()
             .zip(items)
-            .map(|(s, (_, _, _, _, forced))| {
-                let cont = self.vocab.decode(&s[0]);
-                join_lines(forced, &cont)
-            })
+            .map(|(s, it)| join_lines(&it.forced, &self.vocab.decode(&s[0])))
             .collect()
     }
+}
+
+/// One refinement request to a trained refiner.
+#[derive(Debug, Clone)]
+pub struct RefineItem {
+    pub id: String,
+    pub question: String,
+    pub draft: Vec<String>,
+    /// Where `[BAD]` goes (local refinement).
+    pub bad_at: Option<usize>,
+    /// Lines the output is forced to start with (the draft's good prefix).
+    pub forced: Vec<String>,
 }
 
 /// `prefix` lines followed by a continuation text.

@@ -267,7 +267,15 @@ pub fn refine_with_generator(
     let t0 = std::time::Instant::now();
     let path = dir.join("refinements.jsonl");
     let mut ledger = pw_core::Ledger::open(&path)?;
-    let mut todo: Vec<(Request, &Labelled, &'static str, Option<usize>, Vec<String>)> = Vec::new();
+    // (request, rollout, mode, [BAD] position, kept prefix lines)
+    type Todo<'a> = (
+        Request,
+        &'a Labelled,
+        &'static str,
+        Option<usize>,
+        Vec<String>,
+    );
+    let mut todo: Vec<Todo> = Vec::new();
     for l in labelled
         .iter()
         .filter(|l| !l.correct && answers.contains_key(&l.question_id))

@@ -701,6 +701,9 @@ fn outcome(
         global_pairs,
         local_pairs,
     )));
+    blocks.push(Block::Paragraph(diagnosis(
+        steps, test_lab, results, &alone,
+    )));
     // Accuracy against the "when" threshold on the validation split.
     let grid: Vec<f32> = (0..=20).map(|i| i as f32 / 20.0).collect();
     let series = [Strategy::Global, Strategy::Local, Strategy::GlobalLocal]
@@ -748,5 +751,51 @@ fn outcome(
         claims,
         metrics,
         blocks,
+    }
+}
+
+/// Where the pipeline stands when a claim does not hold: computed from the figures, so the
+/// explanation stays true to the run.
+fn diagnosis(
+    steps: &StepMetrics,
+    test_lab: &LabelStats,
+    results: &[(Strategy, StrategyResult)],
+    alone: &crate::evaluate::RefinerAlone,
+) -> String {
+    let mut why = Vec::new();
+    if steps.sorm_vs_truth <= steps.orm_vs_truth {
+        let labels = test_lab.label_accuracy.unwrap_or(0.0);
+        if labels > steps.sorm_vs_sorm_labels + 0.05 {
+            why.push(format!(
+                "SORM below ORM: the SORM labels are {} right against the exact truth, but the trained SORM agrees with \
+                 such labels on only {} of held-out steps, so the value model's fit, not the rollout labelling, limits it \
+                 at this size (more rollouts and training steps are the levers; see the full size)",
+                pct(labels),
+                pct(steps.sorm_vs_sorm_labels)
+            ));
+        } else {
+            why.push(format!(
+                "SORM below ORM although it fits its labels ({}): the labels themselves are only {} right",
+                pct(steps.sorm_vs_sorm_labels),
+                pct(labels)
+            ));
+        }
+    }
+    let refine_thresholds: Vec<f32> = results.iter().filter_map(|(_, r)| r.threshold).collect();
+    if !refine_thresholds.is_empty() && refine_thresholds.iter().all(|&t| t < 0.01) {
+        why.push(format!(
+            "refinement was never triggered: on the validation split no ORM threshold made refining pay (the \
+             refiners fix {} (global) and {} (local) of wrong test drafts, {} either, but the ORM, with {} \
+             final-answer accuracy, cannot tell those fixes from the breakages well enough to rerank)",
+            pct(alone.global_fixes),
+            pct(alone.local_fixes),
+            pct(alone.either_fixes),
+            pct(steps.orm_final)
+        ));
+    }
+    if why.is_empty() {
+        "The figures support the paper's mechanism at this size.".into()
+    } else {
+        format!("Why claims fail at this size: {}.", why.join("; "))
     }
 }
