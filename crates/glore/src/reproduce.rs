@@ -781,12 +781,27 @@ fn diagnosis(
             ));
         }
     }
-    let refine_thresholds: Vec<f32> = results.iter().filter_map(|(_, r)| r.threshold).collect();
-    if !refine_thresholds.is_empty() && refine_thresholds.iter().all(|&t| t < 0.01) {
+    let acc = |st: Strategy| {
+        results
+            .iter()
+            .find(|(x, _)| *x == st)
+            .map(|(_, r)| r.accuracy)
+            .unwrap_or(0.0)
+    };
+    let comb = acc(Strategy::GlobalLocal);
+    if comb <= acc(Strategy::BestOfN)
+        || comb <= acc(Strategy::Global)
+        || comb <= acc(Strategy::Local)
+    {
+        let taus: Vec<String> = results
+            .iter()
+            .filter_map(|(st, r)| r.threshold.map(|t| format!("{} {t:.3}", st.name())))
+            .collect();
         why.push(format!(
-            "refinement was never triggered: on the validation split no ORM threshold made refining pay (the \
-             refiners fix {} (global) and {} (local) of wrong test drafts, {} either, but the ORM, with {} \
-             final-answer accuracy, cannot tell those fixes from the breakages well enough to rerank)",
+            "refinement seldom pays: the thresholds picked on validation ({}) refine few or no drafts, because \
+             the refiners fix {} (global) and {} (local) of wrong test drafts, {} either, but the ORM, with {} \
+             final-answer accuracy, cannot tell those fixes from the breakages of right drafts well enough to rerank",
+            taus.join(", "),
             pct(alone.global_fixes),
             pct(alone.local_fixes),
             pct(alone.either_fixes),
