@@ -258,14 +258,7 @@ impl Pipeline<'_> {
         temperature: f32,
         seed: u64,
     ) -> Result<f64> {
-        let reqs: Vec<ContinueRequest> = problems
-            .iter()
-            .map(|p| ContinueRequest {
-                id: p.id.clone(),
-                question: p.question.clone(),
-                prefix: vec![],
-            })
-            .collect();
+        let reqs: Vec<ContinueRequest> = problems.iter().map(ContinueRequest::from_start).collect();
         let samples = self
             .student
             .continue_batch(&reqs, cfg.samples, temperature, seed ^ 1)
@@ -289,14 +282,7 @@ impl Pipeline<'_> {
 
     /// Runs every model over `problems`.
     pub fn run(&self, problems: &[Problem], cfg: &EvalConfig, seed: u64) -> Result<Vec<Item>> {
-        let reqs: Vec<ContinueRequest> = problems
-            .iter()
-            .map(|p| ContinueRequest {
-                id: p.id.clone(),
-                question: p.question.clone(),
-                prefix: vec![],
-            })
-            .collect();
+        let reqs: Vec<ContinueRequest> = problems.iter().map(ContinueRequest::from_start).collect();
         let err = pw_core::Error::Other;
         let drafts: Vec<String> = self
             .student

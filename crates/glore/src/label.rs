@@ -15,7 +15,7 @@
 //! (`prm_trl.jsonl`) and the Math-Shepherd / OpenRLHF format (`math_shepherd.jsonl`).
 
 use crate::export;
-use crate::policy::{ContinueRequest, Policy, join_lines};
+use crate::policy::{ContinueRequest, Policy};
 use crate::problem::{Problem, Solution, Step, prefix_truth};
 use pw_core::{Error, Ledger, Result, Shard};
 use rand::SeedableRng;
@@ -183,11 +183,7 @@ pub fn run(
     let pending: Vec<ContinueRequest> = problems
         .iter()
         .filter(|p| !ledger.contains(&p.id))
-        .map(|p| ContinueRequest {
-            id: p.id.clone(),
-            question: p.question.clone(),
-            prefix: vec![],
-        })
+        .map(|p| ContinueRequest::from_start(p))
         .collect();
     sample_into(
         policy,
@@ -217,7 +213,7 @@ pub fn run(
         },
     )?;
     drop(ledger);
-    let rollouts: Vec<Rollout> = read_records::<RolloutSet>(&rollout_path)?
+    let rollouts: Vec<Rollout> = Ledger::read_all::<RolloutSet>(&rollout_path)?
         .into_iter()
         .flat_map(|s| s.rollouts)
         .filter(|r| by_id.contains_key(r.question_id.as_str()))
@@ -262,10 +258,11 @@ pub fn run(
         },
     )?;
     drop(ledger);
-    let verifications: HashMap<String, Verification> = read_records::<Verification>(&verify_path)?
-        .into_iter()
-        .map(|v| (v.id.clone(), v))
-        .collect();
+    let verifications: HashMap<String, Verification> =
+        Ledger::read_all::<Verification>(&verify_path)?
+            .into_iter()
+            .map(|v| (v.id.clone(), v))
+            .collect();
 
     // 3. labels
     let mut labelled: Vec<Labelled> = rollouts
@@ -318,11 +315,6 @@ fn sample_into(
     }
     bar.finish_and_clear();
     Ok(())
-}
-
-/// Reads a ledger's records (the ledger wraps each as `{"id", "record"}`).
-fn read_records<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    Ledger::read_all::<T>(path)
 }
 
 /// The number a step line produces: `c` of `a op b = c`, else the line's last number.
@@ -492,11 +484,6 @@ pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
         buf.push(b'\n');
     }
     pw_core::write_atomic(path, &buf)
-}
-
-/// A whole solution from a verification's prefix and one of its continuations.
-pub fn completed(prefix: &[String], continuation: &str) -> String {
-    join_lines(prefix, continuation)
 }
 
 #[cfg(test)]

@@ -19,6 +19,17 @@ pub struct ContinueRequest {
     pub prefix: Vec<String>,
 }
 
+impl ContinueRequest {
+    /// A whole solution of `p` (empty prefix), under the problem's id.
+    pub fn from_start(p: &crate::problem::Problem) -> ContinueRequest {
+        ContinueRequest {
+            id: p.id.clone(),
+            question: p.question.clone(),
+            prefix: vec![],
+        }
+    }
+}
+
 /// A stable 64-bit seed for a request id (FNV-1a), so a resumed run samples what the
 /// interrupted one would have.
 pub fn seed_for(seed: u64, id: &str) -> u64 {

@@ -93,14 +93,7 @@ pub fn greedy_accuracy(
     problems: &[Problem],
     seed: u64,
 ) -> Result<(f64, Vec<String>)> {
-    let reqs: Vec<ContinueRequest> = problems
-        .iter()
-        .map(|p| ContinueRequest {
-            id: p.id.clone(),
-            question: p.question.clone(),
-            prefix: vec![],
-        })
-        .collect();
+    let reqs: Vec<ContinueRequest> = problems.iter().map(ContinueRequest::from_start).collect();
     let outs = policy
         .continue_batch(&reqs, 1, 0.0, seed)
         .map_err(pw_core::Error::Other)?;
