@@ -178,6 +178,42 @@ impl Ledger {
         Ok(())
     }
 
+    /// A resumable per-item stage over this ledger: `pending` (the items whose ids it does
+    /// not hold yet) goes to `work` in chunks of `chunk`; `work` returns one record per item,
+    /// in order, or an error that stops the stage. Each record is appended under its item's
+    /// id and the ledger is flushed per chunk, so a killed run loses at most the chunk in
+    /// flight and a rerun duplicates nothing.
+    pub fn fill_in_chunks<I, R: Serialize>(
+        &mut self,
+        pending: &[I],
+        chunk: usize,
+        label: &str,
+        id: impl Fn(&I) -> &str,
+        mut work: impl FnMut(&[I]) -> Result<Vec<R>>,
+    ) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let bar = crate::progress::bar(pending.len() as u64, label);
+        for items in pending.chunks(chunk.max(1)) {
+            let records = work(items)?;
+            if records.len() != items.len() {
+                return Err(Error::Other(format!(
+                    "{label}: {} records for {} items",
+                    records.len(),
+                    items.len()
+                )));
+            }
+            for (item, rec) in items.iter().zip(&records) {
+                self.append(id(item), rec)?;
+            }
+            self.flush()?;
+            bar.inc(items.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+
     /// Reads every record of a ledger file as `T` (after the same torn-line rule as `open`,
     /// without modifying the file).
     pub fn read_all<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<Vec<T>> {

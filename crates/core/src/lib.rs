@@ -7,10 +7,13 @@
 //! - [`repro`]: the `Reproduction` interface the paper crates implement;
 //! - [`error`]: typed errors that print as one line naming the file at fault;
 //! - [`progress`]: progress bars that stay out of logs and `--quiet` runs;
-//! - [`shard`]: `--shard I/N`, a stable split of per-item stages over processes or machines.
+//! - [`shard`]: `--shard I/N`, a stable split of per-item stages over processes or machines;
+//! - [`jsonl`]: JSON Lines files users hand us or keep; [`seed`]: stable hashes and seed
+//!   derivation; [`stopwatch`]: stage wall times for the report.
 
 pub mod atomic;
 pub mod error;
+pub mod jsonl;
 pub mod ledger;
 pub mod plot;
 pub mod progress;
@@ -18,7 +21,9 @@ pub mod report;
 pub mod repro;
 pub mod rundir;
 pub mod samples;
+pub mod seed;
 pub mod shard;
+pub mod stopwatch;
 
 pub use atomic::{write_atomic, write_json_atomic};
 pub use error::{Error, IoContext, Result, one_line, read_toml};
@@ -29,5 +34,6 @@ pub use repro::{
     Claim, ClaimResult, ReproContext, ReproOutcome, Reproduction, Size, apply_overrides,
     run_reproductions,
 };
-pub use rundir::{Metrics, RunDir};
+pub use rundir::{Metrics, RunDir, versions};
 pub use shard::Shard;
+pub use stopwatch::{Stopwatch, pct};

@@ -46,6 +46,8 @@ pub struct ClaimResult {
 }
 
 pub struct ReproContext {
+    /// The reproduction's name (`--only`), which names its overrides table.
+    pub name: String,
     /// This reproduction's own directory inside the run directory.
     pub dir: PathBuf,
     pub assets: PathBuf,
@@ -54,6 +56,18 @@ pub struct ReproContext {
     /// Overrides of this system's configuration from the config file's
     /// `[reproduce.overrides.<name>]` table (keys as in the system's config struct).
     pub overrides: Option<serde_json::Value>,
+}
+
+impl ReproContext {
+    /// `defaults` with this system's `[reproduce.overrides.<name>]` applied; an unknown or
+    /// mistyped key is an error naming the table and the key.
+    pub fn config<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        defaults: &T,
+    ) -> Result<T> {
+        apply_overrides(defaults, self.overrides.as_ref())
+            .map_err(|e| Error::Other(format!("[reproduce.overrides.{}] {e}", self.name)))
+    }
 }
 
 /// `base` with the keys of `overrides` replaced, recursively for nested tables; then parsed as
@@ -126,8 +140,7 @@ pub fn run_reproductions(
     ));
     if selected.is_empty() {
         report.paragraph(
-            "No reproduction is registered in this build yet: each paper system registers its \
-             reproduction when its crate lands. Nothing was measured, so no claim is reported.",
+            "No reproduction was selected, so nothing was measured and no claim is reported.",
         );
     }
     let mut summary = Table::new(["system", "claim", "paper", "measured", "held"]);
@@ -135,6 +148,7 @@ pub fn run_reproductions(
     let mut failures = Vec::new();
     for r in selected {
         let ctx = ReproContext {
+            name: r.name().to_string(),
             dir: run.subdir(r.name())?,
             assets: assets.clone(),
             size,

@@ -1,13 +1,39 @@
 //! Run directories: every command writes under `runs/<name>/` with a `manifest.json` (what ran,
 //! with which config, seed and code revision, when) and a `metrics.json`. Re-running into the
 //! same directory resumes; `fresh` clears the stage outputs first.
+//!
+//! A run directory is owned by one process at a time: [`RunDir::open`] takes an exclusive
+//! `flock` on `.paperworks.lock` inside it (released by the kernel when the process ends, so a
+//! killed run never leaves a stale lock) and refuses with the holder's PID while another run
+//! lives. `fresh` clears only a directory that holds our manifest, and never the entries that
+//! were there before paperworks first used the directory (recorded in the manifest as
+//! `foreign`).
 
 use crate::atomic::write_json_atomic;
 use crate::error::{Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The versions a manifest records: paperworks' own and those of the dependencies that decide
+/// a run's numbers (burn, llama-cpp-2, ...), as Cargo.lock pinned them when this was built.
+pub fn versions() -> BTreeMap<String, String> {
+    let mut v: BTreeMap<String, String> = env!("PW_DEP_VERSIONS")
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    v.insert("paperworks".into(), env!("CARGO_PKG_VERSION").into());
+    v
+}
+
+/// The lock file inside every run directory; its content names the holder.
+pub const LOCK_FILE: &str = ".paperworks.lock";
+const MANIFEST_FILE: &str = "manifest.json";
 
 /// The git revision this binary was built from (set by build.rs; "unknown" outside a checkout).
 pub const GIT_REVISION: &str = env!("PW_GIT_REVISION");
@@ -26,11 +52,74 @@ pub struct Manifest {
     /// Earlier starts of this run directory (resumes), oldest first.
     #[serde(default)]
     pub previous_starts: Vec<String>,
+    /// Entries that were in the directory before paperworks first used it: never ours to
+    /// delete, `--fresh` keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<String>,
 }
 
 pub struct RunDir {
     root: PathBuf,
     manifest: Manifest,
+    // Held for the life of the RunDir: the flock goes with the open file.
+    _lock: File,
+}
+
+/// Takes the directory's exclusive lock or says who holds it.
+fn lock_dir(root: &Path, command: &[String]) -> std::result::Result<File, String> {
+    let path = root.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {LOCK_FILE}: {e}"))?;
+    // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another process".to_string()
+            } else {
+                format!("process {holder}")
+            };
+            return Err(format!(
+                "in use by {who}; wait for it to end or choose another --run-dir"
+            ));
+        }
+        return Err(format!("cannot lock {LOCK_FILE}: {err}"));
+    }
+    let holder = format!(
+        "{} ({}), since {}",
+        std::process::id(),
+        command.join(" ").chars().take(200).collect::<String>(),
+        now()
+    );
+    let written = file
+        .set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| file.write_all(holder.as_bytes()))
+        .and_then(|_| file.flush());
+    written.map_err(|e| format!("cannot write {LOCK_FILE}: {e}"))?;
+    Ok(file)
+}
+
+/// Names of the directory's entries other than the lock file, sorted.
+fn entries(root: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root).at(root)? {
+        let name = entry.at(root)?.file_name().to_string_lossy().into_owned();
+        if name != LOCK_FILE {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// RFC 3339 UTC timestamp of `t`, to the second.
@@ -63,9 +152,11 @@ pub fn now() -> String {
 }
 
 impl RunDir {
-    /// Opens `root` as a run directory for `command`, creating it. With `fresh`, removes what an
-    /// earlier run left (only inside `root`). Fails with a clear error when the directory cannot
-    /// be created or written; an existing manifest is never replaced by a broken one.
+    /// Opens `root` as a run directory for `command`, creating it, and holds its lock until the
+    /// `RunDir` is dropped. With `fresh`, removes what earlier runs wrote: only in a directory
+    /// that holds our manifest (or is empty), and never the entries recorded as foreign. Fails
+    /// with a clear error when the directory is in use, cannot be created or written, or is not
+    /// ours to clear; an existing manifest is never replaced by a broken one.
     pub fn open(
         root: impl AsRef<Path>,
         command: Vec<String>,
@@ -82,10 +173,65 @@ impl RunDir {
         if root.exists() && !root.is_dir() {
             return Err(rd_err("exists and is not a directory".into()));
         }
-        if fresh && root.is_dir() {
-            for entry in std::fs::read_dir(&root).at(&root)? {
-                let p = entry.at(&root)?.path();
-                let r = if p.is_dir() {
+        std::fs::create_dir_all(&root).map_err(|e| rd_err(format!("cannot create: {e}")))?;
+        let lock = lock_dir(&root, &command).map_err(rd_err)?;
+        // Probe writability before any stage starts, so a bad --run-dir fails in a second.
+        let probe = root.join(".write-probe");
+        std::fs::write(&probe, b"")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| rd_err(format!("not writable: {e}")))?;
+
+        let manifest_path = root.join(MANIFEST_FILE);
+        let old: Option<Manifest> = if manifest_path.exists() {
+            let parsed = std::fs::read(&manifest_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
+            if parsed.is_none() {
+                if fresh {
+                    return Err(rd_err(format!(
+                        "--fresh: {MANIFEST_FILE} is not a paperworks manifest, so nothing here is \
+                         cleared; choose a new --run-dir"
+                    )));
+                }
+                tracing::warn!(
+                    "{}: unreadable, starting a new manifest",
+                    manifest_path.display()
+                );
+            }
+            parsed
+        } else {
+            None
+        };
+        let present = entries(&root)?;
+        let foreign = match &old {
+            Some(m) => m.foreign.clone(),
+            // Everything already here when paperworks first uses the directory is the user's.
+            None => present
+                .iter()
+                .filter(|n| n.as_str() != MANIFEST_FILE)
+                .cloned()
+                .collect(),
+        };
+        if fresh {
+            if old.is_none() && !foreign.is_empty() {
+                return Err(rd_err(format!(
+                    "--fresh clears only a run directory paperworks made, and this one holds \
+                     other files ({}) and no paperworks manifest; choose a new --run-dir",
+                    foreign
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            for name in present.iter().filter(|n| !foreign.contains(n)) {
+                let p = root.join(name);
+                // symlink_metadata: a link is removed as a link, never followed.
+                let is_dir = std::fs::symlink_metadata(&p)
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false);
+                let r = if is_dir {
                     std::fs::remove_dir_all(&p)
                 } else {
                     std::fs::remove_file(&p)
@@ -93,30 +239,14 @@ impl RunDir {
                 r.map_err(|e| rd_err(format!("cannot clear for --fresh: {}: {e}", p.display())))?;
             }
         }
-        std::fs::create_dir_all(&root).map_err(|e| rd_err(format!("cannot create: {e}")))?;
-        // Probe writability before any stage starts, so a bad --run-dir fails in a second.
-        let probe = root.join(".write-probe");
-        std::fs::write(&probe, b"")
-            .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|e| rd_err(format!("not writable: {e}")))?;
-
-        let manifest_path = root.join("manifest.json");
-        let mut previous_starts = Vec::new();
-        if manifest_path.exists() {
-            match std::fs::read(&manifest_path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-            {
-                Some(old) => {
-                    previous_starts = old.previous_starts;
-                    previous_starts.push(old.started_at);
-                }
-                None => tracing::warn!(
-                    "{}: unreadable, starting a new manifest",
-                    manifest_path.display()
-                ),
+        let previous_starts = match (&old, fresh) {
+            (Some(m), false) => {
+                let mut v = m.previous_starts.clone();
+                v.push(m.started_at.clone());
+                v
             }
-        }
+            _ => Vec::new(),
+        };
         let manifest = Manifest {
             command,
             config,
@@ -127,10 +257,42 @@ impl RunDir {
             ended_at: None,
             status: "running".into(),
             previous_starts,
+            foreign,
         };
-        let rd = RunDir { root, manifest };
+        let rd = RunDir {
+            root,
+            manifest,
+            _lock: lock,
+        };
         rd.write_manifest()?;
         Ok(rd)
+    }
+
+    /// Opens `root` for the running command (its command line and [`versions`]), runs `work`
+    /// in it, and records the outcome in the manifest: `ok`, or `failed: <the error>`. The
+    /// directory's lock is held throughout.
+    pub fn scope<T>(
+        root: impl AsRef<Path>,
+        config: serde_json::Value,
+        seed: u64,
+        fresh: bool,
+        work: impl FnOnce(&mut RunDir) -> Result<T>,
+    ) -> Result<T> {
+        let mut run = RunDir::open(
+            root,
+            std::env::args().collect(),
+            config,
+            seed,
+            versions(),
+            fresh,
+        )?;
+        let result = work(&mut run);
+        let outcome = match &result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(crate::error::one_line(e)),
+        };
+        run.finish(outcome)?;
+        result
     }
 
     pub fn root(&self) -> &Path {
@@ -153,7 +315,7 @@ impl RunDir {
     }
 
     fn write_manifest(&self) -> Result<()> {
-        write_json_atomic(self.root.join("manifest.json"), &self.manifest)
+        write_json_atomic(self.root.join(MANIFEST_FILE), &self.manifest)
     }
 
     /// Marks the run finished (`Ok`) or failed, with the end time.
@@ -220,9 +382,11 @@ mod tests {
         let mut rd = open(false).unwrap();
         std::fs::write(rd.path("stage.jsonl"), "{}\n").unwrap();
         rd.finish(Ok(())).unwrap();
+        drop(rd);
         let rd2 = open(false).unwrap();
         assert_eq!(rd2.manifest().previous_starts.len(), 1);
         assert!(rd2.path("stage.jsonl").exists());
+        drop(rd2);
         let rd3 = open(true).unwrap();
         assert!(!rd3.path("stage.jsonl").exists());
         assert!(rd3.path("manifest.json").exists());
@@ -246,5 +410,99 @@ mod tests {
         .unwrap();
         assert!(err.to_string().contains("not a directory"), "{err}");
         assert_eq!(std::fs::read_to_string(&root).unwrap(), "keep me");
+    }
+
+    fn open_at(root: &Path, fresh: bool) -> Result<RunDir> {
+        RunDir::open(
+            root,
+            vec!["paperworks".into(), "test".into()],
+            serde_json::Value::Null,
+            0,
+            BTreeMap::new(),
+            fresh,
+        )
+    }
+
+    #[test]
+    fn fresh_refuses_a_directory_it_did_not_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("thesis");
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::write(root.join("thesis.tex"), "years of work").unwrap();
+        std::fs::write(root.join("data/results.csv"), "1,2").unwrap();
+        let err = open_at(&root, true).err().expect("refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--fresh") && msg.contains("thesis.tex"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("thesis.tex")).unwrap(),
+            "years of work"
+        );
+        assert!(root.join("data/results.csv").exists());
+        assert!(
+            !root.join(MANIFEST_FILE).exists(),
+            "no manifest was written"
+        );
+    }
+
+    #[test]
+    fn fresh_clears_only_what_paperworks_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("mixed");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("notes.txt"), "mine").unwrap();
+        let rd = open_at(&root, false).unwrap();
+        assert_eq!(rd.manifest().foreign, vec!["notes.txt".to_string()]);
+        std::fs::create_dir_all(rd.path("stage")).unwrap();
+        std::fs::write(rd.path("stage/out.jsonl"), "{}\n").unwrap();
+        drop(rd);
+        let rd = open_at(&root, true).unwrap();
+        assert!(!root.join("stage").exists());
+        assert_eq!(
+            std::fs::read_to_string(root.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        assert_eq!(rd.manifest().foreign, vec!["notes.txt".to_string()]);
+    }
+
+    #[test]
+    fn fresh_removes_a_symlink_without_following_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("precious"), "keep").unwrap();
+        let root = dir.path().join("run");
+        drop(open_at(&root, false).unwrap());
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        drop(open_at(&root, true).unwrap());
+        assert!(!root.join("link").exists());
+        assert_eq!(
+            std::fs::read_to_string(outside.join("precious")).unwrap(),
+            "keep"
+        );
+    }
+
+    #[test]
+    fn a_second_run_in_a_live_run_directory_is_refused_with_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        let live = open_at(&root, false).unwrap();
+        std::fs::write(live.path("ledger.jsonl"), "{\"id\":1}\n").unwrap();
+        for fresh in [false, true] {
+            let msg = open_at(&root, fresh).err().expect("refused").to_string();
+            assert!(
+                msg.contains("in use by process") && msg.contains(&std::process::id().to_string()),
+                "{msg}"
+            );
+        }
+        // The live run's files and manifest are untouched by the refused ones.
+        assert!(live.path("ledger.jsonl").exists());
+        let m: Manifest =
+            serde_json::from_slice(&std::fs::read(live.path(MANIFEST_FILE)).unwrap()).unwrap();
+        assert_eq!(m.status, "running");
+        drop(live);
+        assert!(open_at(&root, false).is_ok(), "the lock goes with the run");
     }
 }

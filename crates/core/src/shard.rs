@@ -54,12 +54,7 @@ impl std::fmt::Display for Shard {
 
 /// FNV-1a over the id's bytes: the same on every machine and every run.
 pub fn stable_hash(id: &str) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in id.as_bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    crate::seed::fnv1a(id.as_bytes())
 }
 
 #[cfg(test)]
