@@ -26,7 +26,7 @@ bench: setup
 	$(CARGO) bench -p pw-nn --bench kernels
 	$(CARGO) bench -p pw-pdiff --bench pdiff
 	$(CARGO) bench -p pw-llm --bench sampler
-	$(CARGO) bench -p pw-glore --bench engine
+	$(CARGO) bench -p pw-nn --bench decode
 	$(CARGO) build --release -p paperworks
 	./target/release/paperworks llm bench --quiet
 

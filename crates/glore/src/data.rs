@@ -5,13 +5,15 @@
 //! of a given size come or go (two steps: the container total, then the change). Every event
 //! is one or two `a op b = c` lines of the reference solution, so the step-level truth of any
 //! solution is exact (see [`crate::problem::prefix_truth`]). Themes and sentences are data
-//! tables; the difficulty knobs are in [`GenConfig`].
+//! tables; the difficulty knobs are in [`GenConfig`]. [`Splits`] are the miniature's SFT,
+//! training, validation and test sets.
 
 use crate::problem::{Op, Problem, Step};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 /// Difficulty knobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +33,37 @@ pub struct GenConfig {
     /// Relative weights of the event kinds: add, remove, grow, split, containers in,
     /// containers out.
     pub event_weights: [u32; 6],
+}
+
+impl GenConfig {
+    /// The ranges the generator relies on; `Err` names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_steps < 1 || self.max_steps < self.min_steps {
+            return Err(format!(
+                "min_steps {} / max_steps {}: need 1 <= min <= max",
+                self.min_steps, self.max_steps
+            ));
+        }
+        if self.max_value < 20 {
+            return Err(format!(
+                "max_value {} is too small (at least 20)",
+                self.max_value
+            ));
+        }
+        for (name, v) in [
+            ("max_start", self.max_start),
+            ("max_amount", self.max_amount),
+            ("max_factor", self.max_factor),
+        ] {
+            if v < 2 {
+                return Err(format!("{name} {v} must be at least 2"));
+            }
+        }
+        if self.event_weights.iter().all(|&w| w == 0) {
+            return Err("event_weights are all 0".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for GenConfig {
@@ -134,7 +167,7 @@ const FIXED_WORDS: &[&str] = &[
 
 /// Generates `n` problems; problem `i` depends only on (`seed`, `i`), so a larger set extends
 /// a smaller one.
-pub fn generate(cfg: &GenConfig, n: usize, seed: u64, id_prefix: &str) -> Vec<Problem> {
+pub fn generate_problems(cfg: &GenConfig, n: usize, seed: u64, id_prefix: &str) -> Vec<Problem> {
     (0..n)
         .map(|i| {
             let mut rng =
@@ -278,6 +311,53 @@ fn event(
     }
 }
 
+/// The miniature's problem sets, from disjoint seeds; no question of the held-out splits
+/// (validation, test) is trained on, since short problems can repeat.
+pub struct Splits {
+    pub sft: Vec<Problem>,
+    pub train: Vec<Problem>,
+    pub val: Vec<Problem>,
+    pub test: Vec<Problem>,
+}
+
+/// Sizes of the [`Splits`].
+pub struct SplitSizes {
+    pub sft: usize,
+    pub train: usize,
+    pub val: usize,
+    pub test: usize,
+}
+
+/// The seeds of the splits, as offsets of the run's seed (fixed, so a resumed run regenerates
+/// exactly the problems its ledgers hold).
+pub const VAL_SEED: u64 = 0x7a2;
+pub const TEST_SEED: u64 = 0x7e5;
+
+impl Splits {
+    pub fn generate(cfg: &GenConfig, n: &SplitSizes, seed: u64) -> Splits {
+        let val = generate_problems(cfg, n.val, seed ^ VAL_SEED, "val-");
+        let test = generate_problems(cfg, n.test, seed ^ TEST_SEED, "test-");
+        let held_out: HashSet<&str> = val
+            .iter()
+            .chain(&test)
+            .map(|p| p.question.as_str())
+            .collect();
+        let unseen = |v: Vec<Problem>| -> Vec<Problem> {
+            v.into_iter()
+                .filter(|p| !held_out.contains(p.question.as_str()))
+                .collect()
+        };
+        let sft = unseen(generate_problems(cfg, n.sft, seed ^ 0x5f7, "sft-"));
+        let train = unseen(generate_problems(cfg, n.train, seed ^ 0x7a1, "train-"));
+        Splits {
+            sft,
+            train,
+            val,
+            test,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,7 +366,7 @@ mod tests {
     #[test]
     fn generated_problems_are_consistent_and_their_reference_is_good_everywhere() {
         let cfg = GenConfig::default();
-        let ps = generate(&cfg, 500, 3, "g");
+        let ps = generate_problems(&cfg, 500, 3, "g");
         for p in &ps {
             let gold = p.gold_steps().expect("reference steps parse");
             assert!(
@@ -312,8 +392,8 @@ mod tests {
             }
         }
         // Deterministic and prefix-stable.
-        assert_eq!(generate(&cfg, 10, 3, "g")[..], ps[..10]);
-        assert_ne!(generate(&cfg, 10, 4, "g"), ps[..10].to_vec());
+        assert_eq!(generate_problems(&cfg, 10, 3, "g")[..], ps[..10]);
+        assert_ne!(generate_problems(&cfg, 10, 4, "g"), ps[..10].to_vec());
     }
 
     #[test]
@@ -324,7 +404,7 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            generate(&cfg, 100, 1, "")
+            generate_problems(&cfg, 100, 1, "")
                 .iter()
                 .all(|p| p.steps.len() == 3)
         );

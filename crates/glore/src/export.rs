@@ -5,10 +5,10 @@
 //! - Math-Shepherd / OpenRLHF: `{"input": "...step ки\n...", "label": "...step +\n..."}`: every
 //!   step ends with the tag `ки`, which the label string replaces by `+` or `-`.
 
-use crate::label::{Labelled, write_jsonl};
-use pw_core::{Error, IoContext, Result};
+use crate::label::Labelled;
+use pw_core::Result;
+use pw_core::jsonl::write_jsonl;
 use serde::{Deserialize, Serialize};
-use std::io::BufRead;
 use std::path::Path;
 
 pub const STEP_TAG: &str = "ки";
@@ -78,8 +78,29 @@ pub fn parse_shepherd(
     Ok((question, steps, labels))
 }
 
+/// The exported files of one labelling run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Exports {
+    /// TRL `PRMTrainer` rows (`prompt`, `completions`, `labels`).
+    pub prm_trl: std::path::PathBuf,
+    /// Math-Shepherd / OpenRLHF rows (steps tagged `ки`, labels `+`/`-`).
+    pub math_shepherd: std::path::PathBuf,
+}
+
+/// Writes both exports of `labelled` into `dir` (`prm_trl<suffix>.jsonl`,
+/// `math_shepherd<suffix>.jsonl`; the suffix names a shard).
+pub fn write_exports(dir: &Path, suffix: &str, labelled: &[Labelled]) -> Result<Exports> {
+    let e = Exports {
+        prm_trl: dir.join(format!("prm_trl{suffix}.jsonl")),
+        math_shepherd: dir.join(format!("math_shepherd{suffix}.jsonl")),
+    };
+    write_trl(&e.prm_trl, labelled)?;
+    write_math_shepherd(&e.math_shepherd, labelled)?;
+    Ok(e)
+}
+
 pub fn write_trl(path: &Path, labelled: &[Labelled]) -> Result<()> {
-    write_jsonl(path, &labelled.iter().map(trl_row).collect::<Vec<_>>())
+    write_jsonl(path, labelled.iter().map(trl_row))
 }
 
 pub fn write_math_shepherd(path: &Path, labelled: &[Labelled]) -> Result<()> {
@@ -87,23 +108,12 @@ pub fn write_math_shepherd(path: &Path, labelled: &[Labelled]) -> Result<()> {
         .iter()
         .map(|l| shepherd_row(&l.question, &l.lines, &l.labels))
         .collect();
-    write_jsonl(path, &rows)
+    write_jsonl(path, rows)
 }
 
-/// Reads JSONL rows of `T`, naming the file and line of a bad one.
+/// Rows of a JSONL file we wrote (labels, TRL or Math-Shepherd rows); errors name the line.
 pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let f = std::fs::File::open(path).at(path)?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.at(path)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(&line).map_err(|e| Error::corrupt(path, i + 1, e.to_string()))?,
-        );
-    }
-    Ok(out)
+    pw_core::jsonl::read_jsonl(path, "a row of this kind")
 }
 
 #[cfg(test)]

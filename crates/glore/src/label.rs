@@ -14,7 +14,6 @@
 //! are recomputed from them on every run (`labels.jsonl`) and exported in the TRL PRM format
 //! (`prm_trl.jsonl`) and the Math-Shepherd / OpenRLHF format (`math_shepherd.jsonl`).
 
-use crate::export;
 use crate::policy::{ContinueRequest, Policy};
 use crate::problem::{Problem, Solution, Step, prefix_truth};
 use pw_core::{Error, Ledger, Result, Shard};
@@ -51,6 +50,25 @@ pub struct LabelConfig {
     pub balance: bool,
     /// Requests per batch (and per ledger flush).
     pub chunk: usize,
+}
+
+impl LabelConfig {
+    /// The ranges labelling relies on; `Err` names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rollouts == 0 || self.k == 0 {
+            return Err(format!(
+                "rollouts {} and k {} must be at least 1",
+                self.rollouts, self.k
+            ));
+        }
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(format!("temperature {} must be >= 0", self.temperature));
+        }
+        if self.chunk == 0 {
+            return Err("chunk must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for LabelConfig {
@@ -148,6 +166,8 @@ pub struct LabelOutput {
     pub labelled: Vec<Labelled>,
     pub verifications: HashMap<String, Verification>,
     pub stats: LabelStats,
+    /// `labels<shard>.jsonl`: every labelled rollout.
+    pub labels_file: std::path::PathBuf,
 }
 
 /// The id of the verification of `question_id`'s prefix `prefix` (shared by every rollout that
@@ -168,11 +188,8 @@ pub fn run(
 ) -> Result<LabelOutput> {
     let t0 = std::time::Instant::now();
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    if cfg.k == 0 || cfg.rollouts == 0 {
-        return Err(Error::Other(
-            "label: rollouts and k must be at least 1".into(),
-        ));
-    }
+    cfg.validate()
+        .map_err(|e| Error::Other(format!("label: {e}")))?;
     let problems: Vec<&Problem> = problems.iter().filter(|p| shard.owns(&p.id)).collect();
     let sfx = shard.suffix();
     let by_id: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), *p)).collect();
@@ -276,18 +293,18 @@ pub fn run(
         &verifications,
         t0.elapsed().as_secs_f64(),
     );
-    write_jsonl(&dir.join(format!("labels{sfx}.jsonl")), &labelled)?;
-    export::write_trl(&dir.join(format!("prm_trl{sfx}.jsonl")), &labelled)?;
-    export::write_math_shepherd(&dir.join(format!("math_shepherd{sfx}.jsonl")), &labelled)?;
+    let labels_file = dir.join(format!("labels{sfx}.jsonl"));
+    pw_core::jsonl::write_jsonl(&labels_file, &labelled)?;
     Ok(LabelOutput {
         labelled,
         verifications,
         stats,
+        labels_file,
     })
 }
 
-/// Samples `n` continuations for each pending request in chunks, appending one ledger record
-/// per request (keyed by its id) and flushing per chunk.
+/// Samples `n` continuations for each pending request through the ledger's resumable chunked
+/// stage (one record per request, keyed by its id, flushed per chunk).
 #[allow(clippy::too_many_arguments)] // one stage's inputs
 fn sample_into(
     policy: &dyn Policy,
@@ -299,22 +316,18 @@ fn sample_into(
     label: &str,
     record: impl Fn(&ContinueRequest, &[String]) -> serde_json::Value,
 ) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let bar = pw_core::progress::bar(pending.len() as u64, label);
-    for chunk in pending.chunks(cfg.chunk.max(1)) {
-        let outs = policy
-            .continue_batch(chunk, n, cfg.temperature, seed)
-            .map_err(|e| Error::Other(format!("{label} with {}: {e}", policy.name())))?;
-        for (req, o) in chunk.iter().zip(&outs) {
-            ledger.append(&req.id, &record(req, o))?;
-        }
-        ledger.flush()?;
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    Ok(())
+    ledger.fill_in_chunks(
+        &pending,
+        cfg.chunk,
+        label,
+        |r| r.id.as_str(),
+        |chunk| {
+            let outs = policy
+                .continue_batch(chunk, n, cfg.temperature, seed)
+                .map_err(|e| Error::Other(format!("{label} with {}: {e}", policy.name())))?;
+            Ok(chunk.iter().zip(&outs).map(|(r, o)| record(r, o)).collect())
+        },
+    )
 }
 
 /// The number a step line produces: `c` of `a op b = c`, else the line's last number.
@@ -475,15 +488,6 @@ fn stats_of(
         s.label_accuracy = Some(ok as f64 / n as f64);
     }
     s
-}
-
-pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
-    let mut buf = Vec::new();
-    for r in rows {
-        serde_json::to_writer(&mut buf, r).map_err(|e| Error::Other(e.to_string()))?;
-        buf.push(b'\n');
-    }
-    pw_core::write_atomic(path, &buf)
 }
 
 #[cfg(test)]

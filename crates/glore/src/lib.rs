@@ -8,29 +8,36 @@
 //! lets the ORM decide *when* to refine, the SORM *where*, and the ORM rerank
 //! {draft, global, local}.
 //!
-//! Where each step lives:
-//! - [`problem`]: GSM8K-format problems/solutions, exact step truth of the generated domain;
-//!   [`generate`]: the problem generator (templates, 2-6 steps, difficulty knobs);
-//! - [`vocab`], [`model`]: the student's tokenizer, sequence formats, the causal LM (student and
-//!   refiners) and the ORM/SORM value model with their training loops;
-//! - [`engine`]: the KV-cached CPU sampler behind every rollout;
-//! - [`policy`]: the [`policy::Policy`] interface, the student and any pw-llm generator;
+//! Where each step lives (the file roles every paper crate shares):
+//! - [`config`]: the miniature's configuration, sizes and range checks;
+//! - [`data`]: the GSM8K-style problem generator (templates, 2-6 steps, difficulty knobs) and
+//!   the splits; [`problem`]: GSM8K-format problems and solutions, exact step truth;
+//!   [`vocab`]: the student's tokenizer;
+//! - [`model`]: sequence formats, the causal LM (student and refiners), the ORM/SORM value
+//!   model; [`train`]: their training loops and checkpointed training stages;
+//!   [`student`]: SFT and Expert Iteration;
+//! - [`policy`]: the [`policy::Policy`] interface, the student (sampled by pw-nn's KV-cached
+//!   decoder) and any pw-llm generator;
 //! - [`label`]: rollouts, ORM and SORM labels, the three post-processing rules (resumable
 //!   ledgers); [`export`]: TRL PRM and Math-Shepherd formats;
 //! - [`refine`]: refiner training data, refinement with the trained refiners or any generator;
 //! - [`evaluate`]: greedy, best-of-3 + ORM rerank, global/local/combined refinement, step-level
 //!   accuracy of ORM and SORM;
-//! - [`student`]: SFT and Expert Iteration; [`reproduce`]: the miniature reproduction.
+//! - [`report`]: claims, tables, the threshold plot and the diagnosis of a failed claim;
+//!   [`reproduce`]: the miniature's orchestration; [`run`]: the real-use entry points.
 
-pub mod engine;
+pub mod config;
+pub mod data;
 pub mod evaluate;
 pub mod export;
-pub mod generate;
 pub mod label;
 pub mod model;
 pub mod policy;
 pub mod problem;
 pub mod refine;
+pub mod report;
 pub mod reproduce;
+pub mod run;
 pub mod student;
+pub mod train;
 pub mod vocab;

@@ -1,6 +1,6 @@
 //! The models of the miniature: the student (a causal LM, also the shape of both refiners) and
-//! the ORM/SORM value models (the student's trunk with a scalar head on every step end), their
-//! sequence formats and their training loops.
+//! the ORM/SORM value models (the student's trunk with a scalar head on every step end) and
+//! their sequence formats. Their training loops are in [`crate::train`].
 //!
 //! Formats (token level):
 //! - solve: `<bos> question <sep> line \n line \n ... #### N <eos>`
@@ -10,14 +10,9 @@
 
 use crate::vocab::Vocab;
 use pw_nn::burn::module::Module;
-use pw_nn::burn::tensor::activation::{log_sigmoid, log_softmax};
 use pw_nn::burn::tensor::{Device, Int, Tensor, TensorData};
 use pw_nn::heads::ValueHead;
-use pw_nn::schedule::OptimConfig;
-use pw_nn::train::{StepOutput, train_loop};
 use pw_nn::transformer::{CausalLm, Transformer, TransformerConfig};
-use rand::Rng;
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 /// The student's shape (the refiners and value models share it: they start from its weights).
@@ -51,40 +46,6 @@ impl ModelConfig {
             n_layers: self.n_layers,
             mlp_ratio: 4,
             causal: true,
-        }
-    }
-}
-
-/// How long and how hard to train one model.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    pub steps: usize,
-    pub batch: usize,
-    pub lr: f64,
-    pub warmup: usize,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            steps: 400,
-            batch: 32,
-            lr: 1e-3,
-            warmup: 40,
-        }
-    }
-}
-
-impl TrainConfig {
-    fn optim(&self) -> OptimConfig {
-        OptimConfig {
-            lr: self.lr,
-            warmup_steps: self.warmup.min(self.steps / 2),
-            min_lr_ratio: 0.1,
-            weight_decay: 0.01,
-            grad_clip: Some(1.0),
-            ..Default::default()
         }
     }
 }
@@ -143,91 +104,6 @@ pub fn refine_prompt(
     t
 }
 
-// ---- language-model training (student, refiners) ----
-
-/// A training sequence: the loss covers the predictions of `tokens[loss_from..]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LmExample {
-    pub tokens: Vec<u32>,
-    pub loss_from: usize,
-}
-
-/// Fine-tunes `model` on `examples` (random batches, padded to the batch's longest, the loss
-/// masked to the target tokens). Returns the model and its loss curve.
-pub fn train_lm(
-    model: CausalLm,
-    examples: &[LmExample],
-    cfg: &TrainConfig,
-    rng: &mut StdRng,
-    label: &str,
-) -> (CausalLm, Vec<(usize, f32)>) {
-    let max_len = model.trunk.max_len;
-    // Longer sequences than the model's context cannot be trained on (a rambling draft in a
-    // refiner pair): they are left out.
-    let examples: Vec<&LmExample> = examples
-        .iter()
-        .filter(|e| e.tokens.len() <= max_len)
-        .collect();
-    assert!(!examples.is_empty(), "{label}: no training examples");
-    let device = model.head.weight.val().device();
-    let (model, logs) = train_loop(
-        model,
-        cfg.steps,
-        &cfg.optim(),
-        label,
-        25,
-        |m, _| {
-            let idx: Vec<usize> = (0..cfg.batch)
-                .map(|_| rng.random_range(0..examples.len()))
-                .collect();
-            let batch: Vec<&LmExample> = idx.iter().map(|&i| examples[i]).collect();
-            let (x, y, mask, count) = lm_batch(&batch, &device);
-            let [b, t] = x.dims();
-            let logp = log_softmax(m.forward(x), 2);
-            let picked = logp.gather(2, y.reshape([b, t, 1])).reshape([b, t]);
-            let loss = -(picked * mask).sum() / count as f32;
-            StepOutput { loss, items: count }
-        },
-        |_| true,
-    );
-    let curve: Vec<(usize, f32)> = logs.iter().map(|l| (l.step, l.loss)).collect();
-    tracing::info!("{label}: loss {:?}", curve.last());
-    (model, curve)
-}
-
-fn lm_batch(
-    batch: &[&LmExample],
-    device: &Device,
-) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>, usize) {
-    let t = batch
-        .iter()
-        .map(|e| e.tokens.len() - 1)
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let b = batch.len();
-    let mut x = vec![0i64; b * t];
-    let mut y = vec![0i64; b * t];
-    let mut mask = vec![0f32; b * t];
-    let mut count = 0;
-    for (r, e) in batch.iter().enumerate() {
-        for p in 0..e.tokens.len() - 1 {
-            x[r * t + p] = e.tokens[p] as i64;
-            y[r * t + p] = e.tokens[p + 1] as i64;
-            if p + 1 >= e.loss_from {
-                mask[r * t + p] = 1.0;
-                count += 1;
-            }
-        }
-    }
-    (
-        Tensor::from_data(TensorData::new(x, [b, t]), device),
-        Tensor::from_data(TensorData::new(y, [b, t]), device),
-        Tensor::from_data(TensorData::new(mask, [b, t]), device),
-        count.max(1),
-    )
-}
-
 // ---- value models (ORM, SORM) ----
 
 /// A transformer trunk with a scalar head: the value of the prefix ending at each position.
@@ -251,79 +127,6 @@ impl ValueModel {
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
         self.head.forward(self.trunk.forward(tokens, None))
     }
-}
-
-/// A value-model training sequence with a 0/1 (or soft) label at each step end.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ValueExample {
-    pub tokens: Vec<u32>,
-    pub positions: Vec<usize>,
-    pub labels: Vec<f32>,
-}
-
-/// Trains a value model with binary cross-entropy at the labelled positions.
-pub fn train_value(
-    model: ValueModel,
-    examples: &[ValueExample],
-    cfg: &TrainConfig,
-    rng: &mut StdRng,
-    label: &str,
-) -> (ValueModel, Vec<(usize, f32)>) {
-    let max_len = model.trunk.max_len;
-    let examples: Vec<&ValueExample> = examples
-        .iter()
-        .filter(|e| e.tokens.len() <= max_len)
-        .collect();
-    assert!(!examples.is_empty(), "{label}: no training examples");
-    let device = model.head.linear.weight.val().device();
-    let (model, logs) = train_loop(
-        model,
-        cfg.steps,
-        &cfg.optim(),
-        label,
-        25,
-        |m, _| {
-            let idx: Vec<usize> = (0..cfg.batch)
-                .map(|_| rng.random_range(0..examples.len()))
-                .collect();
-            let refs: Vec<&ValueExample> = idx.iter().map(|&i| examples[i]).collect();
-            let (x, y, mask, count) = value_batch(&refs, &device);
-            let z = m.forward(x);
-            let bce = -(y.clone() * log_sigmoid(z.clone()) + (y.ones_like() - y) * log_sigmoid(-z));
-            let loss = (bce * mask).sum() / count as f32;
-            StepOutput { loss, items: count }
-        },
-        |_| true,
-    );
-    (model, logs.iter().map(|l| (l.step, l.loss)).collect())
-}
-
-fn value_batch(
-    ex: &[&ValueExample],
-    device: &Device,
-) -> (Tensor<2, Int>, Tensor<2>, Tensor<2>, usize) {
-    let t = ex.iter().map(|e| e.tokens.len()).max().unwrap_or(1).max(1);
-    let b = ex.len();
-    let mut x = vec![0i64; b * t];
-    let mut y = vec![0f32; b * t];
-    let mut mask = vec![0f32; b * t];
-    let mut count = 0;
-    for (r, e) in ex.iter().enumerate() {
-        for (p, &tok) in e.tokens.iter().enumerate() {
-            x[r * t + p] = tok as i64;
-        }
-        for (&p, &l) in e.positions.iter().zip(&e.labels) {
-            y[r * t + p] = l;
-            mask[r * t + p] = 1.0;
-            count += 1;
-        }
-    }
-    (
-        Tensor::from_data(TensorData::new(x, [b, t]), device),
-        Tensor::from_data(TensorData::new(y, [b, t]), device),
-        Tensor::from_data(TensorData::new(mask, [b, t]), device),
-        count.max(1),
-    )
 }
 
 /// The value (probability) at each requested position of each sequence, in batches. A

@@ -1,14 +1,14 @@
 //! The policy that writes solutions: continue a question's solution from a prefix of steps.
 //!
 //! Two kinds: the student trained here ([`StudentPolicy`], sampled by the KV-cached
-//! [`Engine`]) and any pw-llm [`Generator`] ([`LlmPolicy`]: the embedded GGUF or an
+//! [`Decoder`]) and any pw-llm [`Generator`] ([`LlmPolicy`]: the embedded GGUF or an
 //! OpenAI-compatible endpoint), which is how `paperworks glore label` and `refine` run on real
 //! models. Both see the same requests and return continuation texts.
 
-use crate::engine::{Engine, SampleOptions};
 use crate::model::{refine_prompt, solve_prompt};
 use crate::vocab::Vocab;
 use pw_llm::{ChatMessage, GenParams, Generator, Request};
+use pw_nn::decode::{Decoder, SampleOptions};
 use std::sync::Arc;
 
 /// Continue `question`'s solution after the `prefix` lines.
@@ -30,11 +30,9 @@ impl ContinueRequest {
     }
 }
 
-/// A stable 64-bit seed for a request id (FNV-1a), so a resumed run samples what the
-/// interrupted one would have.
-pub fn seed_for(seed: u64, id: &str) -> u64 {
-    pw_core::shard::stable_hash(id) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
+/// The run's seed for a request id, so a resumed run samples what the interrupted one would
+/// have.
+pub use pw_core::seed::derive as seed_for;
 
 pub trait Policy: Sync {
     fn name(&self) -> String;
@@ -50,9 +48,9 @@ pub trait Policy: Sync {
     ) -> Result<Vec<Vec<String>>, String>;
 }
 
-/// The student: a [`CausalLm`](pw_nn::transformer::CausalLm) sampled by the [`Engine`].
+/// The student: a [`CausalLm`](pw_nn::transformer::CausalLm) sampled by the KV-cached [`Decoder`].
 pub struct StudentPolicy {
-    pub engine: Engine,
+    pub decoder: Decoder,
     pub vocab: Vocab,
     pub max_new: usize,
     pub name: String,
@@ -76,11 +74,12 @@ impl Policy for StudentPolicy {
         let seeds: Vec<u64> = reqs.iter().map(|r| seed_for(seed, &r.id)).collect();
         let opts = SampleOptions {
             temperature,
+            top_p: 1.0,
             max_new: self.max_new,
             stop: self.vocab.eos(),
         };
         Ok(self
-            .engine
+            .decoder
             .sample(&prompts, &seeds, n, &opts)
             .into_iter()
             .map(|samples| samples.iter().map(|s| self.vocab.decode(s)).collect())
@@ -103,10 +102,11 @@ impl StudentPolicy {
         let seeds: Vec<u64> = items.iter().map(|it| seed_for(seed, &it.id)).collect();
         let opts = SampleOptions {
             temperature,
+            top_p: 1.0,
             max_new: self.max_new,
             stop: self.vocab.eos(),
         };
-        self.engine
+        self.decoder
             .sample(&prompts, &seeds, 1, &opts)
             .into_iter()
             .zip(items)

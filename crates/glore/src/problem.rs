@@ -7,9 +7,8 @@
 //! (gold) steps: a prefix is good when every step so far computes the quantity the story defines
 //! at that point, with the right arithmetic — the gold answer is then still reachable.
 
-use pw_core::{Error, IoContext, Result};
+use pw_core::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
 use std::path::Path;
 
 /// An arithmetic operation of a step.
@@ -252,17 +251,12 @@ pub fn read_gsm8k(path: &Path) -> Result<Vec<Problem>> {
         question: String,
         answer: String,
     }
-    let f = std::fs::File::open(path).at(path)?;
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.at(path)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let row: Row = serde_json::from_str(&line).map_err(|e| {
+    pw_core::jsonl::for_each_line(path, |line_no, line| {
+        let row: Row = serde_json::from_str(line).map_err(|e| {
             Error::corrupt(
                 path,
-                i + 1,
+                line_no,
                 format!("not a GSM8K record ({e}); expected {{\"question\": ..., \"answer\": \"...\\n#### N\"}}"),
             )
         })?;
@@ -270,14 +264,14 @@ pub fn read_gsm8k(path: &Path) -> Result<Vec<Problem>> {
         let Some(answer) = sol.answer else {
             return Err(Error::corrupt(
                 path,
-                i + 1,
+                line_no,
                 "the answer has no final `#### N` line",
             ));
         };
         let id = match row.id {
             Some(serde_json::Value::String(s)) => s,
             Some(v) => v.to_string(),
-            None => format!("{}", i + 1),
+            None => format!("{line_no}"),
         };
         out.push(Problem {
             id,
@@ -285,7 +279,8 @@ pub fn read_gsm8k(path: &Path) -> Result<Vec<Problem>> {
             steps: sol.steps,
             answer,
         });
-    }
+        Ok(())
+    })?;
     if out.is_empty() {
         return Err(Error::invalid(path, "no problems in the file"));
     }
@@ -294,14 +289,12 @@ pub fn read_gsm8k(path: &Path) -> Result<Vec<Problem>> {
 
 /// Writes problems as GSM8K JSONL (`id`, `question`, `answer`), atomically.
 pub fn write_gsm8k(path: &Path, problems: &[Problem]) -> Result<()> {
-    let mut buf = Vec::new();
-    for p in problems {
-        let row =
-            serde_json::json!({"id": p.id, "question": p.question, "answer": p.answer_text()});
-        serde_json::to_writer(&mut buf, &row).map_err(|e| Error::Other(e.to_string()))?;
-        buf.write_all(b"\n").at(path)?;
-    }
-    pw_core::write_atomic(path, &buf)
+    pw_core::jsonl::write_jsonl(
+        path,
+        problems.iter().map(
+            |p| serde_json::json!({"id": p.id, "question": p.question, "answer": p.answer_text()}),
+        ),
+    )
 }
 
 #[cfg(test)]

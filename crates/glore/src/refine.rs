@@ -11,8 +11,9 @@
 //! same two prompts are written as chat messages.
 
 use crate::label::{Labelled, Verification, prefix_id};
-use crate::model::{LmExample, lines_tokens, refine_prompt};
+use crate::model::{lines_tokens, refine_prompt};
 use crate::problem::Solution;
+use crate::train::LmExample;
 use crate::vocab::Vocab;
 use pw_llm::ChatMessage;
 use rand::Rng;
@@ -249,6 +250,9 @@ pub struct RefineStats {
     pub wall_s: f64,
 }
 
+/// The ledger of [`refine_with_generator`] (chat messages, answer, correctness per refinement).
+pub const REFINEMENTS_FILE: &str = "refinements.jsonl";
+
 /// Global and local refinement of every incorrect labelled rollout by `generator`, `[BAD]` at
 /// its first SORM-negative step; resumable (`refinements.jsonl` is a ledger keyed by
 /// `<rollout>/<mode>`).
@@ -265,7 +269,7 @@ pub fn refine_with_generator(
 ) -> pw_core::Result<RefineStats> {
     use pw_llm::{GenParams, Request};
     let t0 = std::time::Instant::now();
-    let path = dir.join("refinements.jsonl");
+    let path = dir.join(REFINEMENTS_FILE);
     let mut ledger = pw_core::Ledger::open(&path)?;
     // (request, rollout, mode, [BAD] position, kept prefix lines)
     type Todo<'a> = (
@@ -314,33 +318,38 @@ pub fn refine_with_generator(
             }
         }
     }
-    let bar = pw_core::progress::bar(todo.len() as u64, "refining");
-    for batch in todo.chunks(chunk.max(1)) {
-        let reqs: Vec<Request> = batch.iter().map(|(r, ..)| r.clone()).collect();
-        let results = pw_llm::generate_all(generator, reqs);
-        for ((req, l, mode, bad_at, kept), res) in batch.iter().zip(results) {
-            let c = res.map_err(|e| {
-                pw_core::Error::Other(format!("refining with {}: {e}", generator.model()))
-            })?;
-            let out = c.text().to_string();
-            let solution = crate::policy::join_lines(kept, &out);
-            let mut messages = req.messages.clone();
-            messages.push(ChatMessage::assistant(out));
-            let rec = Refinement {
-                rollout_id: l.id.clone(),
-                question_id: l.question_id.clone(),
-                mode: mode.to_string(),
-                bad_at: *bad_at,
-                correct: Solution::parse(&solution).is_correct(&answers[&l.question_id]),
-                messages,
-                solution,
-            };
-            ledger.append(&req.id, &rec)?;
-        }
-        ledger.flush()?;
-        bar.inc(batch.len() as u64);
-    }
-    bar.finish_and_clear();
+    ledger.fill_in_chunks(
+        &todo,
+        chunk,
+        "refining",
+        |(req, ..)| req.id.as_str(),
+        |batch| {
+            let reqs: Vec<Request> = batch.iter().map(|(r, ..)| r.clone()).collect();
+            let results = pw_llm::generate_all(generator, reqs);
+            batch
+                .iter()
+                .zip(results)
+                .map(|((req, l, mode, bad_at, kept), res)| {
+                    let c = res.map_err(|e| {
+                        pw_core::Error::Other(format!("refining with {}: {e}", generator.model()))
+                    })?;
+                    let out = c.text().to_string();
+                    let solution = crate::policy::join_lines(kept, &out);
+                    let mut messages = req.messages.clone();
+                    messages.push(ChatMessage::assistant(out));
+                    Ok(Refinement {
+                        rollout_id: l.id.clone(),
+                        question_id: l.question_id.clone(),
+                        mode: mode.to_string(),
+                        bad_at: *bad_at,
+                        correct: Solution::parse(&solution).is_correct(&answers[&l.question_id]),
+                        messages,
+                        solution,
+                    })
+                })
+                .collect()
+        },
+    )?;
     drop(ledger);
     let all: Vec<Refinement> = pw_core::Ledger::read_all(&path)?;
     let mut by_rollout: BTreeMap<&str, (bool, bool)> = BTreeMap::new();

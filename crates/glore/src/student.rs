@@ -1,13 +1,15 @@
 //! The student policy: SFT on reference solutions, then Expert Iteration (sample many
 //! solutions per training question, keep the correct ones, fine-tune on them).
 
-use crate::engine::Engine;
-use crate::model::{LmExample, ModelConfig, TrainConfig, lines_tokens, solve_prompt, train_lm};
+use crate::config::TrainConfig;
+use crate::model::{ModelConfig, lines_tokens, solve_prompt};
 use crate::policy::{ContinueRequest, Policy, StudentPolicy};
 use crate::problem::{Problem, Solution};
+use crate::train::{LmExample, train_lm};
 use crate::vocab::Vocab;
 use pw_core::Result;
 use pw_nn::burn::tensor::Device;
+use pw_nn::decode::Decoder;
 use pw_nn::transformer::CausalLm;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -80,7 +82,7 @@ pub fn policy(
     name: &str,
 ) -> Result<StudentPolicy> {
     Ok(StudentPolicy {
-        engine: Engine::from_lm(lm, cfg.model.n_heads)?,
+        decoder: Decoder::new(lm)?,
         vocab: vocab.clone(),
         max_new: cfg.max_new,
         name: name.into(),

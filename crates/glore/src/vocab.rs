@@ -7,10 +7,8 @@ use pw_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-pub const PAD: &str = "<pad>";
-pub const BOS: &str = "<bos>";
-pub const EOS: &str = "<eos>";
-pub const UNK: &str = "<unk>";
+/// The special tokens every tokenizer of the project shares (pw-nn's), first in the vocabulary.
+pub use pw_nn::tokenizer::{BOS, EOS, PAD, UNK};
 /// Between the question and the solution.
 pub const SEP: &str = "<sep>";
 /// Between a draft and its refinement (refiner inputs).
@@ -44,7 +42,7 @@ impl Vocab {
 
     /// The vocabulary of the generated domain.
     pub fn domain() -> Vocab {
-        Vocab::new(crate::generate::vocabulary())
+        Vocab::new(crate::data::vocabulary())
     }
 
     pub fn from_tokens(tokens: Vec<String>) -> Vocab {
@@ -180,12 +178,12 @@ fn is_digit(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::{GenConfig, generate};
+    use crate::data::{GenConfig, generate_problems};
 
     #[test]
     fn generated_questions_and_solutions_round_trip_without_unknown_tokens() {
         let v = Vocab::domain();
-        for p in generate(&GenConfig::default(), 300, 9, "") {
+        for p in generate_problems(&GenConfig::default(), 300, 9, "") {
             for text in [p.question.clone(), p.answer_text()] {
                 let ids = v.encode(&text);
                 assert!(!ids.contains(&v.unk()), "unknown token in {text:?}");

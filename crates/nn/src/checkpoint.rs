@@ -208,6 +208,24 @@ pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
     assign_tensors(module, &tensors, path)
 }
 
+/// The stage checkpoint of every long run: the module saved at `path`, loaded into
+/// `template()`; when there is none yet, `train()` runs first and its result is saved there
+/// (atomically), so a killed run resumes after the last finished model. Either way the module
+/// returned is the one read from `path`, on the template's device.
+pub fn load_or_train<M: Module>(
+    path: &Path,
+    template: impl FnOnce() -> M,
+    train: impl FnOnce() -> Result<M>,
+) -> Result<M> {
+    if path.exists() {
+        tracing::info!("reusing {}", path.display());
+    } else {
+        let trained = train()?;
+        save_module(&trained, path)?;
+    }
+    load_module(template(), path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,18 +7,20 @@
 //! - [`schedule`]: AdamW with warmup + cosine decay;
 //! - [`train`]: the training loop helper (progress bar, per-step metrics);
 //! - [`checkpoint`]: safetensors save/load by module path, atomic;
+//! - [`decode`]: the KV-cached CPU decoder of a [`transformer::CausalLm`]: greedy, temperature,
+//!   top-p and beam search, with an optional prefix of continuous embeddings;
 //! - [`fused`]: fused CPU kernels (GELU, layer norm, causal attention) with their own autodiff
 //!   nodes, and [`alloc`]: allocator settings for tensor workloads;
-//! - [`conv_ae`] and [`ddpm`]: p-diff's 1-D conv parameter autoencoder and latent DDPM
-//!   (linear schedule, per-sample timestep embedding, EMA).
+//! - [`ddpm`]: a DDPM over latent vectors (linear schedule, per-sample timestep embedding,
+//!   EMA), p-diff's generator.
 //!
 //! Devices: [`device`] gives the CPU (flex, rayon) device, or CUDA with the `cuda` feature.
 //! [`seed_everything`] makes initialisation and sampling deterministic.
 
 pub mod alloc;
 pub mod checkpoint;
-pub mod conv_ae;
 pub mod ddpm;
+pub mod decode;
 pub mod fused;
 pub mod heads;
 pub mod schedule;

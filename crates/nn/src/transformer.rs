@@ -12,6 +12,10 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+/// The epsilon of every layer norm of these models (burn's `LayerNormConfig` default). The
+/// fused layer-norm kernel and the KV-cached decoder read it from here, so the three agree.
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
 /// Shape of a transformer stack. Defaults are the benchmark model of the foundation issue.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TransformerConfig {
@@ -134,9 +138,13 @@ impl Block {
     pub fn new(cfg: &TransformerConfig, device: &Device) -> Self {
         let d = cfg.d_model;
         Block {
-            ln1: LayerNormConfig::new(d).init(device),
+            ln1: LayerNormConfig::new(d)
+                .with_epsilon(LAYER_NORM_EPS)
+                .init(device),
             attn: SelfAttention::new(d, cfg.n_heads, cfg.causal, device),
-            ln2: LayerNormConfig::new(d).init(device),
+            ln2: LayerNormConfig::new(d)
+                .with_epsilon(LAYER_NORM_EPS)
+                .init(device),
             mlp: Mlp {
                 fc: LinearConfig::new(d, cfg.mlp_ratio * d).init(device),
                 out: LinearConfig::new(cfg.mlp_ratio * d, d).init(device),
@@ -167,24 +175,41 @@ impl Transformer {
             tok: EmbeddingConfig::new(cfg.vocab_size, cfg.d_model).init(device),
             pos: EmbeddingConfig::new(cfg.max_len, cfg.d_model).init(device),
             blocks: (0..cfg.n_layers).map(|_| Block::new(cfg, device)).collect(),
-            ln_f: LayerNormConfig::new(cfg.d_model).init(device),
+            ln_f: LayerNormConfig::new(cfg.d_model)
+                .with_epsilon(LAYER_NORM_EPS)
+                .init(device),
             max_len: cfg.max_len,
         }
     }
 
     /// `tokens`: [batch, seq] -> hidden states [batch, seq, d_model].
     pub fn forward(&self, tokens: Tensor<2, Int>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        let [b, t] = tokens.dims();
+        let x = self.tok.forward(tokens);
+        self.forward_embedded(x, pad)
+    }
+
+    /// `prefix` [batch, p, d_model] (continuous embeddings, e.g. projected video features)
+    /// placed before the embedded `tokens` [batch, seq]: hidden states [batch, p + seq, d_model].
+    /// Positions count from the first prefix row, as in [`crate::decode::Prompt`].
+    pub fn forward_with_prefix(&self, prefix: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let x = Tensor::cat(vec![prefix, self.tok.forward(tokens)], 1);
+        self.forward_embedded(x, None)
+    }
+
+    /// Adds position embeddings to `x` [batch, seq, d_model] and runs the blocks and the final
+    /// norm.
+    fn forward_embedded(&self, x: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let [b, t, _] = x.dims();
         assert!(
             t <= self.max_len,
             "sequence length {t} exceeds the model's max_len {}",
             self.max_len
         );
-        let device = tokens.device();
+        let device = x.device();
         let positions = Tensor::<1, Int>::arange(0..t as i64, &device)
             .reshape([1, t])
             .expand([b, t]);
-        let mut x = self.tok.forward(tokens) + self.pos.forward(positions);
+        let mut x = x + self.pos.forward(positions);
         for block in &self.blocks {
             x = block.forward(x, pad.clone());
         }
@@ -216,5 +241,11 @@ impl CausalLm {
     /// Logits [batch, seq, vocab].
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         self.head.forward(self.trunk.forward(tokens, None))
+    }
+
+    /// Logits [batch, p + seq, vocab] after a prefix of `p` continuous embeddings.
+    pub fn forward_with_prefix(&self, prefix: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.head
+            .forward(self.trunk.forward_with_prefix(prefix, tokens))
     }
 }

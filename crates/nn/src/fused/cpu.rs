@@ -74,6 +74,18 @@ multiversion!(gelu_chunk(src: &[f32], out: &mut [f32]) {
     }
 });
 
+multiversion!(gelu_in_place_chunk(xs: &mut [f32]) {
+    for v in xs.iter_mut() {
+        *v *= normal_cdf_pdf(*v).0;
+    }
+});
+
+/// GELU (exact-erf form, as the fused training kernel) of every value, in place: the
+/// decoder's MLP activation, so decoding computes what the trained model computes.
+pub fn gelu_in_place(xs: &mut [f32]) {
+    gelu_in_place_chunk(xs)
+}
+
 multiversion!(gelu_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32]) {
     for ((o, &v), &g) in out.iter_mut().zip(xs).zip(gs) {
         let (cdf, pdf) = normal_cdf_pdf(v);

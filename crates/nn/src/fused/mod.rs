@@ -288,8 +288,9 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 }
 
-/// Layer norm of `x` over its last dim with a burn `LayerNorm`'s parameters (epsilon 1e-5, the
-/// `LayerNormConfig` default), as one fused autodiff node.
+/// Layer norm of `x` over its last dim with a burn `LayerNorm`'s parameters (epsilon
+/// [`LAYER_NORM_EPS`](crate::transformer::LAYER_NORM_EPS), the one every model here is built
+/// with), as one fused autodiff node.
 pub fn layer_norm<const D: usize>(ln: &burn::nn::LayerNorm, x: Tensor<D>) -> Tensor<D> {
     let gamma = ln.gamma.val();
     let beta = match &ln.beta {
@@ -300,7 +301,7 @@ pub fn layer_norm<const D: usize>(ln: &burn::nn::LayerNorm, x: Tensor<D>) -> Ten
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
-        1e-5,
+        crate::transformer::LAYER_NORM_EPS as f32,
     ))
 }
 
