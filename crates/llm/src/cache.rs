@@ -61,11 +61,21 @@ impl Cache {
         )
     }
 
-    /// The cache key: SHA-256 of the canonical JSON of model, messages and parameters.
+    /// The cache key: SHA-256 of the canonical JSON of model, messages and parameters, with
+    /// each image standing as the hash of its bytes (so renaming an image file hits, editing it
+    /// misses).
     pub fn key(model: &str, req: &Request) -> [u8; 32] {
+        let messages: Vec<crate::ChatMessage> = req
+            .messages
+            .iter()
+            .map(|m| crate::ChatMessage {
+                role: m.role.clone(),
+                content: crate::image::key_content(&m.content),
+            })
+            .collect();
         let canon = serde_json::json!({
             "model": model,
-            "messages": req.messages,
+            "messages": messages,
             "params": req.params,
         });
         Sha256::digest(canon.to_string().as_bytes()).into()

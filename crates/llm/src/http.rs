@@ -317,7 +317,8 @@ async fn call(inner: Arc<Inner>, req: Request) -> Result<Completion, LlmError> {
         .acquire()
         .await
         .map_err(|_| LlmError::Stopped("HTTP backend closed".into()))?;
-    let body = openai::to_wire(&req, &inner.cfg.model);
+    let body =
+        openai::to_wire(&req, &inner.cfg.model).map_err(|e| LlmError::request(&req.id, e))?;
     let submitted = Instant::now();
     let attempts = inner.cfg.max_retries + 1;
     let mut last = String::new();

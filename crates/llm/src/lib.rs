@@ -11,7 +11,9 @@
 //! - [`backend`] (`backend.rs`): [`LlmConfig`] and [`backend::open`], how every caller picks a
 //!   backend.
 //! - [`bench`] (`bench.rs`): prompt-processing and generation tokens/s, single and batched.
-//! - [`openai`] (`openai.rs`): the wire types, forgiving on input.
+//! - [`openai`] (`openai.rs`): the wire types, forgiving on input; messages hold text and
+//!   image parts ([`Content`]), [`image`] (`image.rs`) reads local images into data URIs at
+//!   send time and hashes their bytes into cache keys.
 //! - [`schema`] (`schema.rs`): JSON-schema validation of parsed outputs.
 //! - [`stage`] (`stage.rs`): a resumable generation stage over a ledger: parse, validate,
 //!   retry with a new seed, reject with the reason; `--shard I/N`.
@@ -23,6 +25,7 @@ pub mod embedded;
 mod error;
 mod generator;
 pub mod http;
+pub mod image;
 pub mod openai;
 pub mod schema;
 pub mod serve;
@@ -35,4 +38,7 @@ pub use embedded::{Embedded, EmbeddedConfig, ModelInfo};
 pub use error::LlmError;
 pub use generator::{BatchResult, Generator, generate_all};
 pub use http::{Http, HttpConfig};
-pub use types::{ChatMessage, Choice, Completion, GenParams, Request, Usage, finish};
+pub use types::{
+    ChatMessage, Choice, Completion, Content, ContentPart, GenParams, ImageUrl, Request, Usage,
+    finish,
+};

@@ -57,20 +57,48 @@ pub enum Content {
 pub struct Part {
     #[serde(rename = "type", default)]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<crate::ImageUrl>,
 }
 
 impl Content {
+    /// The text parts joined (see [`crate::Content::text`]).
     pub fn text(&self) -> String {
+        self.to_content().text()
+    }
+
+    /// Our content: a string stays a string; parts keep their text and image parts.
+    pub fn to_content(&self) -> crate::Content {
         match self {
-            Content::Text(s) => s.clone(),
-            Content::Parts(p) => p
-                .iter()
-                .filter_map(|p| p.text.as_deref())
-                .collect::<Vec<_>>()
-                .join(""),
-            Content::Null => String::new(),
+            Content::Text(s) => crate::Content::Text(s.clone()),
+            Content::Null => crate::Content::Text(String::new()),
+            Content::Parts(p) => crate::Content::Parts(
+                p.iter()
+                    .map(|p| crate::ContentPart {
+                        kind: p.kind.clone(),
+                        text: p.text.clone(),
+                        image_url: p.image_url.clone(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The wire form of our content.
+    pub fn from_content(c: &crate::Content) -> Content {
+        match c {
+            crate::Content::Text(s) => Content::Text(s.clone()),
+            crate::Content::Parts(p) => Content::Parts(
+                p.iter()
+                    .map(|p| Part {
+                        kind: p.kind.clone(),
+                        text: p.text.clone(),
+                        image_url: p.image_url.clone(),
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -159,19 +187,23 @@ impl ErrorBody {
     }
 }
 
-/// The wire request for one of our requests.
-pub fn to_wire(req: &Request, model: &str) -> ChatRequest {
+/// The wire request for one of our requests: local image files are read into data URIs here,
+/// so `Err` names an image that cannot be sent.
+pub fn to_wire(req: &Request, model: &str) -> Result<ChatRequest, String> {
     let p = &req.params;
-    ChatRequest {
-        model: Some(model.to_string()),
-        messages: req
-            .messages
-            .iter()
-            .map(|m| WireMessage {
+    let messages = req
+        .messages
+        .iter()
+        .map(|m| {
+            Ok(WireMessage {
                 role: m.role.clone(),
-                content: Content::Text(m.content.clone()),
+                content: Content::from_content(&crate::image::wire_content(&m.content)?),
             })
-            .collect(),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(ChatRequest {
+        model: Some(model.to_string()),
+        messages,
         temperature: Some(p.temperature),
         top_p: Some(p.top_p),
         max_tokens: Some(p.max_tokens),
@@ -192,7 +224,7 @@ pub fn to_wire(req: &Request, model: &str) -> ChatRequest {
             }),
         }),
         stream: None,
-    }
+    })
 }
 
 /// Our request for a wire request (the server side). `Err` says which field is wrong.
@@ -240,7 +272,7 @@ pub fn from_wire(w: &ChatRequest, id: String) -> Result<Request, String> {
         messages: w
             .messages
             .iter()
-            .map(|m| ChatMessage::new(m.role.clone(), m.content.text()))
+            .map(|m| ChatMessage::new(m.role.clone(), m.content.to_content()))
             .collect(),
         params,
     })
@@ -357,7 +389,7 @@ mod tests {
                 json_schema: Some(serde_json::json!({"type":"object"})),
             },
         );
-        let w = to_wire(&req, "m");
+        let w = to_wire(&req, "m").unwrap();
         let text = serde_json::to_string(&w).unwrap();
         let back: ChatRequest = serde_json::from_str(&text).unwrap();
         assert_eq!(from_wire(&back, "r".into()).unwrap(), req);

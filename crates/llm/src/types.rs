@@ -3,28 +3,132 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One chat message, as in OpenAI's `messages` array.
+/// One chat message, as in OpenAI's `messages` array. Its content is plain text, or a list of
+/// text and image parts (OpenAI's `image_url` form): what vision-language models read.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
-    pub content: String,
+    pub content: Content,
+}
+
+/// A message's content. Plain text serialises as a JSON string, as OpenAI's does, so text-only
+/// messages (and every cache key made of them) look as they always have.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// One part of a message: `{"type": "text", "text": ...}` or
+/// `{"type": "image_url", "image_url": {"url": ...}}`. Parts of other types are kept as they
+/// came and ignored by our backends.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<ImageUrl>,
+}
+
+/// Where an image is: a `data:image/...;base64,` URI, a local file (a path or a `file://`
+/// URL, read when the request is sent), or an `http(s)://` URL that the server fetches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageUrl {
+    pub url: String,
+    /// OpenAI's `detail` hint (`low`, `high`, `auto`), passed through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ContentPart {
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentPart {
+            kind: "text".into(),
+            text: Some(text.into()),
+            image_url: None,
+        }
+    }
+    /// An image part; `url` is a data URI, a local path, a `file://` or an `http(s)://` URL.
+    pub fn image(url: impl Into<String>) -> Self {
+        ContentPart {
+            kind: "image_url".into(),
+            text: None,
+            image_url: Some(ImageUrl {
+                url: url.into(),
+                detail: None,
+            }),
+        }
+    }
+}
+
+impl Content {
+    /// The text parts joined (an image contributes nothing).
+    pub fn text(&self) -> String {
+        match self {
+            Content::Text(s) => s.clone(),
+            Content::Parts(p) => p
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join(""),
+        }
+    }
+    /// The image parts, in order.
+    pub fn images(&self) -> impl Iterator<Item = &ImageUrl> {
+        let parts: &[ContentPart] = match self {
+            Content::Text(_) => &[],
+            Content::Parts(p) => p,
+        };
+        parts.iter().filter_map(|p| p.image_url.as_ref())
+    }
+}
+
+impl From<String> for Content {
+    fn from(s: String) -> Self {
+        Content::Text(s)
+    }
+}
+
+impl From<&str> for Content {
+    fn from(s: &str) -> Self {
+        Content::Text(s.to_string())
+    }
 }
 
 impl ChatMessage {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+    pub fn new(role: impl Into<String>, content: impl Into<Content>) -> Self {
         ChatMessage {
             role: role.into(),
             content: content.into(),
         }
     }
-    pub fn system(content: impl Into<String>) -> Self {
+    pub fn system(content: impl Into<Content>) -> Self {
         Self::new("system", content)
     }
-    pub fn user(content: impl Into<String>) -> Self {
+    pub fn user(content: impl Into<Content>) -> Self {
         Self::new("user", content)
     }
-    pub fn assistant(content: impl Into<String>) -> Self {
+    pub fn assistant(content: impl Into<Content>) -> Self {
         Self::new("assistant", content)
+    }
+    /// A user message showing `images` (each a data URI, local path or URL) before `text`.
+    pub fn user_with_images(text: impl Into<String>, images: &[impl AsRef<str>]) -> Self {
+        let mut parts: Vec<ContentPart> = images
+            .iter()
+            .map(|i| ContentPart::image(i.as_ref()))
+            .collect();
+        parts.push(ContentPart::text(text));
+        Self::new("user", Content::Parts(parts))
+    }
+    /// The message's text (its text parts joined).
+    pub fn text(&self) -> String {
+        self.content.text()
+    }
+    pub fn has_images(&self) -> bool {
+        self.content.images().next().is_some()
     }
 }
 
@@ -117,9 +221,13 @@ impl Request {
             params,
         }
     }
+    /// Whether any message holds an image part.
+    pub fn has_images(&self) -> bool {
+        self.messages.iter().any(ChatMessage::has_images)
+    }
     /// A single user message.
     pub fn user(id: impl Into<String>, prompt: impl Into<String>, params: GenParams) -> Self {
-        Self::new(id, vec![ChatMessage::user(prompt)], params)
+        Self::new(id, vec![ChatMessage::user(prompt.into())], params)
     }
 }
 

@@ -2,61 +2,26 @@
 
 mod common;
 
-use pw_llm::serve::{ServeConfig, serve};
-use pw_llm::{Embedded, EmbeddedConfig, GenParams, Generator, Http, HttpConfig, LlmError, Request};
+use common::Server;
+use pw_llm::serve::ServeConfig;
+use pw_llm::{Embedded, EmbeddedConfig, GenParams, Generator, Http, HttpConfig, Request};
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-struct Server {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), LlmError>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap().unwrap();
-        }
-    }
-}
 
 fn start(token: Option<&str>) -> Server {
     let mut cfg = EmbeddedConfig::new(common::smollm2());
     cfg.ctx_per_seq = 1024;
     cfg.parallel = 4;
     let engine = Arc::new(Embedded::load(cfg).unwrap());
-    let scfg = ServeConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        token: token.map(str::to_string),
-        max_body_bytes: 64 * 1024,
-        max_queue: 16,
-    };
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(serve(
-            engine,
-            scfg,
-            move |a| addr_tx.send(a).unwrap(),
-            async move {
-                let _ = stop_rx.await;
-            },
-        ))
-    });
-    Server {
-        addr: addr_rx.recv().unwrap(),
-        stop: Some(stop_tx),
-        thread: Some(thread),
-    }
+    common::start_serve(
+        engine,
+        ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: token.map(str::to_string),
+            max_body_bytes: 64 * 1024,
+            max_queue: 16,
+        },
+    )
 }
 
 fn client(addr: SocketAddr, key_env: &str) -> Http {

@@ -16,6 +16,11 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+
+/// The refusal of a request with image parts: the embedded backend loads a GGUF language
+/// model without a vision projector (mmproj), so it cannot see.
+pub const NO_VISION: &str = "the message holds an image, but this model has no vision projector \
+    (mmproj); send images to an OpenAI-compatible vision endpoint (--endpoint)";
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
@@ -309,11 +314,14 @@ impl Engine<'_> {
         let id = job.req.id.clone();
         let p = &job.req.params;
         let prepared = (|| -> Result<(Vec<LlamaToken>, Option<String>), LlmError> {
+            if job.req.has_images() {
+                return Err(LlmError::request(&id, NO_VISION));
+            }
             let msgs = job
                 .req
                 .messages
                 .iter()
-                .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
+                .map(|m| LlamaChatMessage::new(m.role.clone(), m.text()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| LlmError::request(&id, format!("messages: {e}")))?;
             if msgs.is_empty() {

@@ -100,3 +100,50 @@ pub fn schema_cases() -> Vec<(String, serde_json::Value)> {
     }
     out
 }
+
+/// A running `serve` on loopback; dropping it stops the server and waits for it.
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), pw_llm::LlmError>>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
+/// Starts `serve` over `engine` with `cfg` (bind to port 0 for a free one) on its own thread.
+pub fn start_serve(
+    engine: std::sync::Arc<pw_llm::Embedded>,
+    cfg: pw_llm::serve::ServeConfig,
+) -> Server {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(pw_llm::serve::serve(
+            engine,
+            cfg,
+            move |a| addr_tx.send(a).unwrap(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ))
+    });
+    Server {
+        addr: addr_rx.recv().unwrap(),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
