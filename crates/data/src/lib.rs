@@ -1,4 +1,4 @@
-//! pw-data: loaders for the data that ships offline (see ARCHITECTURE.md, "Assets").
+//! pw-data: loaders for the data that ships offline (see docs/ARCHITECTURE.md, "Offline assets").
 //!
 //! - [`idx`]: the IDX format and Fashion-MNIST (Debian `dataset-fashion-mnist`), gzipped or not;
 //! - [`digits`]: scikit-learn's 8x8 digits (1797 images, 10 classes);

@@ -1,6 +1,7 @@
 //! GLAN's configuration: one TOML for every stage. The paper's values are the defaults
 //! (arXiv 2402.13064, Sec. 2 and 3.1); sizes the paper does not fix are marked as ours.
 
+use pw_core::Size;
 use pw_llm::LlmConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -218,5 +219,35 @@ impl Default for FilterConfig {
             max_answer_words: 2000,
             min_ascii_letters: 0.9,
         }
+    }
+}
+
+impl GlanConfig {
+    /// The reproduction's sizes: two disciplines of its reviewed taxonomy at the quick size,
+    /// eight at the full size.
+    pub fn for_size(size: Size) -> GlanConfig {
+        // the first two disciplines of REVIEWED_TAXONOMY: Classical Mechanics, Thermodynamics
+        let mut c = GlanConfig {
+            max_disciplines: 2,
+            ..Default::default()
+        };
+        c.subjects.queries = 2;
+        c.subjects.per_query = 3;
+        c.syllabus.min_sessions = 3;
+        c.syllabus.max_sessions = 5;
+        c.syllabus.key_concepts = 3;
+        c.syllabus.sampling = Sampling {
+            max_tokens: 900,
+            ..c.syllabus.sampling
+        };
+        c.homework.per_syllabus = 14;
+        c.homework.sampling.max_tokens = 160;
+        c.answers.max_tokens = 200;
+        if size == Size::Full {
+            c.max_disciplines = 8;
+            c.subjects.queries = 4;
+            c.answers.max_tokens = 400;
+        }
+        c
     }
 }

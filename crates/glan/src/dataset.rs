@@ -148,8 +148,8 @@ pub fn filter(
     .collect();
     let mut dups = NearDuplicates::new(cfg.near_duplicate);
     for p in pairs {
-        let q = &p.messages[0].content;
-        let a = &p.messages[1].content;
+        let q = &p.messages[0].text();
+        let a = &p.messages[1].text();
         let (qw, aw) = (words(q).len(), words(a).len());
         let verdict: Option<(&str, String)> = if qw < cfg.min_question_words
             || qw > cfg.max_question_words
@@ -198,7 +198,7 @@ pub fn distinct_n(pairs: &[Pair], n: usize) -> f64 {
     let mut all = 0usize;
     let mut set = std::collections::HashSet::new();
     for p in pairs {
-        let w = words(&p.messages[0].content);
+        let w = words(&p.messages[0].text());
         for g in w.windows(n) {
             all += 1;
             set.insert(g.join(" "));
@@ -217,7 +217,7 @@ pub fn mean_pairwise_similarity(pairs: &[Pair]) -> f64 {
     let sets: Vec<std::collections::HashSet<String>> = pairs
         .iter()
         .take(400)
-        .map(|p| words(&p.messages[0].content).into_iter().collect())
+        .map(|p| words(&p.messages[0].text()).into_iter().collect())
         .collect();
     let (mut sum, mut n) = (0.0, 0usize);
     for i in 0..sets.len() {
@@ -231,15 +231,6 @@ pub fn mean_pairwise_similarity(pairs: &[Pair]) -> f64 {
         }
     }
     if n == 0 { 0.0 } else { sum / n as f64 }
-}
-
-pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
-    let mut out = Vec::new();
-    for r in rows {
-        serde_json::to_writer(&mut out, r).map_err(|e| Error::Other(e.to_string()))?;
-        out.push(b'\n');
-    }
-    pw_core::write_atomic(path, &out)
 }
 
 mod parquet_io {
@@ -323,7 +314,7 @@ mod parquet_io {
                     .append_value(&m.role);
                 sb.field_builder::<StringBuilder>(1)
                     .expect("content")
-                    .append_value(&m.content);
+                    .append_value(m.text());
                 sb.append(true);
             }
             msgs.append(true);
@@ -489,7 +480,7 @@ mod tests {
                 )
             })
             .collect();
-        write_jsonl(&dir.path().join("d.jsonl"), &rows).unwrap();
+        pw_core::jsonl::write_jsonl(&dir.path().join("d.jsonl"), &rows).unwrap();
         write_parquet(&dir.path().join("d.parquet"), &rows).unwrap();
         let a: Vec<Pair> = pw_core::Ledger::read_all(dir.path().join("d.jsonl")).unwrap();
         let b = read_parquet(&dir.path().join("d.parquet")).unwrap();

@@ -9,12 +9,18 @@
 //!    (`pipeline.rs`), each a resumable pw-llm stage with JSON schemas, retries and rejects;
 //! 6. filters (length, language, exact/near duplicates, benchmark contamination) and the
 //!    JSONL / Parquet dataset in chat `messages` form with provenance (`dataset.rs`);
-//!    orchestration, shards and merge in `run.rs`; the miniature reproduction in
-//!    `reproduce.rs`; configuration (paper values as defaults) in `config.rs`.
+//!    the real-use entry points (stages, shards, merge, the dataset and its report) in
+//!    `run.rs`; the claims and report section in `report.rs`; the miniature's orchestration
+//!    in `reproduce.rs`; configuration (paper values as defaults, sizes) in `config.rs`.
+//!
+//! Of the file roles every paper crate shares, GLAN has no `model.rs` or `train.rs` (it trains
+//! nothing; its models are any pw-llm generator), and its data steps are `taxonomy.rs`,
+//! `pipeline.rs` and `dataset.rs` rather than one `data.rs`.
 
 pub mod config;
 pub mod dataset;
 pub mod pipeline;
+pub mod report;
 pub mod reproduce;
 pub mod run;
 pub mod taxonomy;

@@ -32,9 +32,7 @@ fn params(s: &crate::config::Sampling, seed: u64, schema: Option<Value>) -> GenP
     }
 }
 
-fn seed_for(seed: u64, id: &str) -> u64 {
-    seed ^ pw_core::shard::stable_hash(id)
-}
+use pw_core::seed::derive as seed_for;
 
 /// Step 2 (Sec. 2.2): `queries` subject lists per discipline.
 pub fn subject_items(ds: &[Discipline], cfg: &GlanConfig, seed: u64) -> Vec<StageItem> {

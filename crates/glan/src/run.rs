@@ -40,7 +40,7 @@ impl Models {
 
 fn with_default_model(mut m: LlmConfig, assets: &Path) -> LlmConfig {
     if !m.uses_http() && m.embedded.model.as_os_str().is_empty() {
-        m.embedded.model = assets.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        m.embedded.model = pw_data::assets::default_model(assets);
     }
     m.cache = None;
     m
@@ -117,8 +117,8 @@ fn rejects_path(dir: &Path, stage: &str, shard: Shard) -> PathBuf {
 }
 
 /// Runs steps 2-5 for this shard's disciplines, stopping after `until` when given; returns
-/// the per-stage statistics.
-pub fn generate(
+/// the per-stage statistics of the stages that ran.
+pub fn generate_stages(
     cfg: &GlanConfig,
     dir: &Path,
     models: &Models,
@@ -169,14 +169,24 @@ pub fn generate(
         Ledger::read_all(&out)
     };
     let q = models.question.as_ref();
+    let stop = |name: &str| until == Some(name);
     let subj = stage("subjects", q, pipeline::subject_items(&ds, cfg, seed))?;
+    if stop("subjects") {
+        return Ok(stats);
+    }
     let subjects = pipeline::subjects(&subj)?;
     let syl = stage(
         "syllabus",
         q,
         pipeline::syllabus_items(&subjects, cfg, seed),
     )?;
+    if stop("syllabus") {
+        return Ok(stats);
+    }
     let hw = stage("homework", q, pipeline::homework_items(&syl, cfg, seed)?)?;
+    if stop("homework") {
+        return Ok(stats);
+    }
     stage(
         "answers",
         models.answer.as_ref(),
@@ -202,7 +212,7 @@ pub struct DatasetSummary {
 
 fn benchmarks(cfg: &GlanConfig, assets: &Path) -> Result<Vec<(PathBuf, String)>> {
     if cfg.filters.benchmarks.is_empty() {
-        let he = assets.join("data/HumanEval.jsonl.gz");
+        let he = assets.join(pw_data::assets::paths::HUMANEVAL);
         pw_data::require_asset(&he)?;
         Ok(vec![(he, "prompt".into())])
     } else {
@@ -227,9 +237,9 @@ pub fn finalize(
     let bench = dataset::contamination_index(&benchmarks(cfg, assets)?, cfg.filters.ngram)?;
     let answered = pairs.len();
     let (kept, removed, counts) = dataset::filter(pairs, &cfg.filters, &bench);
-    dataset::write_jsonl(&dir.join("glan.jsonl"), &kept)?;
-    dataset::write_parquet(&dir.join("glan.parquet"), &kept)?;
-    dataset::write_jsonl(&dir.join("filtered.jsonl"), &removed)?;
+    pw_core::jsonl::write_jsonl(&dir.join(DATASET_JSONL), &kept)?;
+    dataset::write_parquet(&dir.join(DATASET_PARQUET), &kept)?;
+    pw_core::jsonl::write_jsonl(&dir.join("filtered.jsonl"), &removed)?;
     let mut rejected = BTreeMap::new();
     for s in STAGES {
         let p = rejects_path(dir, s, Shard::ALL);
@@ -247,7 +257,7 @@ pub fn finalize(
     for p in &kept {
         *per_discipline.entry(p.discipline.clone()).or_default() += 1;
         let e = words.entry(p.difficulty.clone()).or_default();
-        e.0 += pw_data::dedup::words(&p.messages[0].content).len() as f64;
+        e.0 += pw_data::dedup::words(&p.messages[0].text()).len() as f64;
         e.1 += 1;
     }
     Ok(DatasetSummary {
@@ -301,3 +311,41 @@ pub fn merge(dir: &Path, n: u32) -> Result<usize> {
     }
     Ok(total)
 }
+
+/// Filters the answered pairs into the dataset (see [`finalize`]), then writes the run's
+/// `metrics.json` and its report (stage table when `stats` is given, filters, diversity,
+/// pairs per discipline). Returns the dataset's summary.
+pub fn write_dataset(
+    run: &pw_core::RunDir,
+    cfg: &GlanConfig,
+    assets: &Path,
+    stats: Option<&BTreeMap<String, StageStats>>,
+    disciplines: usize,
+) -> Result<DatasetSummary> {
+    let summary = finalize(cfg, run.root(), assets, disciplines)?;
+    let mut metrics = pw_core::Metrics::default();
+    metrics.set("glan.dataset", &summary);
+    let mut report = pw_core::Report::new("GLAN dataset");
+    if let Some(s) = stats {
+        metrics.set("glan.stages", s);
+        report.table(crate::report::stage_table(s));
+    }
+    report.extend(crate::report::dataset_blocks(&summary));
+    run.write_metrics(&metrics)?;
+    report.write(run.root())?;
+    Ok(summary)
+}
+
+/// The disciplines a run takes from `tax` (all, or the first `max_disciplines`).
+pub fn discipline_count(cfg: &GlanConfig, tax: &Taxonomy) -> usize {
+    let n = tax.disciplines().len();
+    if cfg.max_disciplines > 0 {
+        n.min(cfg.max_disciplines)
+    } else {
+        n
+    }
+}
+
+/// The dataset files of a finished run.
+pub const DATASET_JSONL: &str = "glan.jsonl";
+pub const DATASET_PARQUET: &str = "glan.parquet";

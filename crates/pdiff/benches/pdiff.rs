@@ -5,14 +5,14 @@
 use criterion::Criterion;
 use pw_nn::burn::module::Module;
 use pw_nn::burn::tensor::{Distribution, Tensor};
-use pw_nn::conv_ae::{ConvAeConfig, ConvAutoencoder};
 use pw_nn::ddpm::{Denoiser, DenoiserConfig, Schedule, ddpm_loss};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::{DeviceKind, device, seed_everything};
-use pw_pdiff::collect::{evaluate_head, with_subset};
-use pw_pdiff::generate::{Generator, ParamDataset, Scaling};
+use pw_pdiff::autoencoder::{ConvAeConfig, ConvAutoencoder};
+use pw_pdiff::config::PdiffConfig;
+use pw_pdiff::diffusion::{ParamDataset, ParamGenerator, Scaling};
 use pw_pdiff::model::{Cnn, H1, SUBSET};
-use pw_pdiff::reproduce::PdiffConfig;
+use pw_pdiff::train::{evaluate_head, with_subset};
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -88,7 +88,7 @@ fn main() {
     });
 
     // Generation of 10 models with untrained weights (cost does not depend on the weights).
-    let generator = Generator {
+    let generator = ParamGenerator {
         scaling: Scaling {
             mean: vec![0.0; DIM],
             std: vec![1.0; DIM],

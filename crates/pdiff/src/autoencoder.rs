@@ -7,11 +7,12 @@
 //! Blocks are Conv -> (InstanceNorm, optional) -> LeakyReLU; the input is not normalised here,
 //! so callers standardise their data (e.g. per coordinate over the training set) beforehand.
 
-use burn::module::Module;
-use burn::nn::conv::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig};
-use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig1d};
-use burn::tensor::activation::{leaky_relu, tanh};
-use burn::tensor::{Device, Distribution, Tensor};
+use pw_nn::burn;
+use pw_nn::burn::module::Module;
+use pw_nn::burn::nn::conv::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig};
+use pw_nn::burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig1d};
+use pw_nn::burn::tensor::activation::{leaky_relu, tanh};
+use pw_nn::burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

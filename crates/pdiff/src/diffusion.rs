@@ -6,11 +6,11 @@
 //! standard deviation before the DDPM so its input is well scaled. Each fitted piece is saved
 //! and reused when present: `ae.safetensors`, `ddpm_ema.safetensors`, `generator.json`.
 
+use crate::autoencoder::{ConvAeConfig, ConvAutoencoder};
 use pw_core::{Error, IoContext, Result, write_json_atomic};
 use pw_nn::burn::module::Module;
 use pw_nn::burn::tensor::{Device, Tensor, TensorData};
-use pw_nn::checkpoint::{NamedTensors, load_module, load_tensors, save_module};
-use pw_nn::conv_ae::{ConvAeConfig, ConvAutoencoder};
+use pw_nn::checkpoint::{NamedTensors, load_module, load_or_train, load_tensors};
 use pw_nn::ddpm::{Denoiser, DenoiserConfig, Ema, Schedule, ddpm_loss, ddpm_sample};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::train::{StepOutput, train_loop};
@@ -186,7 +186,7 @@ impl FitConfig {
 }
 
 /// A fitted p-diff generator.
-pub struct Generator {
+pub struct ParamGenerator {
     pub scaling: Scaling,
     pub ae: ConvAutoencoder,
     pub denoiser: Denoiser,
@@ -207,7 +207,7 @@ pub fn fit(
     ad: &Device,
     plain: &Device,
     rng: &mut impl Rng,
-) -> Result<Generator> {
+) -> Result<ParamGenerator> {
     std::fs::create_dir_all(dir).at(dir)?;
     if cfg.ae.input_len != ds.dim() {
         return Err(Error::Other(format!(
@@ -220,40 +220,40 @@ pub fn fit(
     let unit: Vec<Vec<f32>> = ds.rows.iter().map(|r| scaling.params_to_unit(r)).collect();
     let k = unit.len();
 
-    let ae_path = dir.join("ae.safetensors");
-    let ae = if ae_path.exists() {
-        load_module(ConvAutoencoder::new(&cfg.ae, plain), &ae_path)?
-    } else {
-        let data = matrix(&unit, ad);
-        let optim = OptimConfig {
-            lr: cfg.ae_lr,
-            warmup_steps: cfg.ae_steps / 20,
-            weight_decay: 0.0,
-            ..Default::default()
-        };
-        let batch = cfg.ae_batch.min(k);
-        let (ae, _) = train_loop(
-            ConvAutoencoder::new(&cfg.ae, ad),
-            cfg.ae_steps,
-            &optim,
-            "autoencoder",
-            100,
-            |m, _| {
-                let idx: Vec<i64> = (0..batch).map(|_| rng.random_range(0..k as i64)).collect();
-                let sel = Tensor::<1, pw_nn::burn::tensor::Int>::from_data(
-                    TensorData::new(idx, [batch]),
-                    ad,
-                );
-                StepOutput {
-                    loss: m.loss(data.clone().select(0, sel)),
-                    items: batch,
-                }
-            },
-            |_| true,
-        );
-        save_module(&ae.valid(), &ae_path)?;
-        load_module(ConvAutoencoder::new(&cfg.ae, plain), &ae_path)?
-    };
+    let ae = load_or_train(
+        &dir.join("ae.safetensors"),
+        || ConvAutoencoder::new(&cfg.ae, plain),
+        || {
+            let data = matrix(&unit, ad);
+            let optim = OptimConfig {
+                lr: cfg.ae_lr,
+                warmup_steps: cfg.ae_steps / 20,
+                weight_decay: 0.0,
+                ..Default::default()
+            };
+            let batch = cfg.ae_batch.min(k);
+            let (ae, _) = train_loop(
+                ConvAutoencoder::new(&cfg.ae, ad),
+                cfg.ae_steps,
+                &optim,
+                "autoencoder",
+                100,
+                |m, _| {
+                    let idx: Vec<i64> = (0..batch).map(|_| rng.random_range(0..k as i64)).collect();
+                    let sel = Tensor::<1, pw_nn::burn::tensor::Int>::from_data(
+                        TensorData::new(idx, [batch]),
+                        ad,
+                    );
+                    StepOutput {
+                        loss: m.loss(data.clone().select(0, sel)),
+                        items: batch,
+                    }
+                },
+                |_| true,
+            );
+            Ok(ae.valid())
+        },
+    )?;
 
     // Latents of the checkpoints (no noise), standardised for the DDPM.
     let z = ae.encode(matrix(&unit, plain));
@@ -268,47 +268,46 @@ pub fn fit(
     let zn: Vec<f32> = zv.iter().map(|v| (v - m) / s).collect();
 
     let schedule = Schedule::linear(cfg.timesteps, cfg.beta_1, cfg.beta_t);
-    let ddpm_path = dir.join("ddpm_ema.safetensors");
-    let denoiser = if ddpm_path.exists() {
-        load_module(Denoiser::new(&cfg.denoiser, plain), &ddpm_path)?
-    } else {
-        let lat = Tensor::<3>::from_data(
-            TensorData::new(zn, [k, latent_shape[0], latent_shape[1]]),
-            ad,
-        );
-        let model = Denoiser::new(&cfg.denoiser, ad);
-        let mut ema = Ema::new(&model, cfg.ema_decay);
-        let optim = OptimConfig {
-            lr: cfg.ddpm_lr,
-            warmup_steps: cfg.ddpm_steps / 20,
-            weight_decay: 0.0,
-            ..Default::default()
-        };
-        let batch = cfg.ddpm_batch.min(k);
-        let _ = train_loop(
-            model,
-            cfg.ddpm_steps,
-            &optim,
-            "ddpm",
-            100,
-            |m, _| {
-                ema.update(m);
-                let idx: Vec<i64> = (0..batch).map(|_| rng.random_range(0..k as i64)).collect();
-                let sel = Tensor::<1, pw_nn::burn::tensor::Int>::from_data(
-                    TensorData::new(idx, [batch]),
-                    ad,
-                );
-                StepOutput {
-                    loss: ddpm_loss(m, &schedule, lat.clone().select(0, sel), rng),
-                    items: batch,
-                }
-            },
-            |_| true,
-        );
-        let sampler = ema.apply(Denoiser::new(&cfg.denoiser, plain))?;
-        save_module(&sampler, &ddpm_path)?;
-        sampler
-    };
+    let denoiser = load_or_train(
+        &dir.join("ddpm_ema.safetensors"),
+        || Denoiser::new(&cfg.denoiser, plain),
+        || {
+            let lat = Tensor::<3>::from_data(
+                TensorData::new(zn, [k, latent_shape[0], latent_shape[1]]),
+                ad,
+            );
+            let model = Denoiser::new(&cfg.denoiser, ad);
+            let mut ema = Ema::new(&model, cfg.ema_decay);
+            let optim = OptimConfig {
+                lr: cfg.ddpm_lr,
+                warmup_steps: cfg.ddpm_steps / 20,
+                weight_decay: 0.0,
+                ..Default::default()
+            };
+            let batch = cfg.ddpm_batch.min(k);
+            let _ = train_loop(
+                model,
+                cfg.ddpm_steps,
+                &optim,
+                "ddpm",
+                100,
+                |m, _| {
+                    ema.update(m);
+                    let idx: Vec<i64> = (0..batch).map(|_| rng.random_range(0..k as i64)).collect();
+                    let sel = Tensor::<1, pw_nn::burn::tensor::Int>::from_data(
+                        TensorData::new(idx, [batch]),
+                        ad,
+                    );
+                    StepOutput {
+                        loss: ddpm_loss(m, &schedule, lat.clone().select(0, sel), rng),
+                        items: batch,
+                    }
+                },
+                |_| true,
+            );
+            ema.apply(Denoiser::new(&cfg.denoiser, plain))
+        },
+    )?;
     let manifest = GeneratorFile {
         fit: cfg.clone(),
         scaling: scaling.clone(),
@@ -317,7 +316,7 @@ pub fn fit(
         latent_shape,
     };
     write_json_atomic(dir.join("generator.json"), &manifest)?;
-    Ok(Generator {
+    Ok(ParamGenerator {
         scaling,
         ae,
         denoiser,
@@ -326,7 +325,7 @@ pub fn fit(
     })
 }
 
-/// What `generator.json` holds: everything but the weights, so [`Generator::load`] can rebuild
+/// What `generator.json` holds: everything but the weights, so [`ParamGenerator::load`] can rebuild
 /// the generator without the checkpoints it was fitted on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GeneratorFile {
@@ -337,9 +336,9 @@ pub struct GeneratorFile {
     pub latent_shape: [usize; 2],
 }
 
-impl Generator {
+impl ParamGenerator {
     /// Loads a generator fitted into `dir`; returns it with the tensor layout it generates.
-    pub fn load(dir: &Path, device: &Device) -> Result<(Generator, ParamDataset)> {
+    pub fn load(dir: &Path, device: &Device) -> Result<(ParamGenerator, ParamDataset)> {
         let path = dir.join("generator.json");
         let bytes = std::fs::read(&path).at(&path)?;
         let f: GeneratorFile = serde_json::from_slice(&bytes)
@@ -359,7 +358,7 @@ impl Generator {
             rows: Vec::new(),
         };
         Ok((
-            Generator {
+            ParamGenerator {
                 scaling: f.scaling,
                 ae,
                 denoiser,

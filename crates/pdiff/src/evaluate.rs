@@ -2,9 +2,9 @@
 //! predicted test samples of each model, and the similarity of two models as the IoU of those
 //! sets. A set's "best" model is chosen on validation accuracy, never on test accuracy.
 
-use crate::collect::{evaluate_head, with_subset_from};
-use crate::generate::ParamDataset;
+use crate::diffusion::ParamDataset;
 use crate::model::Cnn;
+use crate::train::{evaluate_head, with_subset_from};
 use pw_core::Result;
 use pw_nn::burn::tensor::Device;
 use std::path::Path;

@@ -5,20 +5,25 @@
 //! decode them into parameters and check that the generated networks perform like the trained
 //! ones while differing from them (IoU of their mistakes).
 //!
-//! Where each step lives:
+//! Where each step lives (the file roles every paper crate shares):
+//! - [`config`]: the miniature's configuration and its quick / full sizes;
 //! - [`data`]: Fashion-MNIST with a validation split carved from the training set;
 //! - [`model`]: the CNN, split into a fixed trunk and a head holding the subset (`ln1`, `ln2`);
-//! - [`collect`]: base training, cached features, the K subset snapshots, head evaluation;
-//! - [`generate`]: the parameter dataset, the AE + latent DDPM generator (`pw_nn::conv_ae`,
-//!   `pw_nn::ddpm`), generation;
+//!   [`autoencoder`]: the paper's 1-D conv parameter autoencoder (noise-augmented);
+//! - [`train`]: base training, cached features, the K subset snapshots, head evaluation;
+//! - [`diffusion`]: the parameter dataset, the AE + latent DDPM parameter generator
+//!   ([`diffusion::ParamGenerator`], with `pw_nn::ddpm`), generation;
 //! - [`evaluate`]: accuracy with validation-selected best, IoU-of-mistakes similarity;
-//! - [`reproduce`]: the registered reproduction with its baselines, claims and report;
-//! - [`realuse`]: `paperworks pdiff fit | generate` on any safetensors checkpoints.
+//! - [`report`]: claims, tables, plots; [`reproduce`]: the registered reproduction's
+//!   orchestration; [`run`]: `paperworks pdiff fit | generate` on any safetensors checkpoints.
 
-pub mod collect;
+pub mod autoencoder;
+pub mod config;
 pub mod data;
+pub mod diffusion;
 pub mod evaluate;
-pub mod generate;
 pub mod model;
-pub mod realuse;
+pub mod report;
 pub mod reproduce;
+pub mod run;
+pub mod train;

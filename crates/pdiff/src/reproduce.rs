@@ -1,86 +1,21 @@
-//! The miniature reproduction of p-diff on Fashion-MNIST, with the baselines an honest
-//! comparison needs (original checkpoints, their weight average, the autoencoder alone, and
-//! checkpoints plus noise of the generated models' size) and the similarity analysis of §4.
+//! The miniature reproduction of p-diff on Fashion-MNIST, orchestration only: the CNN and its
+//! K subset snapshots ([`crate::train`]), the autoencoder + latent DDPM fitted to them and the
+//! generated models ([`crate::diffusion`]), the baselines an honest comparison needs (original
+//! checkpoints, their weight average, the autoencoder alone, and checkpoints plus noise of the
+//! generated models' size), scored by [`crate::evaluate`]; the report is [`crate::report`].
 
-use crate::collect::{CollectConfig, collect_snapshots, features, train_base};
+use crate::config::PdiffConfig;
 use crate::data::load_splits;
-use crate::evaluate::{
-    EvalData, ModelScore, SetSummary, max_similarity, mean, score_rows, summarize,
-};
-use crate::generate::{FitConfig, Generator, ParamDataset, fit};
-use pw_core::{
-    Block, Claim, ClaimResult, Metrics, Plot, PlotKind, ReproContext, ReproOutcome, Reproduction,
-    Series, Size, Table,
-};
+use crate::diffusion::{ParamDataset, ParamGenerator, fit};
+use crate::evaluate::{EvalData, SetSummary, max_similarity, mean, score_rows, summarize};
+use crate::report::{self, Measured, Scored};
+use crate::train::{collect_snapshots, features, train_base};
+use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Stopwatch};
 use pw_nn::burn::tensor::Device;
 use pw_nn::checkpoint::save_tensors;
 use pw_nn::{DeviceKind, device, seed_everything};
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PdiffConfig {
-    pub collect: CollectConfig,
-    /// Autoencoder channels per level. Burn's CPU conv1d runs at a few tens of GFLOP/s, so the
-    /// sizes trade the paper's width for steps: [16, 32, 64, 64] costs ~0.1 s per step of 50
-    /// vectors on 2 cores, [32, 64, 128, 128] ~0.3 s.
-    pub ae_channels: Vec<usize>,
-    pub ae_steps: usize,
-    pub denoiser_hidden: usize,
-    pub ddpm_steps: usize,
-    /// Models generated (paper: 100).
-    pub generated: usize,
-    /// Keep only this many training images (smoke tests).
-    pub limit: Option<usize>,
-    /// Run the ablations: no noise augmentation, and K = 10.
-    pub ablations: bool,
-}
-
-impl PdiffConfig {
-    pub fn for_size(size: Size) -> Self {
-        match size {
-            Size::Quick => PdiffConfig {
-                collect: CollectConfig::default(),
-                ae_channels: vec![16, 32, 64, 64],
-                ae_steps: 1200,
-                denoiser_hidden: 32,
-                ddpm_steps: 3000,
-                generated: 100,
-                limit: None,
-                ablations: false,
-            },
-            Size::Full => PdiffConfig {
-                collect: CollectConfig {
-                    epochs: 5,
-                    ..Default::default()
-                },
-                ae_channels: vec![16, 32, 64, 64],
-                ae_steps: 3000,
-                denoiser_hidden: 64,
-                ddpm_steps: 5000,
-                generated: 100,
-                limit: None,
-                ablations: true,
-            },
-        }
-    }
-
-    fn fit_config(&self, dim: usize, noise: bool) -> FitConfig {
-        let mut f = FitConfig::paper(dim);
-        f.ae.channels = self.ae_channels.clone();
-        f.denoiser.hidden = self.denoiser_hidden;
-        f.ae_steps = self.ae_steps;
-        f.ddpm_steps = self.ddpm_steps;
-        if !noise {
-            f.ae.input_noise = 0.0;
-            f.ae.latent_noise = 0.0;
-        }
-        f
-    }
-}
 
 /// The registered reproduction; `config` overrides the size's defaults (tests use a tiny one).
 #[derive(Default)]
@@ -88,13 +23,9 @@ pub struct PdiffReproduction {
     pub config: Option<PdiffConfig>,
 }
 
-const CLAIM_MEAN: &str = "mean";
-const CLAIM_BEST: &str = "best";
-const CLAIM_SIM: &str = "similarity";
-
 /// Loads `dir/*.safetensors` rows when all `n` exist, else generates, saves and returns them.
 fn generated_rows(
-    g: &Generator,
+    g: &ParamGenerator,
     ds: &ParamDataset,
     n: usize,
     dir: &Path,
@@ -121,16 +52,6 @@ fn dist(a: &[f32], b: &[f32]) -> f64 {
         .sqrt()
 }
 
-fn pct(x: f64) -> String {
-    format!("{:.2}", 100.0 * x)
-}
-
-struct Scored {
-    name: &'static str,
-    scores: Vec<ModelScore>,
-    summary: SetSummary,
-}
-
 impl Reproduction for PdiffReproduction {
     fn name(&self) -> &'static str {
         "pdiff"
@@ -141,23 +62,7 @@ impl Reproduction for PdiffReproduction {
     }
 
     fn claims(&self) -> Vec<Claim> {
-        vec![
-            Claim {
-                id: CLAIM_MEAN,
-                text: "Generated models perform like the trained ones: p-diff mean test accuracy within 1 point of the original checkpoints' mean",
-                paper_figure: "ResNet-18 CIFAR-100: original 77.4 / p-diff 77.9 (best); MNIST-scale models comparable (Table 1)",
-            },
-            Claim {
-                id: CLAIM_BEST,
-                text: "p-diff's validation-selected best model is at least as good as the originals' validation-selected best",
-                paper_figure: "p-diff best >= original best on every dataset (Table 1)",
-            },
-            Claim {
-                id: CLAIM_SIM,
-                text: "Generated models differ from the training checkpoints: their max IoU-of-mistakes similarity to the checkpoints is lower than the checkpoints' among themselves",
-                paper_figure: "originals 0.93-0.98 among themselves, p-diff 0.85-0.87 (Fig. 4)",
-            },
-        ]
+        report::claims()
     }
 
     fn run(
@@ -168,24 +73,22 @@ impl Reproduction for PdiffReproduction {
             .config
             .clone()
             .unwrap_or_else(|| PdiffConfig::for_size(ctx.size));
-        let cfg = pw_core::apply_overrides(&defaults, ctx.overrides.as_ref())
-            .map_err(|e| format!("[reproduce.overrides.pdiff] {e}"))?;
+        let cfg = ctx.config(&defaults)?;
         let (ad, plain) = (
             device(DeviceKind::Cpu, true)?,
             device(DeviceKind::Cpu, false)?,
         );
         let mut rng = seed_everything(&ad, ctx.seed);
-        let mut times: Vec<(&str, f64)> = Vec::new();
-        let mut clock = Instant::now();
-        let mut lap = |name: &'static str, times: &mut Vec<(&str, f64)>| {
-            times.push((name, clock.elapsed().as_secs_f64()));
-            clock = Instant::now();
-        };
+        let mut times = Stopwatch::new();
 
-        let splits = load_splits(&ctx.assets.join("data/fashion-mnist"), ctx.seed, cfg.limit)?;
+        let splits = load_splits(
+            &ctx.assets.join(pw_data::assets::paths::FASHION_MNIST),
+            ctx.seed,
+            cfg.limit,
+        )?;
         let stage1 = ctx.dir.join("stage1");
         let base = train_base(&splits, &cfg.collect, &stage1, &ad, &plain, &mut rng)?;
-        lap("train the CNN", &mut times);
+        times.lap("train the CNN");
         let train_feats = features(&base, &splits.train, &plain);
         let data = EvalData {
             val_feats: features(&base, &splits.val, &plain),
@@ -211,7 +114,7 @@ impl Reproduction for PdiffReproduction {
             .map(|s| s.to_string())
             .collect();
         let ds = ParamDataset::from_files(&snapshots, Some(&names))?;
-        lap("features + K snapshots", &mut times);
+        times.lap("features + K snapshots");
 
         let g = fit(
             &ds,
@@ -221,9 +124,9 @@ impl Reproduction for PdiffReproduction {
             &plain,
             &mut rng,
         )?;
-        lap("fit AE + DDPM", &mut times);
+        times.lap("fit AE + DDPM");
         let gen_rows = generated_rows(&g, &ds, cfg.generated, &ctx.dir.join("generated"), &plain)?;
-        lap("generate", &mut times);
+        times.lap("generate");
 
         // Baselines.
         let k = ds.rows.len();
@@ -266,7 +169,7 @@ impl Reproduction for PdiffReproduction {
         )?;
         let ae_only = score("autoencoder alone (encode-decode)", &ae_rows)?;
         let noisy = score("original + noise", &noise_rows)?;
-        lap("evaluate", &mut times);
+        times.lap("evaluate");
 
         let sim_orig = max_similarity(&originals.scores, &originals.scores, true);
         let sim_pdiff = max_similarity(&pdiff.scores, &originals.scores, false);
@@ -319,207 +222,27 @@ impl Reproduction for PdiffReproduction {
                     mean(&max_similarity(&s.scores, reference, false)),
                 ));
             }
-            lap("ablations", &mut times);
+            times.lap("ablations");
         }
 
-        // Claims, decided by the rules stated in `claims()`.
-        let (o, q) = (originals.summary, pdiff.summary);
-        let gap = 100.0 * (q.mean - o.mean);
-        let (so, sp) = (mean(&sim_orig), mean(&sim_pdiff));
-        let claims = vec![
-            ClaimResult {
-                id: CLAIM_MEAN.into(),
-                held: Some(gap.abs() <= 1.0),
-                measured: format!(
-                    "p-diff mean {} vs originals {} ({gap:+.2} points)",
-                    pct(q.mean),
-                    pct(o.mean)
-                ),
-            },
-            ClaimResult {
-                id: CLAIM_BEST.into(),
-                held: Some(q.best_by_val >= o.best_by_val),
-                measured: format!(
-                    "p-diff best-by-validation {} vs originals {}",
-                    pct(q.best_by_val),
-                    pct(o.best_by_val)
-                ),
-            },
-            ClaimResult {
-                id: CLAIM_SIM.into(),
-                held: Some(sp < so),
-                measured: format!(
-                    "mean max IoU: p-diff {sp:.3} vs originals among themselves {so:.3}"
-                ),
-            },
-        ];
-
-        let mut metrics = Metrics::default();
-        for s in [&originals, &pdiff, &ensemble, &ae_only, &noisy] {
-            metrics.set(format!("test_acc.{}", s.name), s.summary);
-        }
-        metrics.set("similarity.originals", so);
-        metrics.set("similarity.pdiff", sp);
-        metrics.set("similarity.noise", mean(&sim_noise));
-        metrics.set("generated_nearest_l2", gen_dist);
-        metrics.set("noise_sigma", sigma);
-        metrics.set("k", k);
-        metrics.set("subset_values", p);
-        metrics.set(
-            "stage_seconds",
-            times
-                .iter()
-                .map(|(n, t)| (n.to_string(), *t))
-                .collect::<std::collections::BTreeMap<_, _>>(),
-        );
-
-        let mut blocks = Vec::new();
-        blocks.push(Block::Paragraph(format!(
-            "A CNN with GroupNorm and LayerNorm layers was trained on Fashion-MNIST ({} training / {} validation / {} test images); then only its parameter subset {:?} ({p} values) kept training for K = {k} steps, one snapshot per step. The autoencoder and the latent DDPM were fitted to those K vectors and {} parameter vectors generated. Best models are chosen on validation accuracy; the table gives test accuracy (%).",
-            splits.train.len(), splits.val.len(), splits.test.len(), cfg.collect.subset.names(), cfg.generated
-        )));
-        let mut t = Table::new([
-            "method",
-            "models",
-            "best (by validation)",
-            "mean",
-            "median",
-            "min",
-            "max",
-        ]);
-        for s in [&originals, &pdiff, &ensemble, &ae_only, &noisy] {
-            let m = s.summary;
-            t.row([
-                s.name.to_string(),
-                s.scores.len().to_string(),
-                pct(m.best_by_val),
-                pct(m.mean),
-                pct(m.median),
-                pct(m.min),
-                pct(m.max),
-            ]);
-        }
-        blocks.push(Block::Table(t));
-        let versus = |other: &Scored| {
-            let d = 100.0 * (q.best_by_val - other.summary.best_by_val);
-            let word = if d > 0.0 {
-                "beats"
-            } else if d < 0.0 {
-                "trails"
-            } else {
-                "ties"
-            };
-            format!(
-                "{word} {} ({} vs {}, {d:+.2} points)",
-                other.name,
-                pct(q.best_by_val),
-                pct(other.summary.best_by_val)
-            )
-        };
-        blocks.push(Block::Paragraph(format!(
-            "Against the simple baselines (best by validation): p-diff {}; it {}; it {}. Later work (Zeng et al., arXiv 2506.07998) reports that parameter generators do not beat these, so they are shown beside every p-diff figure.",
-            versus(&noisy),
-            versus(&ensemble),
-            versus(&ae_only)
-        )));
-        // Resolution of the test split: one binomial standard error at the originals' accuracy.
-        let n_test = data.test_labels.len() as f64;
-        let se = 100.0 * (o.mean * (1.0 - o.mean) / n_test).sqrt();
-        metrics.set("test_standard_error_points", se);
-        blocks.push(Block::Paragraph(format!(
-            "Resolution: the test split has {n_test} images, so 0.01 points is one image and one binomial standard error at {}% accuracy is {se:.2} points; differences between these methods smaller than about {:.2} points (two standard errors) are not resolved by this test set, and a claim decided by such a margin can flip with the seed.",
-            pct(o.mean),
-            2.0 * se
-        )));
-        let ae_gap = 100.0 * (ae_only.summary.mean - o.mean);
-        metrics.set("ae_sanity_gap_points", ae_gap);
-        blocks.push(Block::Paragraph(format!(
-            "Autoencoder sanity check: encoding and decoding the {k} originals changes their mean test accuracy by {ae_gap:+.2} points ({} the 0.5-point bound).",
-            if ae_gap.abs() <= 0.5 { "within" } else { "OUTSIDE" }
-        )));
-        blocks.push(Block::Paragraph(format!(
-            "The noise baseline adds Gaussian noise with sigma {sigma:.2e} per value to the originals, so its models lie as far from a checkpoint (L2 {gen_dist:.4} on average) as the generated ones lie from their nearest checkpoint."
-        )));
-        let mut st = Table::new([
-            "models",
-            "mean max similarity (IoU of mistakes)",
-            "min",
-            "max",
-        ]);
-        for (name, v) in [
-            ("originals (to the other originals)", &sim_orig),
-            ("p-diff (to the originals)", &sim_pdiff),
-            ("original + noise (to the originals)", &sim_noise),
-        ] {
-            st.row([
-                name.to_string(),
-                format!("{:.3}", mean(v)),
-                format!("{:.3}", v.iter().cloned().fold(1.0, f64::min)),
-                format!("{:.3}", v.iter().cloned().fold(0.0, f64::max)),
-            ]);
-        }
-        blocks.push(Block::Table(st));
-        let pts = |scores: &[ModelScore], sims: &[f64]| {
-            scores
-                .iter()
-                .zip(sims)
-                .map(|(s, &x)| (x, 100.0 * s.test_acc))
-                .collect::<Vec<_>>()
-        };
-        blocks.push(Block::Plot(Plot {
-            id: "pdiff_similarity".into(),
-            title: "Test accuracy against max similarity to the training checkpoints".into(),
-            x_label: "max IoU of mistakes with a training checkpoint".into(),
-            y_label: "test accuracy (%)".into(),
-            kind: PlotKind::Scatter,
-            series: vec![
-                Series::new("original", pts(&originals.scores, &sim_orig)),
-                Series::new("p-diff", pts(&pdiff.scores, &sim_pdiff)),
-                Series::new("original + noise", pts(&noisy.scores, &sim_noise)),
-            ],
-            log_y: false,
-        }));
-        if !ablations.is_empty() {
-            let mut at = Table::new([
-                "ablation",
-                "best (by validation)",
-                "mean",
-                "median",
-                "mean max similarity",
-            ]);
-            at.row([
-                "p-diff (paper settings)".to_string(),
-                pct(q.best_by_val),
-                pct(q.mean),
-                pct(q.median),
-                format!("{sp:.3}"),
-            ]);
-            for (name, s, sim) in &ablations {
-                at.row([
-                    name.clone(),
-                    pct(s.best_by_val),
-                    pct(s.mean),
-                    pct(s.median),
-                    format!("{sim:.3}"),
-                ]);
-            }
-            blocks.push(Block::Table(at));
-        }
-        let total: f64 = times.iter().map(|(_, t)| t).sum();
-        let mut tt = Table::new(["stage", "seconds", "share"]);
-        for (n, s) in &times {
-            tt.row([
-                n.to_string(),
-                format!("{s:.1}"),
-                format!("{:.0}%", 100.0 * s / total.max(1e-9)),
-            ]);
-        }
-        blocks.push(Block::Table(tt));
-        Ok(ReproOutcome {
-            claims,
-            metrics,
-            blocks,
-        })
+        Ok(report::outcome(Measured {
+            cfg: &cfg,
+            split_sizes: [splits.train.len(), splits.val.len(), splits.test.len()],
+            k,
+            p,
+            originals,
+            pdiff,
+            ensemble,
+            ae_only,
+            noisy,
+            sim_orig,
+            sim_pdiff,
+            sim_noise,
+            ablations,
+            gen_dist,
+            sigma,
+            times: &times,
+        }))
     }
 }
 

@@ -2,7 +2,7 @@
 //! safetensors files (e.g. exported from PyTorch with `safetensors.torch.save_file`), then write
 //! new files with the same tensor names and shapes. `paperworks pdiff fit` / `generate`.
 
-use crate::generate::{FitConfig, Generator, ParamDataset, fit};
+use crate::diffusion::{FitConfig, ParamDataset, ParamGenerator, fit};
 use pw_core::{Error, IoContext, Result};
 use pw_nn::checkpoint::save_tensors;
 use pw_nn::{DeviceKind, device, seed_everything};
@@ -23,7 +23,7 @@ pub struct FitOptions {
 impl Default for FitOptions {
     /// The quick reproduction's sizes (`PdiffConfig::for_size(Size::Quick)`), defined there once.
     fn default() -> Self {
-        let q = crate::reproduce::PdiffConfig::for_size(pw_core::Size::Quick);
+        let q = crate::config::PdiffConfig::for_size(pw_core::Size::Quick);
         FitOptions {
             tensors: Vec::new(),
             ae_steps: q.ae_steps,
@@ -82,9 +82,12 @@ pub fn fit_checkpoints(
 /// Writes `n` generated checkpoints `gen-NNNN.safetensors` into `out` from the generator saved in
 /// `generator`. Returns their paths.
 pub fn generate_files(generator: &Path, n: usize, out: &Path, seed: u64) -> Result<Vec<PathBuf>> {
+    if n == 0 {
+        return Err(Error::Other("-n 0: asked for no checkpoints".into()));
+    }
     let plain = device(DeviceKind::Cpu, false)?;
     seed_everything(&plain, seed);
-    let (g, layout) = Generator::load(generator, &plain)?;
+    let (g, layout) = ParamGenerator::load(generator, &plain)?;
     std::fs::create_dir_all(out).at(out)?;
     let rows = g.generate(n, &plain);
     let mut paths = Vec::with_capacity(n);

@@ -15,7 +15,7 @@ use pw_nn::burn::nn::loss::CrossEntropyLossConfig;
 use pw_nn::burn::optim::GradientsParams;
 use pw_nn::burn::tensor::{Device, Int, Tensor, TensorData};
 use pw_nn::checkpoint::{
-    NamedTensors, assign_tensors, load_module, module_tensors, save_module, save_tensors,
+    NamedTensors, assign_tensors, load_or_train, module_tensors, save_tensors,
 };
 use pw_nn::schedule::OptimConfig;
 use pw_nn::train::{StepOutput, train_loop};
@@ -66,11 +66,16 @@ pub fn train_base(
     plain: &Device,
     rng: &mut impl Rng,
 ) -> Result<Cnn> {
-    let path = dir.join("base.safetensors");
-    if path.exists() {
-        tracing::info!("reusing {}", path.display());
-        return load_module(Cnn::new(plain), &path);
-    }
+    load_or_train(
+        &dir.join("base.safetensors"),
+        || Cnn::new(plain),
+        || Ok(train_cnn(splits, cfg, ad, rng)),
+    )
+}
+
+/// The base CNN trained from scratch on `ad` (the paper's Sec. 3 training before the subset
+/// snapshots), without autodiff.
+fn train_cnn(splits: &FashionSplits, cfg: &CollectConfig, ad: &Device, rng: &mut impl Rng) -> Cnn {
     let n = splits.train.len();
     let per_epoch = n.div_ceil(cfg.batch);
     let steps = per_epoch * cfg.epochs;
@@ -103,9 +108,7 @@ pub fn train_base(
         },
         |_| true,
     );
-    let model = model.valid();
-    save_module(&model, &path)?;
-    load_module(Cnn::new(plain), &path)
+    model.valid()
 }
 
 /// Trunk features of a whole split: [n, H1] row-major.

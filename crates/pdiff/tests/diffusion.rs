@@ -3,10 +3,10 @@
 //! copying a member, and the dataset loader refuses mismatched checkpoints naming file and tensor.
 
 use pw_nn::checkpoint::{NamedTensors, save_tensors};
-use pw_nn::conv_ae::ConvAeConfig;
 use pw_nn::ddpm::DenoiserConfig;
 use pw_nn::{DeviceKind, device, seed_everything};
-use pw_pdiff::generate::{FitConfig, ParamDataset, fit};
+use pw_pdiff::autoencoder::ConvAeConfig;
+use pw_pdiff::diffusion::{FitConfig, ParamDataset, fit};
 use rand::Rng;
 
 fn dist(a: &[f32], b: &[f32]) -> f32 {

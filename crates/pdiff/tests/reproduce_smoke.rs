@@ -3,8 +3,9 @@
 //! reuses the stage outputs.
 
 use pw_core::{ReproContext, Reproduction, Size};
-use pw_pdiff::collect::CollectConfig;
-use pw_pdiff::reproduce::{PdiffConfig, PdiffReproduction};
+use pw_pdiff::config::PdiffConfig;
+use pw_pdiff::reproduce::PdiffReproduction;
+use pw_pdiff::train::CollectConfig;
 use std::path::PathBuf;
 
 fn assets() -> PathBuf {
@@ -34,6 +35,7 @@ fn pdiff_reproduction_runs_end_to_end_at_tiny_size() {
         config: Some(config),
     };
     let ctx = ReproContext {
+        name: "pdiff".into(),
         dir: dir.path().to_path_buf(),
         assets: assets(),
         size: Size::Quick,

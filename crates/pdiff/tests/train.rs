@@ -3,11 +3,11 @@
 //! snapshot into the base model reproduces the accuracy that the snapshot's own head gives.
 
 use pw_nn::{DeviceKind, device, seed_everything};
-use pw_pdiff::collect::{
-    CollectConfig, collect_snapshots, evaluate_head, features, train_base, with_subset,
-};
 use pw_pdiff::data::load_splits;
 use pw_pdiff::model::{H1, SUBSET};
+use pw_pdiff::train::{
+    CollectConfig, collect_snapshots, evaluate_head, features, train_base, with_subset,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
