@@ -1,9 +1,9 @@
-//! `paperworks glan taxonomy | run | merge`: flags and printing; the work is in pw-glan.
+//! `paperworks glan taxonomy | run | merge`: flags to pw-glan calls, and the printed summary.
 
 use crate::Global;
 use crate::llm::BackendArgs;
 use clap::{Args, Subcommand};
-use pw_core::{Report, Result, RunDir, Shard};
+use pw_core::{Result, RunDir, Shard};
 use pw_glan::GlanConfig;
 use pw_glan::run as glan;
 use std::path::PathBuf;
@@ -82,55 +82,27 @@ fn dir(g: &Global) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("runs/glan"))
 }
 
-fn open_run(g: &Global, cfg: &GlanConfig) -> Result<RunDir> {
-    RunDir::open(
-        dir(g),
-        std::env::args().collect(),
-        serde_json::to_value(cfg).unwrap_or_default(),
-        g.seed,
-        crate::versions(),
-        g.fresh,
-    )
-}
-
-fn finish_dataset(
-    g: &Global,
-    cfg: &GlanConfig,
-    run: &mut RunDir,
-    stats: Option<&std::collections::BTreeMap<String, pw_llm::stage::StageStats>>,
-    disciplines: usize,
-) -> Result<()> {
-    let d = dir(g);
-    let summary = glan::finalize(cfg, &d, &g.assets, disciplines)?;
-    let mut metrics = pw_core::Metrics::default();
-    metrics.set("glan.dataset", &summary);
-    let mut report = Report::new("GLAN dataset");
-    if let Some(s) = stats {
-        metrics.set("glan.stages", s);
-        report.table(pw_glan::reproduce::stage_table(s));
-    }
-    report.extend(pw_glan::reproduce::dataset_blocks(&summary));
-    run.write_metrics(&metrics)?;
-    report.write(&d)?;
+fn print_dataset(d: &std::path::Path, summary: &glan::DatasetSummary) {
     println!(
         "{} pairs kept of {} answered: {} and {}",
         summary.kept,
         summary.answered,
-        d.join("glan.jsonl").display(),
-        d.join("glan.parquet").display()
+        d.join(glan::DATASET_JSONL).display(),
+        d.join(glan::DATASET_PARQUET).display()
     );
     println!("report: {}", d.join("report.md").display());
-    Ok(())
 }
 
 pub fn run(g: &Global, cmd: &GlanCommand, file: Option<GlanConfig>) -> Result<()> {
+    let d = dir(g);
     match cmd {
         GlanCommand::Taxonomy(c) => {
             let cfg = config(g, c, file);
-            let d = dir(g);
-            std::fs::create_dir_all(&d).map_err(|e| pw_core::Error::io(&d, e))?;
-            let models = glan::open_models(&cfg, &d, &g.assets)?;
-            let t = glan::taxonomy(&cfg, &d, models.for_stage("taxonomy"), g.seed)?;
+            let conf = serde_json::to_value(&cfg).unwrap_or_default();
+            let t = RunDir::scope(&d, conf, g.seed, g.fresh, |_| {
+                let models = glan::open_models(&cfg, &d, &g.assets)?;
+                glan::taxonomy(&cfg, &d, models.for_stage("taxonomy"), g.seed)
+            })?;
             println!(
                 "{} fields, {} disciplines: {} (edit it, then `paperworks glan run`)",
                 t.fields.len(),
@@ -153,57 +125,47 @@ pub fn run(g: &Global, cmd: &GlanCommand, file: Option<GlanConfig>) -> Result<()
                 cfg.answer_model = Some(b.config(g, None));
             }
             let shard = a.shard.unwrap_or(Shard::ALL);
-            let mut run = open_run(g, &cfg)?;
-            let d = dir(g);
-            let result = (|| -> Result<()> {
+            let until = a.until.as_deref();
+            let conf = serde_json::to_value(&cfg).unwrap_or_default();
+            let summary = RunDir::scope(&d, conf, g.seed, g.fresh, |run| {
                 let models = glan::open_models(&cfg, &d, &g.assets)?;
                 let tax = glan::taxonomy(&cfg, &d, models.for_stage("taxonomy"), g.seed)?;
-                let stats =
-                    glan::generate(&cfg, &d, &models, &tax, g.seed, shard, a.until.as_deref())?;
-                let mut n = tax.disciplines().len();
-                if cfg.max_disciplines > 0 {
-                    n = n.min(cfg.max_disciplines);
+                let stats = glan::generate_stages(&cfg, &d, &models, &tax, g.seed, shard, until)?;
+                if until.is_some_and(|u| u != "answers") || shard != Shard::ALL {
+                    return Ok(None);
                 }
-                if a.until.is_some() && a.until.as_deref() != Some("answers") {
-                    println!(
-                        "stopped after {}; run again without --until to go on",
-                        a.until.as_deref().unwrap_or_default()
-                    );
-                    Ok(())
-                } else if shard == Shard::ALL {
-                    drop(models);
-                    finish_dataset(g, &cfg, &mut run, Some(&stats), n)
-                } else {
-                    println!(
-                        "shard {shard} done; when every shard has run: paperworks glan merge --shards {} --run-dir {}",
-                        shard.count,
-                        d.display()
-                    );
-                    Ok(())
+                drop(models);
+                let n = glan::discipline_count(&cfg, &tax);
+                glan::write_dataset(run, &cfg, &g.assets, Some(&stats), n).map(Some)
+            })?;
+            match (summary, until) {
+                (Some(s), _) => print_dataset(&d, &s),
+                (None, Some(u)) if u != "answers" => {
+                    println!("stopped after {u}; run again without --until to go on")
                 }
-            })();
-            run.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()))?;
-            result
+                (None, _) => println!(
+                    "shard {shard} done; when every shard has run: paperworks glan merge --shards {} --run-dir {}",
+                    shard.count,
+                    d.display()
+                ),
+            }
+            Ok(())
         }
         GlanCommand::Merge { shards, common } => {
             let cfg = config(g, common, file);
-            let mut run = open_run(g, &cfg)?;
-            let d = dir(g);
-            let result = (|| -> Result<()> {
+            let conf = serde_json::to_value(&cfg).unwrap_or_default();
+            let summary = RunDir::scope(&d, conf, g.seed, g.fresh, |run| {
                 let n = glan::merge(&d, *shards)?;
                 let tax = match &cfg.taxonomy.file {
                     Some(f) => pw_glan::taxonomy::Taxonomy::load(f)?,
                     None => pw_glan::taxonomy::Taxonomy::load(&d.join("taxonomy.toml"))?,
                 };
                 eprintln!("merged {shards} shards: {n} new answers");
-                let mut k = tax.disciplines().len();
-                if cfg.max_disciplines > 0 {
-                    k = k.min(cfg.max_disciplines);
-                }
-                finish_dataset(g, &cfg, &mut run, None, k)
-            })();
-            run.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()))?;
-            result
+                let k = glan::discipline_count(&cfg, &tax);
+                glan::write_dataset(run, &cfg, &g.assets, None, k)
+            })?;
+            print_dataset(&d, &summary);
+            Ok(())
         }
     }
 }

@@ -1,14 +1,13 @@
-//! `paperworks glore generate | label | refine`: flags and printing; the work is in pw-glore.
+//! `paperworks glore generate | label | refine`: flags to one pw-glore call each, and the
+//! printed summary.
 
 use crate::Global;
 use crate::llm::BackendArgs;
 use clap::{Args, Subcommand};
-use pw_core::{Error, Result, RunDir, Shard};
-use pw_glore::generate::{GenConfig, generate};
-use pw_glore::label::{self, Estimation, LabelConfig, Labelled};
-use pw_glore::policy::LlmPolicy;
-use pw_glore::problem::{read_gsm8k, write_gsm8k};
-use std::collections::HashMap;
+use pw_core::{Result, RunDir, Shard};
+use pw_glore::data::GenConfig;
+use pw_glore::label::{Estimation, LabelConfig};
+use pw_glore::run::{self, LabelJob, RefineJob};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -120,48 +119,24 @@ fn dir(g: &Global, default: &str) -> PathBuf {
     g.run_dir.clone().unwrap_or_else(|| PathBuf::from(default))
 }
 
-fn open_run(g: &Global, d: &std::path::Path, cfg: serde_json::Value) -> Result<RunDir> {
-    RunDir::open(
-        d,
-        std::env::args().collect(),
-        cfg,
-        g.seed,
-        crate::versions(),
-        g.fresh,
-    )
+fn pct(x: usize, of: usize) -> String {
+    pw_core::pct(x as f64 / of.max(1) as f64)
 }
 
 pub fn run(g: &Global, cmd: &GloreCommand) -> Result<()> {
     match cmd {
         GloreCommand::Generate(a) => {
-            if a.min_steps < 1 || a.max_steps < a.min_steps {
-                return Err(Error::Other(format!(
-                    "--min-steps {} / --max-steps {}: need 1 <= min <= max",
-                    a.min_steps, a.max_steps
-                )));
-            }
-            if a.max_value < 20 {
-                return Err(Error::Other(format!(
-                    "--max-value {} is too small (at least 20)",
-                    a.max_value
-                )));
-            }
             let cfg = GenConfig {
                 min_steps: a.min_steps,
                 max_steps: a.max_steps,
                 max_value: a.max_value,
                 ..Default::default()
             };
-            let ps = generate(&cfg, a.n, g.seed, "");
-            write_gsm8k(&a.out, &ps)?;
-            println!("{} problems: {}", ps.len(), a.out.display());
+            let n = run::generate_file(&cfg, a.n, g.seed, &a.out)?;
+            println!("{n} problems: {}", a.out.display());
             Ok(())
         }
         GloreCommand::Label(a) => {
-            let mut problems = read_gsm8k(&a.problems)?;
-            if let Some(n) = a.limit {
-                problems.truncate(n);
-            }
             let cfg = LabelConfig {
                 rollouts: a.rollouts,
                 k: a.k,
@@ -176,95 +151,71 @@ pub fn run(g: &Global, cmd: &GloreCommand) -> Result<()> {
                 balance: !a.no_balance,
                 chunk: a.chunk,
             };
+            let job = LabelJob {
+                problems: &a.problems,
+                limit: a.limit,
+                llm: a.backend.config(g, None),
+                no_cache: a.no_cache,
+                max_tokens: a.max_tokens,
+                shard: a.shard.unwrap_or(Shard::ALL),
+            };
+            let config = serde_json::to_value(&cfg).unwrap_or_default();
             let d = dir(g, "runs/glore-label");
-            let mut run = open_run(g, &d, serde_json::to_value(&cfg).unwrap_or_default())?;
-            let result = (|| -> Result<()> {
-                let cache = (!a.no_cache).then(|| d.join("cache.redb"));
-                let generator = pw_llm::backend::open(&a.backend.config(g, cache))
-                    .map_err(|e| Error::Other(e.to_string()))?;
-                let policy = LlmPolicy {
-                    generator,
-                    max_tokens: a.max_tokens,
-                };
-                let shard = a.shard.unwrap_or(Shard::ALL);
-                let out = label::run(&policy, &problems, &cfg, &d, g.seed, shard)?;
-                let s = &out.stats;
-                let mut m = pw_core::Metrics::default();
-                m.set("glore.label", s);
-                run.write_metrics(&m)?;
+            let out = RunDir::scope(&d, config, g.seed, g.fresh, |r| {
+                run::label(r, job, &cfg, g.seed)
+            })?;
+            let s = &out.stats;
+            println!(
+                "{} questions, {} rollouts ({} correct), {} prefixes verified with {} continuations; {} step labels, {} positive",
+                s.questions,
+                s.rollouts,
+                s.rollouts_correct,
+                s.prefixes_verified,
+                s.continuations,
+                s.labels,
+                s.positive
+            );
+            if let (Some(r), Some(p)) = (s.raw_label_accuracy, s.label_accuracy) {
                 println!(
-                    "{} questions, {} rollouts ({} correct), {} prefixes verified with {} continuations; {} step labels, {} positive",
-                    s.questions,
-                    s.rollouts,
-                    s.rollouts_correct,
-                    s.prefixes_verified,
-                    s.continuations,
-                    s.labels,
-                    s.positive
+                    "SORM labels vs exact step truth: {} raw, {} after post-processing",
+                    pw_core::pct(r),
+                    pw_core::pct(p)
                 );
-                if let (Some(r), Some(p)) = (s.raw_label_accuracy, s.label_accuracy) {
-                    println!(
-                        "SORM labels vs exact step truth: {:.1}% raw, {:.1}% after post-processing",
-                        100.0 * r,
-                        100.0 * p
-                    );
-                }
-                let sfx = shard.suffix();
-                println!(
-                    "labels: {}\nTRL PRM: {}\nMath-Shepherd: {}",
-                    d.join(format!("labels{sfx}.jsonl")).display(),
-                    d.join(format!("prm_trl{sfx}.jsonl")).display(),
-                    d.join(format!("math_shepherd{sfx}.jsonl")).display()
-                );
-                Ok(())
-            })();
-            run.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()))?;
-            result
+            }
+            println!(
+                "labels: {}\nTRL PRM: {}\nMath-Shepherd: {}",
+                out.labels.display(),
+                out.exports.prm_trl.display(),
+                out.exports.math_shepherd.display()
+            );
+            Ok(())
         }
         GloreCommand::Refine(a) => {
-            let problems = read_gsm8k(&a.problems)?;
-            let answers: HashMap<String, String> =
-                problems.into_iter().map(|p| (p.id, p.answer)).collect();
-            let labelled: Vec<Labelled> = pw_glore::export::read_rows(&a.labels)?;
+            let job = RefineJob {
+                problems: &a.problems,
+                labels: &a.labels,
+                llm: a.backend.config(g, None),
+                no_cache: a.no_cache,
+                max_tokens: a.max_tokens,
+                temperature: a.temperature,
+                chunk: a.chunk,
+            };
+            let config = serde_json::json!({"labels": a.labels, "temperature": a.temperature});
             let d = dir(g, "runs/glore-refine");
-            let mut run = open_run(
-                g,
-                &d,
-                serde_json::json!({"labels": a.labels, "temperature": a.temperature}),
-            )?;
-            let result = (|| -> Result<()> {
-                let cache = (!a.no_cache).then(|| d.join("cache.redb"));
-                let generator = pw_llm::backend::open(&a.backend.config(g, cache))
-                    .map_err(|e| Error::Other(e.to_string()))?;
-                let s = pw_glore::refine::refine_with_generator(
-                    generator.as_ref(),
-                    &labelled,
-                    &answers,
-                    &d,
-                    g.seed,
-                    a.max_tokens,
-                    a.temperature,
-                    a.chunk,
-                )?;
-                let mut m = pw_core::Metrics::default();
-                m.set("glore.refine", &s);
-                run.write_metrics(&m)?;
-                let pct = |x: usize| 100.0 * x as f64 / s.wrong_drafts.max(1) as f64;
-                println!(
-                    "{} wrong drafts: global fixed {} ({:.1}%), local fixed {} ({:.1}%), either {} ({:.1}%)",
-                    s.wrong_drafts,
-                    s.global_fixed,
-                    pct(s.global_fixed),
-                    s.local_fixed,
-                    pct(s.local_fixed),
-                    s.either_fixed,
-                    pct(s.either_fixed)
-                );
-                println!("refinements: {}", d.join("refinements.jsonl").display());
-                Ok(())
-            })();
-            run.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()))?;
-            result
+            let out = RunDir::scope(&d, config, g.seed, g.fresh, |r| run::refine(r, job, g.seed))?;
+            let s = &out.stats;
+            println!(
+                "{} wrong drafts: global fixed {} ({}), local fixed {} ({}), either {} ({})",
+                s.wrong_drafts,
+                s.global_fixed,
+                pct(s.global_fixed, s.wrong_drafts),
+                s.local_fixed,
+                pct(s.local_fixed, s.wrong_drafts),
+                s.either_fixed,
+                pct(s.either_fixed, s.wrong_drafts)
+            );
+            println!("refinements: {}", out.refinements.display());
+            Ok(())
         }
     }
 }

@@ -64,7 +64,7 @@ impl BackendArgs {
         let model = self
             .model
             .clone()
-            .unwrap_or_else(|| g.assets.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+            .unwrap_or_else(|| pw_data::assets::default_model(&g.assets));
         LlmConfig {
             embedded: EmbeddedConfig {
                 model,

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod glan;
 mod glore;
 mod llm;
+mod pdiff;
 mod registry;
 
 #[global_allocator]
@@ -81,7 +82,7 @@ enum Command {
     /// checkpoints that share tensor names and shapes; `generate` writes new checkpoints with the
     /// same names and shapes. The miniature reproduction is `paperworks reproduce --only pdiff`.
     #[command(subcommand)]
-    Pdiff(PdiffCommand),
+    Pdiff(pdiff::PdiffCommand),
     /// List the offline assets and check them against assets/SHA256SUMS.
     ///
     /// Exits non-zero when an asset is missing or (with --verify) does not match its checksum.
@@ -117,42 +118,6 @@ enum Command {
     /// GET /health. Binds 127.0.0.1:8080 by default; requests beyond --queue get 429 with
     /// Retry-After; SIGTERM lets running requests finish, then exits.
     Serve(llm::ServeArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum PdiffCommand {
-    /// Fit the autoencoder and the latent DDPM to a folder of checkpoints.
-    ///
-    /// Every `*.safetensors` file of --checkpoints must hold the chosen tensors with the same
-    /// shapes; a file that differs is named with the tensor. The fitted generator goes to
-    /// <run-dir> (default runs/pdiff-fit): ae.safetensors, ddpm_ema.safetensors,
-    /// generator.json. Rerunning reuses what is there.
-    Fit {
-        /// Folder of checkpoints (at least 2; p-diff used 200 consecutive training snapshots).
-        #[arg(long, value_name = "DIR")]
-        checkpoints: PathBuf,
-        /// Tensors to model, comma-separated (default: every tensor of the first file).
-        #[arg(long, value_delimiter = ',', value_name = "NAME")]
-        tensors: Vec<String>,
-        /// Autoencoder training steps (default: the quick reproduction's).
-        #[arg(long)]
-        ae_steps: Option<usize>,
-        /// Denoiser training steps (default: the quick reproduction's).
-        #[arg(long)]
-        ddpm_steps: Option<usize>,
-    },
-    /// Write new checkpoints from a fitted generator.
-    Generate {
-        /// The folder `pdiff fit` wrote.
-        #[arg(long, value_name = "DIR")]
-        generator: PathBuf,
-        /// How many checkpoints to write.
-        #[arg(long, short, default_value_t = 100)]
-        n: usize,
-        /// Output folder for gen-NNNN.safetensors (default: <run-dir>, else runs/pdiff-generate).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-    },
 }
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
@@ -204,18 +169,6 @@ fn load_config(path: &Path) -> Result<ConfigFile> {
     pw_core::read_toml(path)
 }
 
-pub(crate) fn versions() -> BTreeMap<String, String> {
-    [
-        ("paperworks", env!("CARGO_PKG_VERSION")),
-        ("burn", "0.22.1"),
-        ("llama-cpp-2", "0.1.160"),
-        ("parquet", "60.1.0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAPERWORKS_LOG")
@@ -231,7 +184,7 @@ fn reproduce(g: &Global, args: &ReproduceArgs, cfg: &ConfigFile) -> Result<()> {
     let all = registry::reproductions();
     if args.list {
         if all.is_empty() {
-            println!("No reproduction is registered in this build yet.");
+            println!("No reproduction is registered in this build.");
         }
         for r in &all {
             println!("{:<12} {}", r.name(), r.title());
@@ -259,7 +212,7 @@ fn reproduce(g: &Global, args: &ReproduceArgs, cfg: &ConfigFile) -> Result<()> {
             return Err(Error::Other(format!(
                 "--only {name}: no such reproduction (registered: {})",
                 if known.is_empty() {
-                    "none yet".into()
+                    "none".into()
                 } else {
                     known.join(", ")
                 }
@@ -276,74 +229,19 @@ fn reproduce(g: &Global, args: &ReproduceArgs, cfg: &ConfigFile) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs/reproduce"));
     let effective = serde_json::json!({ "global": g, "reproduce": { "only": only, "size": size, "overrides": cfg.reproduce.overrides } });
-    let mut run = RunDir::open(
-        &root,
-        std::env::args().collect(),
-        effective,
-        g.seed,
-        versions(),
-        g.fresh,
-    )?;
-    let result = pw_core::run_reproductions(
-        &run,
-        &selected,
-        size,
-        g.assets.clone(),
-        g.seed,
-        &cfg.reproduce.overrides,
-    );
-    run.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()))?;
-    result?;
+    RunDir::scope(&root, effective, g.seed, g.fresh, |run| {
+        pw_core::run_reproductions(
+            run,
+            &selected,
+            size,
+            g.assets.clone(),
+            g.seed,
+            &cfg.reproduce.overrides,
+        )
+    })?;
     println!("report: {}", root.join("report.md").display());
     println!("        {}", root.join("report.html").display());
     Ok(())
-}
-
-fn pdiff(g: &Global, cmd: &PdiffCommand) -> Result<()> {
-    use pw_pdiff::realuse::{FitOptions, fit_checkpoints, generate_files};
-    match cmd {
-        PdiffCommand::Fit {
-            checkpoints,
-            tensors,
-            ae_steps,
-            ddpm_steps,
-        } => {
-            let out = g
-                .run_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("runs/pdiff-fit"));
-            let defaults = FitOptions::default();
-            let opts = FitOptions {
-                tensors: tensors.clone(),
-                ae_steps: ae_steps.unwrap_or(defaults.ae_steps),
-                ddpm_steps: ddpm_steps.unwrap_or(defaults.ddpm_steps),
-                seed: g.seed,
-                ..defaults
-            };
-            let mut run = RunDir::open(
-                &out,
-                std::env::args().collect(),
-                serde_json::to_value(&opts).unwrap_or_default(),
-                g.seed,
-                versions(),
-                g.fresh,
-            )?;
-            let result = fit_checkpoints(checkpoints, &out, &opts);
-            run.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()))?;
-            let (k, p) = result?;
-            println!("fitted on {k} checkpoints of {p} values: {}", out.display());
-            Ok(())
-        }
-        PdiffCommand::Generate { generator, n, out } => {
-            let out = out
-                .clone()
-                .or_else(|| g.run_dir.clone())
-                .unwrap_or_else(|| PathBuf::from("runs/pdiff-generate"));
-            let paths = generate_files(generator, *n, &out, g.seed)?;
-            println!("wrote {} checkpoints to {}", paths.len(), out.display());
-            Ok(())
-        }
-    }
 }
 
 fn assets(g: &Global, args: &AssetsArgs) -> Result<()> {
@@ -403,7 +301,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
     }
     match &cli.command {
         Command::Reproduce(a) => reproduce(&g, a, &cfg),
-        Command::Pdiff(c) => pdiff(&g, c),
+        Command::Pdiff(c) => pdiff::run(&g, c),
         Command::Assets(a) => assets(&g, a),
         Command::Llm(llm::LlmCommand::Complete(a)) => {
             llm::complete(&g, a, seed_given || cfg.seed.is_some())

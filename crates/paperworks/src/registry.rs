@@ -1,5 +1,5 @@
-//! The reproductions this build contains. A paper crate adds its `Reproduction` here when it
-//! lands; only systems that really exist are listed.
+//! The reproductions this build contains, in the order `paperworks reproduce` runs them. A
+//! paper crate's `Reproduction` is listed here (see the README's "Adding a paper").
 
 use pw_core::Reproduction;
 

@@ -2,19 +2,11 @@
 //! malformed config, an unwritable run directory, a missing asset, a corrupt ledger) giving one
 //! clear line, a non-zero exit and untouched good files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_paperworks"));
-    c.env("PAPERWORKS_ASSETS", assets())
-        .env_remove("PAPERWORKS_LOG");
-    c
-}
-
-fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
-}
+mod common;
+use common::{assets, bin};
 
 /// A config that shrinks every registered reproduction to seconds (the smoke-test size).
 fn tiny_config(dir: &Path) -> String {
@@ -265,4 +257,113 @@ fn garbage_line_in_a_ledger_is_refused_and_the_ledger_kept() {
         "{line}"
     );
     assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+}
+
+/// A TCP server that accepts connections and never answers: a client of it waits, so a
+/// `glan run` against it stays alive (holding its run directory) until it is killed.
+fn silent_endpoint() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // Bounded: the test needs a handful of connections and ends within seconds.
+        for conn in listener.incoming().take(64) {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    (port, h)
+}
+
+#[test]
+fn two_processes_cannot_share_a_run_directory_and_fresh_cannot_clear_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rd = dir.path().join("run");
+    let (port, _server) = silent_endpoint();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let glan = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["--quiet", "--run-dir", rd.to_str().unwrap()])
+            .args(extra)
+            .args(["glan", "run", "--no-cache", "--endpoint", &endpoint]);
+        c
+    };
+    let mut live = glan(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let manifest = rd.join("manifest.json");
+    let t0 = std::time::Instant::now();
+    while !manifest.exists() {
+        assert!(t0.elapsed().as_secs() < 60, "the live run never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = std::fs::read(&manifest).unwrap();
+    for extra in [&[][..], &["--fresh"][..]] {
+        let o = glan(extra).output().unwrap();
+        assert!(!o.status.success());
+        let line = error_line(&o);
+        assert!(
+            line.contains("in use by process") && line.contains(&live.id().to_string()),
+            "{line}"
+        );
+    }
+    // Neither refused run touched the live one's manifest (no "failed" over a live run).
+    assert_eq!(std::fs::read(&manifest).unwrap(), before);
+    assert!(String::from_utf8_lossy(&before).contains("\"running\""));
+    // A killed holder leaves no stale lock: the kernel drops it with the process.
+    live.kill().unwrap();
+    live.wait().unwrap();
+    let empty = dir.path().join("no-checkpoints");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = run(&[
+        "--quiet",
+        "--run-dir",
+        rd.to_str().unwrap(),
+        "pdiff",
+        "fit",
+        "--checkpoints",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let line = error_line(&o);
+    assert!(!line.contains("in use"), "{line}");
+}
+
+#[test]
+fn fresh_refuses_a_directory_it_did_not_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let thesis = dir.path().join("thesis");
+    std::fs::create_dir_all(thesis.join("data")).unwrap();
+    std::fs::write(thesis.join("thesis.tex"), "\\documentclass{book}").unwrap();
+    std::fs::write(thesis.join("data/table.csv"), "a,b\n1,2\n").unwrap();
+    let problems = dir.path().join("p.jsonl");
+    let o = run(&[
+        "glore",
+        "generate",
+        "--n",
+        "2",
+        "--out",
+        problems.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "--fresh",
+        "--run-dir",
+        thesis.to_str().unwrap(),
+        "glore",
+        "label",
+        "--problems",
+        problems.to_str().unwrap(),
+        "--endpoint",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(!o.status.success());
+    let line = error_line(&o);
+    assert!(line.contains("--fresh"), "{line}");
+    assert!(thesis.join("thesis.tex").exists() && thesis.join("data/table.csv").exists());
 }

@@ -7,14 +7,13 @@ use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
-}
+mod common;
+use common::assets;
 
 fn h(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| {
@@ -83,19 +82,10 @@ async fn chat(State(st): State<Arc<Fake>>, body: String) -> axum::Json<Value> {
 /// The fake endpoint on a free loopback port, served by its own runtime.
 fn start_fake() -> (tokio::runtime::Runtime, Arc<Fake>, u16) {
     let fake = Arc::new(Fake::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .with_state(fake.clone());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (rt, port) = common::serve_on_loopback(app);
     (rt, fake, port)
 }
 
@@ -305,6 +295,12 @@ fn shards_run_apart_and_merge_into_one_dataset() {
     // --until stops after a stage; a later run goes on
     assert!(
         run(&["run", "--shard", "1/2", "--until", "syllabus"]).contains("stopped after syllabus")
+    );
+    // ... and sends nothing for the stages after it.
+    assert!(rd.join("syllabus.shard-1-of-2.jsonl").exists());
+    assert!(
+        !rd.join("homework.shard-1-of-2.jsonl").exists(),
+        "--until syllabus must not start the homework stage"
     );
     run(&["run", "--shard", "1/2"]);
     let s0 = ids(&rd.join("answers.shard-0-of-2.jsonl"));

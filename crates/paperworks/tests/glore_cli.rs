@@ -15,16 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_paperworks"));
-    c.env("PAPERWORKS_ASSETS", assets())
-        .env_remove("PAPERWORKS_LOG");
-    c
-}
+mod common;
+use common::bin;
 
 fn run_ok(c: &mut Command) -> String {
     let out = c.output().unwrap();
@@ -172,19 +164,10 @@ async fn chat(State(calls): State<Arc<AtomicUsize>>, body: String) -> axum::Json
 
 fn start_fake() -> (tokio::runtime::Runtime, Arc<AtomicUsize>, u16) {
     let calls = Arc::new(AtomicUsize::new(0));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .with_state(calls.clone());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (rt, port) = common::serve_on_loopback(app);
     (rt, calls, port)
 }
 

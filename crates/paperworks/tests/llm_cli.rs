@@ -1,21 +1,12 @@
 //! `paperworks serve` under load, and `paperworks llm` as a user meets it.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_paperworks"));
-    c.env("PAPERWORKS_ASSETS", assets())
-        .env_remove("PAPERWORKS_LOG");
-    c
-}
+mod common;
+use common::{assets, bin};
 
 fn vm_hwm_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -1,0 +1,34 @@
+//! What the CLI test binaries share: the binary with the assets set, and a loopback server for
+//! fake OpenAI-compatible endpoints.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The assets scripts/setup.sh fetched (the workspace's `assets/`).
+pub fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
+}
+
+/// The `paperworks` binary of this build, with the assets set and logging at its default.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_paperworks"));
+    c.env("PAPERWORKS_ASSETS", assets())
+        .env_remove("PAPERWORKS_LOG");
+    c
+}
+
+/// Serves `app` on a free loopback port from its own runtime (kept alive by the caller).
+pub fn serve_on_loopback(app: axum::Router) -> (tokio::runtime::Runtime, u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (rt, port)
+}
