@@ -111,6 +111,17 @@ pub trait Reproduction: Send + Sync {
     /// The paper, in a few words.
     fn title(&self) -> &'static str;
     fn claims(&self) -> Vec<Claim>;
+    /// Checks this system's overrides at `size` (parsed and range-checked as `run` would)
+    /// without running anything, so a bad override of a later system is refused before the
+    /// first one starts.
+    fn check(
+        &self,
+        size: Size,
+        overrides: Option<&serde_json::Value>,
+    ) -> std::result::Result<(), String> {
+        let _ = (size, overrides);
+        Ok(())
+    }
     fn run(
         &self,
         ctx: &ReproContext,
@@ -128,6 +139,12 @@ pub fn run_reproductions(
     seed: u64,
     overrides: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Result<Report> {
+    // Every override is checked before anything runs: a typo in a later system's table must
+    // not surface only when that system starts, minutes in.
+    for r in selected {
+        r.check(size, overrides.get(r.name()))
+            .map_err(|e| Error::Other(format!("[reproduce.overrides.{}] {e}", r.name())))?;
+    }
     let mut report = Report::new(format!("paperworks reproduction ({size})"));
     let mut metrics = Metrics::default();
     let m = run.manifest();

@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod dataset;
+pub mod parquet;
 pub mod pipeline;
 pub mod report;
 pub mod reproduce;

@@ -8,7 +8,7 @@
 use crate::config::GlanConfig;
 use crate::report::{self, Measured};
 use crate::run;
-use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction};
+use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size};
 
 /// The reproduction's human-reviewed taxonomy (the paper's review step): two disciplines at
 /// the quick size, eight at the full size. `paperworks glan taxonomy` shows what the model
@@ -52,6 +52,14 @@ impl Reproduction for GlanReproduction {
 
     fn claims(&self) -> Vec<Claim> {
         report::claims()
+    }
+
+    fn check(&self, size: Size, overrides: Option<&serde_json::Value>) -> Result<(), String> {
+        let defaults = self
+            .config
+            .clone()
+            .unwrap_or_else(|| GlanConfig::for_size(size));
+        pw_core::apply_overrides(&defaults, overrides).map(|_| ())
     }
 
     fn run(

@@ -18,8 +18,9 @@
 //!   [`student`]: SFT and Expert Iteration;
 //! - [`policy`]: the [`policy::Policy`] interface, the student (sampled by pw-nn's KV-cached
 //!   decoder) and any pw-llm generator;
-//! - [`label`]: rollouts, ORM and SORM labels, the three post-processing rules (resumable
-//!   ledgers); [`export`]: TRL PRM and Math-Shepherd formats;
+//! - [`label`]: rollouts and K verifying rollouts per step prefix (resumable ledgers), ORM
+//!   and SORM labels; [`postprocess`]: the SORM label rules and the paper's three
+//!   post-processing rules; [`export`]: TRL PRM and Math-Shepherd formats;
 //! - [`refine`]: refiner training data, refinement with the trained refiners or any generator;
 //! - [`evaluate`]: greedy, best-of-3 + ORM rerank, global/local/combined refinement, step-level
 //!   accuracy of ORM and SORM;
@@ -33,6 +34,7 @@ pub mod export;
 pub mod label;
 pub mod model;
 pub mod policy;
+pub mod postprocess;
 pub mod problem;
 pub mod refine;
 pub mod report;

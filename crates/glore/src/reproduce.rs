@@ -21,7 +21,7 @@ use crate::report;
 use crate::student;
 use crate::train::{StudentSummary, ValueExample, refiner_stage, value_model_stage};
 use crate::vocab::Vocab;
-use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Stopwatch};
+use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size, Stopwatch};
 use pw_nn::burn::module::Module;
 use pw_nn::checkpoint::{load_module, save_module};
 use pw_nn::transformer::CausalLm;
@@ -44,6 +44,14 @@ impl Reproduction for GloreReproduction {
     }
     fn claims(&self) -> Vec<Claim> {
         report::claims()
+    }
+
+    fn check(&self, size: Size, overrides: Option<&serde_json::Value>) -> Result<(), String> {
+        let defaults = self
+            .config
+            .clone()
+            .unwrap_or_else(|| GloreConfig::for_size(size));
+        pw_core::apply_overrides(&defaults, overrides)?.validate()
     }
 
     fn run(

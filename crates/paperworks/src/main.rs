@@ -219,6 +219,15 @@ fn reproduce(g: &Global, args: &ReproduceArgs, cfg: &ConfigFile) -> Result<()> {
             )));
         }
     }
+    for name in cfg.reproduce.overrides.keys() {
+        if !all.iter().any(|r| r.name() == name) {
+            let known: Vec<&str> = all.iter().map(|r| r.name()).collect();
+            return Err(Error::Other(format!(
+                "[reproduce.overrides.{name}]: no such reproduction (registered: {})",
+                known.join(", ")
+            )));
+        }
+    }
     let selected: Vec<&dyn pw_core::Reproduction> = all
         .iter()
         .filter(|r| only.is_empty() || only.iter().any(|o| o == r.name()))

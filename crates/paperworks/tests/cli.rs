@@ -177,6 +177,29 @@ fn malformed_config_names_file_and_line_and_keeps_the_run_intact() {
         line.contains("ae_stepz"),
         "an unknown override key must be named: {line}"
     );
+    // A typo in a system's name, and a bad key of a later system, are refused before
+    // anything runs (p-diff first would otherwise train for minutes).
+    for (toml, word) in [
+        ("[reproduce.overrides.pdif]\nae_steps = 3\n", "pdif"),
+        ("[reproduce.overrides.glore.label]\nk = 0\n", "k 0"),
+    ] {
+        std::fs::write(&cfg, toml).unwrap();
+        let run_dir = dir.path().join("early");
+        let o = run(&[
+            "reproduce",
+            "--quiet",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+        ]);
+        let line = error_line(&o);
+        assert!(line.contains(word), "{toml}: {line}");
+        assert!(
+            !run_dir.join("pdiff").exists(),
+            "{toml}: no system may start before every override is checked"
+        );
+    }
     std::fs::write(&cfg, "sed = 3\n").unwrap();
     let line = error_line(&run(&[
         "reproduce",
