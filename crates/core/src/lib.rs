@@ -31,8 +31,8 @@ pub use ledger::Ledger;
 pub use plot::{Plot, PlotKind, Series};
 pub use report::{Block, Report, Table};
 pub use repro::{
-    Claim, ClaimResult, ReproContext, ReproOutcome, Reproduction, Size, apply_overrides,
-    run_reproductions,
+    Claim, ClaimResult, ReproConfig, ReproContext, ReproOutcome, Reproduction, Size,
+    apply_overrides, resolve_config, run_reproductions,
 };
 pub use rundir::{Metrics, RunDir, versions};
 pub use shard::Shard;

@@ -58,14 +58,34 @@ pub struct ReproContext {
     pub overrides: Option<serde_json::Value>,
 }
 
+/// A reproduction's configuration: the paper's defaults at each size, and the range checks
+/// its stages rely on.
+pub trait ReproConfig: serde::Serialize + serde::de::DeserializeOwned + Clone {
+    fn for_size(size: Size) -> Self;
+    /// `Err` names the field out of range.
+    fn validate(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The configuration a reproduction runs with: `explicit` (a test's) or the size's defaults,
+/// with `overrides` applied, then range-checked.
+pub fn resolve_config<C: ReproConfig>(
+    explicit: Option<&C>,
+    size: Size,
+    overrides: Option<&serde_json::Value>,
+) -> std::result::Result<C, String> {
+    let defaults = explicit.cloned().unwrap_or_else(|| C::for_size(size));
+    let c = apply_overrides(&defaults, overrides)?;
+    c.validate()?;
+    Ok(c)
+}
+
 impl ReproContext {
-    /// `defaults` with this system's `[reproduce.overrides.<name>]` applied; an unknown or
-    /// mistyped key is an error naming the table and the key.
-    pub fn config<T: serde::Serialize + serde::de::DeserializeOwned>(
-        &self,
-        defaults: &T,
-    ) -> Result<T> {
-        apply_overrides(defaults, self.overrides.as_ref())
+    /// [`resolve_config`] at this run's size with this system's `[reproduce.overrides.<name>]`;
+    /// an unknown, mistyped or out-of-range key is an error naming the table and the key.
+    pub fn config<C: ReproConfig>(&self, explicit: Option<&C>) -> Result<C> {
+        resolve_config(explicit, self.size, self.overrides.as_ref())
             .map_err(|e| Error::Other(format!("[reproduce.overrides.{}] {e}", self.name)))
     }
 }

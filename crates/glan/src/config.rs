@@ -1,7 +1,7 @@
 //! GLAN's configuration: one TOML for every stage. The paper's values are the defaults
 //! (arXiv 2402.13064, Sec. 2 and 3.1); sizes the paper does not fix are marked as ours.
 
-use pw_core::Size;
+use pw_core::{ReproConfig, Size};
 use pw_llm::LlmConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -222,10 +222,10 @@ impl Default for FilterConfig {
     }
 }
 
-impl GlanConfig {
+impl ReproConfig for GlanConfig {
     /// The reproduction's sizes: two disciplines of its reviewed taxonomy at the quick size,
     /// eight at the full size.
-    pub fn for_size(size: Size) -> GlanConfig {
+    fn for_size(size: Size) -> GlanConfig {
         // the first two disciplines of REVIEWED_TAXONOMY: Classical Mechanics, Thermodynamics
         let mut c = GlanConfig {
             max_disciplines: 2,

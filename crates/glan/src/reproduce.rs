@@ -8,7 +8,7 @@
 use crate::config::GlanConfig;
 use crate::report::{self, Measured};
 use crate::run;
-use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size};
+use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size, resolve_config};
 
 /// The reproduction's human-reviewed taxonomy (the paper's review step): two disciplines at
 /// the quick size, eight at the full size. `paperworks glan taxonomy` shows what the model
@@ -55,22 +55,14 @@ impl Reproduction for GlanReproduction {
     }
 
     fn check(&self, size: Size, overrides: Option<&serde_json::Value>) -> Result<(), String> {
-        let defaults = self
-            .config
-            .clone()
-            .unwrap_or_else(|| GlanConfig::for_size(size));
-        pw_core::apply_overrides(&defaults, overrides).map(|_| ())
+        resolve_config(self.config.as_ref(), size, overrides).map(|_| ())
     }
 
     fn run(
         &self,
         ctx: &ReproContext,
     ) -> Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>> {
-        let defaults = self
-            .config
-            .clone()
-            .unwrap_or_else(|| GlanConfig::for_size(ctx.size));
-        let cfg: GlanConfig = ctx.config(&defaults)?;
+        let cfg: GlanConfig = ctx.config(self.config.as_ref())?;
         std::fs::create_dir_all(&ctx.dir).map_err(|e| pw_core::Error::io(&ctx.dir, e))?;
         let t0 = std::time::Instant::now();
         let tax_file = ctx.dir.join("taxonomy.toml");

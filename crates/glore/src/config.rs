@@ -7,7 +7,7 @@ use crate::data::GenConfig;
 use crate::evaluate::EvalConfig;
 use crate::label::LabelConfig;
 use crate::student::StudentConfig;
-use pw_core::Size;
+use pw_core::{ReproConfig, Size};
 use pw_nn::schedule::OptimConfig;
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +76,8 @@ impl Default for GloreConfig {
     }
 }
 
-impl GloreConfig {
-    pub fn for_size(size: Size) -> GloreConfig {
+impl ReproConfig for GloreConfig {
+    fn for_size(size: Size) -> GloreConfig {
         let mut c = GloreConfig {
             // Small quantities: a student trained for minutes on 2 cores lands near the paper's
             // starting point (about half right) on these (chosen on the validation split).
@@ -156,11 +156,9 @@ impl GloreConfig {
         }
         c
     }
-}
 
-impl GloreConfig {
     /// The ranges the stages rely on; `Err` names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         self.problems.validate()?;
         self.label.validate()?;
         for (name, n) in [

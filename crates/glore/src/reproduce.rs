@@ -21,7 +21,7 @@ use crate::report;
 use crate::student;
 use crate::train::{StudentSummary, ValueExample, refiner_stage, value_model_stage};
 use crate::vocab::Vocab;
-use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size, Stopwatch};
+use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size, Stopwatch, resolve_config};
 use pw_nn::burn::module::Module;
 use pw_nn::checkpoint::{load_module, save_module};
 use pw_nn::transformer::CausalLm;
@@ -47,24 +47,14 @@ impl Reproduction for GloreReproduction {
     }
 
     fn check(&self, size: Size, overrides: Option<&serde_json::Value>) -> Result<(), String> {
-        let defaults = self
-            .config
-            .clone()
-            .unwrap_or_else(|| GloreConfig::for_size(size));
-        pw_core::apply_overrides(&defaults, overrides)?.validate()
+        resolve_config(self.config.as_ref(), size, overrides).map(|_| ())
     }
 
     fn run(
         &self,
         ctx: &ReproContext,
     ) -> Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>> {
-        let defaults = self
-            .config
-            .clone()
-            .unwrap_or_else(|| GloreConfig::for_size(ctx.size));
-        let cfg = ctx.config(&defaults)?;
-        cfg.validate()
-            .map_err(|e| format!("[reproduce.overrides.glore] {e}"))?;
+        let cfg: GloreConfig = ctx.config(self.config.as_ref())?;
         let ad = device(DeviceKind::Cpu, true)?;
         let mut rng = seed_everything(&ad, ctx.seed);
         let dir = &ctx.dir;

@@ -3,6 +3,7 @@
 //! evaluating each generated model's head on 15,000 cached feature rows).
 
 use criterion::Criterion;
+use pw_core::ReproConfig;
 use pw_nn::burn::module::Module;
 use pw_nn::burn::tensor::{Distribution, Tensor};
 use pw_nn::ddpm::{Denoiser, DenoiserConfig, Schedule, ddpm_loss};

@@ -4,7 +4,7 @@
 
 use crate::diffusion::FitConfig;
 use crate::train::CollectConfig;
-use pw_core::Size;
+use pw_core::{ReproConfig, Size};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,8 +26,8 @@ pub struct PdiffConfig {
     pub ablations: bool,
 }
 
-impl PdiffConfig {
-    pub fn for_size(size: Size) -> Self {
+impl ReproConfig for PdiffConfig {
+    fn for_size(size: Size) -> Self {
         match size {
             Size::Quick => PdiffConfig {
                 collect: CollectConfig::default(),
@@ -54,7 +54,11 @@ impl PdiffConfig {
             },
         }
     }
+}
 
+impl PdiffConfig {
+    /// The autoencoder + DDPM fit of a `dim`-value parameter vector, with or without the
+    /// paper's noise augmentation.
     pub fn fit_config(&self, dim: usize, noise: bool) -> FitConfig {
         let mut f = FitConfig::paper(dim);
         f.ae.channels = self.ae_channels.clone();

@@ -10,7 +10,7 @@ use crate::diffusion::{ParamDataset, ParamGenerator, fit};
 use crate::evaluate::{EvalData, SetSummary, max_similarity, mean, score_rows, summarize};
 use crate::report::{self, Measured, Scored};
 use crate::train::{collect_snapshots, features, train_base};
-use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size, Stopwatch};
+use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size, Stopwatch, resolve_config};
 use pw_nn::burn::tensor::Device;
 use pw_nn::checkpoint::save_tensors;
 use pw_nn::{DeviceKind, device, seed_everything};
@@ -66,22 +66,14 @@ impl Reproduction for PdiffReproduction {
     }
 
     fn check(&self, size: Size, overrides: Option<&serde_json::Value>) -> Result<(), String> {
-        let defaults = self
-            .config
-            .clone()
-            .unwrap_or_else(|| PdiffConfig::for_size(size));
-        pw_core::apply_overrides(&defaults, overrides).map(|_| ())
+        resolve_config(self.config.as_ref(), size, overrides).map(|_| ())
     }
 
     fn run(
         &self,
         ctx: &ReproContext,
     ) -> Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>> {
-        let defaults = self
-            .config
-            .clone()
-            .unwrap_or_else(|| PdiffConfig::for_size(ctx.size));
-        let cfg = ctx.config(&defaults)?;
+        let cfg: PdiffConfig = ctx.config(self.config.as_ref())?;
         let (ad, plain) = (
             device(DeviceKind::Cpu, true)?,
             device(DeviceKind::Cpu, false)?,

@@ -23,6 +23,7 @@ pub struct FitOptions {
 impl Default for FitOptions {
     /// The quick reproduction's sizes (`PdiffConfig::for_size(Size::Quick)`), defined there once.
     fn default() -> Self {
+        use pw_core::ReproConfig;
         let q = crate::config::PdiffConfig::for_size(pw_core::Size::Quick);
         FitOptions {
             tensors: Vec::new(),
