@@ -4,7 +4,10 @@
 //! - [`digits`]: scikit-learn's 8x8 digits (1797 images, 10 classes);
 //! - [`humaneval`]: OpenAI HumanEval (164 Python tasks);
 //! - [`dedup`]: exact/near-duplicate (MinHash-LSH) and n-gram contamination checks for generated
-//!   text datasets.
+//!   text datasets;
+//! - [`video`]: video files through FFmpeg (uniform / fps / all frames, resize + centre crop,
+//!   clips in windows, decoding on worker threads);
+//! - [`synthvideo`]: synthetic captioned videos with appearance and motion labels.
 //!
 //! Every loader checks what it reads (magic numbers, dimensions, counts, fields) and rejects a
 //! corrupt or truncated file with an error naming the file and what is wrong with it.
@@ -14,6 +17,8 @@ pub mod dedup;
 pub mod digits;
 pub mod humaneval;
 pub mod idx;
+pub mod synthvideo;
+pub mod video;
 
 use pw_core::{Error, IoContext, Result};
 use std::io::Read;
