@@ -14,6 +14,9 @@
 //! - [`ddpm`]: a DDPM over latent vectors (linear schedule, per-sample timestep embedding,
 //!   EMA), p-diff's generator.
 //!
+//! - [`vivit`]: VideoPrism's video encoder: factorized ViViT, MAP pooler, text encoder, with
+//!   the layer details of the released weights.
+//!
 //! Devices: [`device`] gives the CPU (flex, rayon) device, or CUDA with the `cuda` feature.
 //! [`seed_everything`] makes initialisation and sampling deterministic.
 
@@ -27,6 +30,7 @@ pub mod schedule;
 pub mod tokenizer;
 pub mod train;
 pub mod transformer;
+pub mod vivit;
 
 pub use burn;
 use burn::tensor::Device;

@@ -166,3 +166,137 @@ mod tests {
         );
     }
 }
+
+/// A word-level tokenizer for captions: text is canonicalised (lower case, every character
+/// that is not a letter or digit becomes a space, as VideoPrism's text preprocessing does),
+/// split on spaces, and words seen at least `min_count` times in the corpus get an id; the
+/// rest map to `<unk>`. Id 0 is `<pad>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WordTokenizer {
+    pub words: Vec<String>,
+    #[serde(skip)]
+    index: HashMap<String, u32>,
+}
+
+impl WordTokenizer {
+    pub const PAD: u32 = 0;
+    pub const UNK: u32 = 1;
+
+    /// Lower case, non-alphanumerics to spaces, words split.
+    pub fn canonical_words(text: &str) -> Vec<String> {
+        text.chars()
+            .map(|c| {
+                if c.is_alphanumeric() {
+                    c.to_lowercase().next().unwrap_or(c)
+                } else {
+                    ' '
+                }
+            })
+            .collect::<String>()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn from_corpus<'a>(corpus: impl IntoIterator<Item = &'a str>, min_count: usize) -> Self {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for text in corpus {
+            for w in Self::canonical_words(text) {
+                *counts.entry(w).or_default() += 1;
+            }
+        }
+        let mut kept: Vec<(String, usize)> = counts
+            .into_iter()
+            .filter(|(_, c)| *c >= min_count.max(1))
+            .collect();
+        // Most frequent first, ties by spelling: the same corpus always gives the same ids.
+        kept.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut words = vec!["<pad>".to_string(), "<unk>".to_string()];
+        words.extend(kept.into_iter().map(|(w, _)| w));
+        Self::from_words(words)
+    }
+
+    fn from_words(words: Vec<String>) -> Self {
+        let index = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i as u32))
+            .collect();
+        WordTokenizer { words, index }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Ids of `text`, cut to `max_len`.
+    pub fn encode(&self, text: &str, max_len: usize) -> Vec<u32> {
+        Self::canonical_words(text)
+            .iter()
+            .take(max_len)
+            .map(|w| self.index.get(w).copied().unwrap_or(Self::UNK))
+            .collect()
+    }
+
+    /// `texts` as a padded batch: ids `[n * max_len]` and padding flags, at least one real
+    /// token per row (an empty text becomes one `<unk>`).
+    pub fn batch(&self, texts: &[&str], max_len: usize) -> (Vec<i64>, Vec<bool>) {
+        let mut ids = vec![Self::PAD as i64; texts.len() * max_len];
+        let mut pad = vec![true; texts.len() * max_len];
+        for (r, t) in texts.iter().enumerate() {
+            let mut e = self.encode(t, max_len);
+            if e.is_empty() {
+                e.push(Self::UNK);
+            }
+            for (j, id) in e.into_iter().enumerate() {
+                ids[r * max_len + j] = id as i64;
+                pad[r * max_len + j] = false;
+            }
+        }
+        (ids, pad)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        pw_core::write_json_atomic(path, self)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let raw = std::fs::read(path).at(path)?;
+        let t: WordTokenizer = serde_json::from_slice(&raw)
+            .map_err(|e| Error::invalid(path, format!("not a word tokenizer: {e}")))?;
+        if t.words.len() < 2 || t.words[0] != "<pad>" || t.words[1] != "<unk>" {
+            return Err(Error::invalid(
+                path,
+                "word list must start with <pad>, <unk>",
+            ));
+        }
+        Ok(Self::from_words(t.words))
+    }
+}
+
+#[cfg(test)]
+mod word_tests {
+    use super::*;
+
+    #[test]
+    fn canonicalises_and_maps_unknown_words() {
+        let t = WordTokenizer::from_corpus(["A red square, moving LEFT.", "a blue square"], 1);
+        assert_eq!(
+            WordTokenizer::canonical_words("A red-square!"),
+            vec!["a", "red", "square"]
+        );
+        let ids = t.encode("a green square", 8);
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[1], WordTokenizer::UNK);
+        let (ids, pad) = t.batch(&["red", ""], 3);
+        assert_eq!(pad, vec![false, true, true, false, true, true]);
+        assert_eq!(ids[3], WordTokenizer::UNK as i64);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.json");
+        t.save(&p).unwrap();
+        assert_eq!(
+            WordTokenizer::load(&p).unwrap().encode("square left", 4),
+            t.encode("square left", 4)
+        );
+    }
+}

@@ -292,6 +292,15 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
 /// [`LAYER_NORM_EPS`](crate::transformer::LAYER_NORM_EPS), the one every model here is built
 /// with), as one fused autodiff node.
 pub fn layer_norm<const D: usize>(ln: &burn::nn::LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    layer_norm_eps(ln, x, crate::transformer::LAYER_NORM_EPS)
+}
+
+/// [`layer_norm`] with another epsilon (VideoPrism's layers use 1e-6).
+pub fn layer_norm_eps<const D: usize>(
+    ln: &burn::nn::LayerNorm,
+    x: Tensor<D>,
+    eps: f64,
+) -> Tensor<D> {
     let gamma = ln.gamma.val();
     let beta = match &ln.beta {
         Some(b) => b.val(),
@@ -301,7 +310,7 @@ pub fn layer_norm<const D: usize>(ln: &burn::nn::LayerNorm, x: Tensor<D>) -> Ten
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
-        crate::transformer::LAYER_NORM_EPS as f32,
+        eps as f32,
     ))
 }
 
