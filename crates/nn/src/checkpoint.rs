@@ -107,7 +107,8 @@ pub fn load_tensors(path: &Path) -> Result<NamedTensors> {
     Ok(out)
 }
 
-fn f16_to_f32(h: u16) -> f32 {
+/// IEEE half to f32 (safetensors F16 and numpy `<f2` arrays).
+pub fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;
     let exp = ((h >> 10) & 0x1f) as u32;
     let frac = (h & 0x3ff) as u32;

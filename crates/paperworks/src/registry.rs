@@ -8,5 +8,6 @@ pub fn reproductions() -> Vec<Box<dyn Reproduction>> {
         Box::new(pw_pdiff::reproduce::PdiffReproduction::default()),
         Box::new(pw_glan::GlanReproduction::default()),
         Box::new(pw_glore::reproduce::GloreReproduction::default()),
+        Box::new(pw_videoprism::reproduce::VideoPrismReproduction::default()),
     ]
 }
