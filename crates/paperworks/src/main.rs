@@ -12,6 +12,7 @@ mod glore;
 mod llm;
 mod pdiff;
 mod registry;
+mod videoprism;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -112,6 +113,14 @@ enum Command {
     /// `paperworks reproduce --only glore`.
     #[command(subcommand)]
     Glore(glore::GloreCommand),
+    /// VideoPrism: a frozen video encoder for your videos (embed), its two-stage training on
+    /// your video-caption pairs (train), and attention-pooler probes on your labels (probe).
+    ///
+    /// The encoder is a factorized ViViT; released VideoPrism .npz checkpoints load into it
+    /// too. The miniature reproduction (the paper's ablation ladder) is
+    /// `paperworks reproduce --only videoprism`.
+    #[command(subcommand)]
+    Videoprism(videoprism::VideoPrismCommand),
     /// Serve a local GGUF over an OpenAI-compatible HTTP API.
     ///
     /// POST /v1/chat/completions (with response_format json_schema), GET /v1/models,
@@ -319,6 +328,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
         Command::Serve(a) => llm::serve(&g, a),
         Command::Glan(c) => glan::run(&g, c, cfg.glan.clone()),
         Command::Glore(c) => glore::run(&g, c),
+        Command::Videoprism(c) => videoprism::run(&g, c),
     }
 }
 

@@ -27,4 +27,5 @@ pub mod model;
 pub mod npz;
 pub mod report;
 pub mod reproduce;
+pub mod run;
 pub mod train;

@@ -98,6 +98,15 @@ impl Reproduction for VideoPrismReproduction {
             seed_everything(&ad, seed);
             let dir = ctx.dir.join(format!("seed{s}"));
             std::fs::create_dir_all(&dir).map_err(|e| pw_core::Error::io(&dir, e))?;
+            pw_core::write_json_atomic(
+                dir.join(crate::run::MODEL_FILE),
+                &crate::run::ModelFile {
+                    model: cfg.model,
+                    vocab: tok.vocab_size(),
+                    frames: cfg.video.frames,
+                    size: cfg.video.size,
+                },
+            )?;
             let s1_path = dir.join("stage1.safetensors");
             let s1 = stage1(&cfg, &splits, &tok, &s1_path, devices, seed)?;
             times.lap(format!("seed {s}: stage 1"));
