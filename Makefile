@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= runs/reproduce
+# Python with torch for the PyTorch peers of `make bench` (skipped with a reason when absent).
+PEER_PYTHON ?= python3
 
 .PHONY: setup build reproduce test bench lint
 
@@ -27,6 +29,10 @@ bench: setup
 	$(CARGO) bench -p pw-pdiff --bench pdiff
 	$(CARGO) bench -p pw-llm --bench sampler
 	$(CARGO) bench -p pw-nn --bench decode
+	$(CARGO) bench -p pw-videoprism --bench videoprism
+	@if $(PEER_PYTHON) -c 'import torch' 2>/dev/null; then \
+		$(PEER_PYTHON) crates/videoprism/benches/videoprism_peer.py; \
+	else echo "skipped the PyTorch peer of the VideoPrism encoder step: $(PEER_PYTHON) has no torch (set PEER_PYTHON)"; fi
 	$(CARGO) build --release -p paperworks
 	./target/release/paperworks llm bench --quiet
 

@@ -110,10 +110,8 @@ pub struct Clip {
     pub frames: Vec<f32>,
 }
 
-/// The clip `index` of the stream seeded by `seed`.
-pub fn clip(spec: &SynthSpec, seed: u64, index: usize) -> Clip {
-    let mut rng = StdRng::seed_from_u64(derive(seed, &format!("synthvideo/{index}")));
-    let factors = Factors {
+fn draw_factors(rng: &mut StdRng) -> Factors {
+    Factors {
         shape: rng.random_range(0..SHAPES.len()),
         colour: rng.random_range(0..COLOURS.len()),
         texture: rng.random_range(0..TEXTURES.len()),
@@ -122,7 +120,22 @@ pub fn clip(spec: &SynthSpec, seed: u64, index: usize) -> Clip {
         speed: rng.random_range(0..SPEEDS.len()),
         // Most clips keep the object in view; events are the rarer case.
         event: [0, 0, 0, 0, 1, 2][rng.random_range(0..6)],
-    };
+    }
+}
+
+fn clip_rng(seed: u64, index: usize) -> StdRng {
+    StdRng::seed_from_u64(derive(seed, &format!("synthvideo/{index}")))
+}
+
+/// The factors of clip `index` without rendering it (cheap: for grouping a corpus).
+pub fn factors(seed: u64, index: usize) -> Factors {
+    draw_factors(&mut clip_rng(seed, index))
+}
+
+/// The clip `index` of the stream seeded by `seed`.
+pub fn clip(spec: &SynthSpec, seed: u64, index: usize) -> Clip {
+    let mut rng = clip_rng(seed, index);
+    let factors = draw_factors(&mut rng);
     let frames = render(spec, &factors, &mut rng);
     let caption = caption(&factors, &mut rng);
     let noisy_caption = noisy(&caption, spec.noise, &mut rng);
@@ -155,7 +168,9 @@ fn render(spec: &SynthSpec, f: &Factors, rng: &mut StdRng) -> Vec<f32> {
     let (t_n, s) = (spec.frames, spec.size);
     let scale = s as f32 / 32.0;
     let r = if f.size == 0 { 4.0 } else { 6.5 } * scale;
-    let speed = if f.speed == 0 { 1.0 } else { 2.0 } * scale;
+    // Slow clips move 1.5 px per frame (about one 8-px patch over 8 frames), fast ones 3 px:
+    // motion shows at the scale of the encoder's patches.
+    let speed = if f.speed == 0 { 1.5 } else { 3.0 } * scale;
     let (vx, vy) = match f.direction {
         0 => (-speed, 0.0),
         1 => (speed, 0.0),
@@ -193,7 +208,7 @@ fn render(spec: &SynthSpec, f: &Factors, rng: &mut StdRng) -> Vec<f32> {
     let (fx, fy, ph) = (
         rng.random_range(0.1..0.4),
         rng.random_range(0.1..0.4),
-        rng.random_range(0.0..6.28),
+        rng.random_range(0.0..std::f32::consts::TAU),
     );
     let mut background = vec![0f32; s * s * 3];
     for y in 0..s {
@@ -206,7 +221,7 @@ fn render(spec: &SynthSpec, f: &Factors, rng: &mut StdRng) -> Vec<f32> {
         }
     }
     let colour = RGB[f.colour];
-    let stripe_phase = rng.random_range(0..4) as i32;
+    let stripe_phase: i32 = rng.random_range(0..4);
     // The event's frame: appears (from the middle on) or leaves (before the middle).
     let visible = |t: usize| match f.event {
         1 => t >= t_n / 2,
@@ -273,7 +288,7 @@ pub fn caption(f: &Factors, rng: &mut StdRng) -> String {
         (0 | 1, 0) => format!("to the {dir}"),
         (2, 0) => "upwards".to_string(),
         (3, 0) => "downwards".to_string(),
-        _ => format!("{dir}"),
+        _ => dir.to_string(),
     };
     let verb = pick(rng, &["moves", "slides", "drifts", "travels"]);
     let object = format!("{size} {texture}{colour} {shape}");

@@ -24,7 +24,7 @@ fn clip(name: &str) -> Option<PathBuf> {
 /// A YUV4MPEG2 video of `frames` frames, `w x h`, 4:2:0, each frame one flat grey level.
 fn y4m(path: &Path, w: usize, h: usize, frames: usize) {
     let mut f = std::fs::File::create(path).unwrap();
-    write!(f, "YUV4MPEG2 W{w} H{h} F25:1 Ip A1:1 C420jpeg\n").unwrap();
+    writeln!(f, "YUV4MPEG2 W{w} H{h} F25:1 Ip A1:1 C420jpeg").unwrap();
     for t in 0..frames {
         f.write_all(b"FRAME\n").unwrap();
         let luma = (40 + 20 * t) as u8;

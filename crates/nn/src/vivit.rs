@@ -31,8 +31,9 @@ use serde::{Deserialize, Serialize};
 
 /// LayerNorm epsilon of VideoPrism's layers.
 pub const VP_LN_EPS: f64 = 1e-6;
-/// `1 / softplus(0)`: makes the per-dimension query scale start at exactly 1/sqrt(d).
-const R_SOFTPLUS_0: f64 = 1.442695041;
+/// `1 / softplus(0) = 1 / ln 2`: makes the per-dimension query scale start at exactly
+/// 1/sqrt(d) (the released code writes it rounded, 1.442695041).
+const R_SOFTPLUS_0: f64 = std::f64::consts::LOG2_E;
 
 /// Shape of a factorized video encoder. [`VivitConfig::videoprism_base`] is the released
 /// VideoPrism-B.
@@ -214,6 +215,7 @@ impl VpBlock {
 }
 
 /// A stack of [`VpBlock`]s.
+#[allow(clippy::too_many_arguments)]
 pub fn stack(
     n: usize,
     d: usize,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// `frames` frames of `size x size` with a bright square moving `dx` pixels per frame.
 fn y4m(path: &Path, size: usize, frames: usize, dx: isize) {
     let mut f = std::fs::File::create(path).unwrap();
-    write!(f, "YUV4MPEG2 W{size} H{size} F25:1 Ip A1:1 C420jpeg\n").unwrap();
+    writeln!(f, "YUV4MPEG2 W{size} H{size} F25:1 Ip A1:1 C420jpeg").unwrap();
     for t in 0..frames {
         f.write_all(b"FRAME\n").unwrap();
         let mut y = vec![40u8; size * size];

@@ -40,6 +40,11 @@ pub struct VideoPrismConfig {
     /// Share of the stage-1 pairs whose only text is the noisy (ASR-like) caption.
     pub noisy_share: f64,
     pub stage1: StageConfig,
+    /// Stage-1 batches are built from groups of this many clips sharing their appearance
+    /// (colour x shape), so captions in a batch also differ by motion. A synthetic corpus has
+    /// only 24 appearances; with uniform batches (1) the contrastive loss is solved from
+    /// appearance alone and never needs motion, unlike web captions.
+    pub stage1_group: usize,
     pub stage2: StageConfig,
     /// Tube masking ratio of stage 2 (paper: 0.65).
     pub mask_ratio: f64,
@@ -84,10 +89,11 @@ impl ReproConfig for VideoPrismConfig {
                 },
                 noisy_share: 0.5,
                 stage1: StageConfig {
-                    steps: 500,
+                    steps: 800,
                     batch: 32,
                     lr: 1e-3,
                 },
+                stage1_group: 4,
                 stage2: StageConfig {
                     steps: 400,
                     batch: 32,
@@ -127,6 +133,7 @@ impl ReproConfig for VideoPrismConfig {
                     batch: 48,
                     lr: 1e-3,
                 },
+                stage1_group: 4,
                 stage2: StageConfig {
                     steps: 1200,
                     batch: 48,
@@ -167,6 +174,12 @@ impl ReproConfig for VideoPrismConfig {
             return Err(format!(
                 "noisy_share {} must be in [0, 1]",
                 self.noisy_share
+            ));
+        }
+        if self.stage1_group == 0 || self.stage1_group > self.stage1.batch {
+            return Err(format!(
+                "stage1_group {} must be in 1..=stage1.batch ({})",
+                self.stage1_group, self.stage1.batch
             ));
         }
         if !(self.mask_ratio > 0.0 && self.mask_ratio < 1.0) {

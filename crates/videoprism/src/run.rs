@@ -497,7 +497,7 @@ pub fn probe_labels(enc: &Encoder, opts: &ProbeOptions) -> Result<ProbeSummary> 
         },
     )?;
     let sizes = [feats[0].n, feats[1].n, feats[2].n];
-    if sizes.iter().any(|&n| n == 0) {
+    if sizes.contains(&0) {
         return Err(Error::invalid(
             &opts.data,
             format!("every split needs a video (train/val/test: {sizes:?})"),

@@ -98,6 +98,10 @@ pub fn tokenizer(splits: &Splits, dir: &Path) -> Result<WordTokenizer> {
     Ok(tok)
 }
 
+/// A batch of stage-1 pairs by index: clips `[b, t, h, w, 3]` on the autodiff device and their
+/// captions.
+pub type PairBatch<'a> = dyn Fn(&[usize]) -> Result<(Tensor<5>, Vec<String>)> + Sync + 'a;
+
 /// Stage 1: video-text contrastive pre-training on (clip, caption) pairs from `pair`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_video_text(
@@ -105,7 +109,7 @@ pub fn train_video_text(
     stage: &StageConfig,
     tok: &WordTokenizer,
     n_pairs: usize,
-    pair: &(dyn Fn(&[usize]) -> Result<(Tensor<5>, Vec<String>)> + Sync),
+    pair: &PairBatch,
     path: &Path,
     (ad, plain): (&Device, &Device),
     seed: u64,
@@ -167,8 +171,29 @@ pub fn stage1(
 ) -> Result<VideoTextModel> {
     let ad = devices.0;
     let pairs = splits.pairs.clone();
+    // Pairs grouped by appearance (colour x shape), for batches whose captions must be told
+    // apart by motion as well (see `VideoPrismConfig::stage1_group`).
+    let mut groups: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+    for i in 0..pairs.len() {
+        let f = pw_data::synthvideo::factors(splits.seed, pairs.start + i);
+        groups.entry(f.appearance_label()).or_default().push(i);
+    }
+    let group = cfg.stage1_group.max(1);
     let pair = |idx: &[usize]| -> Result<(Tensor<5>, Vec<String>)> {
-        let ids: Vec<usize> = idx.iter().map(|&i| pairs.start + i).collect();
+        // Every `group`-th index is an anchor; the indices after it are replaced by pairs of
+        // the anchor's appearance (the random index picks which one).
+        let mut chosen: Vec<usize> = Vec::with_capacity(idx.len());
+        for (j, &i) in idx.iter().enumerate() {
+            if j % group == 0 {
+                chosen.push(i);
+            } else {
+                let anchor = chosen[j - j % group];
+                let f = pw_data::synthvideo::factors(splits.seed, pairs.start + anchor);
+                let g = &groups[&f.appearance_label()];
+                chosen.push(g[i % g.len()]);
+            }
+        }
+        let ids: Vec<usize> = chosen.iter().map(|&i| pairs.start + i).collect();
         let clips = splits.clips(&ids);
         let texts = clips
             .iter()

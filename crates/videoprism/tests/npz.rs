@@ -29,7 +29,7 @@ fn small() -> VivitConfig {
 /// Deterministic frames in [0, 1]: `[1, frames, size, size, 3]`.
 fn frames(t: usize, size: usize) -> Vec<f32> {
     (0..t * size * size * 3)
-        .map(|i| ((i as f32 * 0.618_034).fract() * 0.9 + 0.05))
+        .map(|i| (i as f32 * 0.618_034).fract() * 0.9 + 0.05)
         .collect()
 }
 
