@@ -21,7 +21,11 @@ fn tiny_config(dir: &Path) -> String {
          [reproduce.overrides.glore.student]\nei_samples = 2\nmax_new = 48\n[reproduce.overrides.glore.student.model]\nd_model = 32\nn_layers = 1\nn_heads = 2\n\
          [reproduce.overrides.glore.student.sft]\nsteps = 30\n[reproduce.overrides.glore.student.ei]\nsteps = 5\n\
          [reproduce.overrides.glore.label]\nrollouts = 2\nk = 2\n[reproduce.overrides.glore.orm]\nsteps = 5\n[reproduce.overrides.glore.sorm]\nsteps = 5\n\
-         [reproduce.overrides.glore.global]\nsteps = 5\n[reproduce.overrides.glore.local]\nsteps = 5\n",
+         [reproduce.overrides.glore.global]\nsteps = 5\n[reproduce.overrides.glore.local]\nsteps = 5\n\
+         [reproduce.overrides.videoprism]\nprobe_evals = 2\nprobe_seeds = 1\n\
+         [reproduce.overrides.videoprism.splits]\npairs = 32\nvideo_only = 16\nprobe_train = 32\nprobe_val = 8\nprobe_test = 16\n\
+         [reproduce.overrides.videoprism.stage1]\nsteps = 3\nbatch = 8\nlr = 0.001\n[reproduce.overrides.videoprism.stage2]\nsteps = 3\nbatch = 8\nlr = 0.001\n\
+         [reproduce.overrides.videoprism.probe]\nsteps = 3\nbatch = 8\nlr = 0.001\n",
     )
     .unwrap();
     p.to_str().unwrap().to_string()

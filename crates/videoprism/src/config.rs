@@ -40,10 +40,10 @@ pub struct VideoPrismConfig {
     /// Share of the stage-1 pairs whose only text is the noisy (ASR-like) caption.
     pub noisy_share: f64,
     pub stage1: StageConfig,
-    /// Stage-1 batches are built from groups of this many clips sharing their appearance
-    /// (colour x shape), so captions in a batch also differ by motion. A synthetic corpus has
-    /// only 24 appearances; with uniform batches (1) the contrastive loss is solved from
-    /// appearance alone and never needs motion, unlike web captions.
+    /// Stage-1 batches are built from groups of this many clips sharing their whole appearance
+    /// (colour, shape, texture, size), so captions in a batch also differ by motion. A
+    /// synthetic corpus has only 96 appearances; with uniform batches (1) the contrastive loss
+    /// is solved from appearance alone and never needs motion, unlike web captions.
     pub stage1_group: usize,
     pub stage2: StageConfig,
     /// Tube masking ratio of stage 2 (paper: 0.65).

@@ -120,6 +120,14 @@ pub fn outcome(m: Measured) -> ReproOutcome {
     let find = |name: &str| rungs.iter().find(|r| r.name == name);
     let motion = |name: &str| find(name).map(|r| mean_std(&test_accs(&r.motion)));
     let appearance = |name: &str| find(name).map(|r| mean_std(&test_accs(&r.appearance)));
+    let chance_m = 100.0 / MOTION_CLASSES as f64;
+    // The motion comparisons mean something only when some rung learned motion: the best
+    // motion probe at least 10 points above chance (fixed before any run).
+    let best_motion = rungs
+        .iter()
+        .map(|r| mean_std(&test_accs(&r.motion)).0)
+        .fold(f64::MIN, f64::max);
+    let motion_learned = best_motion >= chance_m + 10.0;
     let compare = |id: &str, lo: &str, hi: &str| -> ClaimResult {
         match (motion(lo), motion(hi)) {
             (Some((a, sa)), Some((b, sb))) => {
@@ -128,13 +136,17 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                 // A gain counts only when it exceeds the spread over seeds.
                 ClaimResult {
                     id: id.into(),
-                    held: Some(diff > noise),
+                    held: motion_learned.then_some(diff > noise),
                     measured: format!(
                         "motion probe {b:.1}% vs {a:.1}% ({diff:+.1} points; spread over seeds ±{noise:.1}{})",
-                        if diff.abs() <= noise {
-                            ", within the spread"
+                        if !motion_learned {
+                            format!(
+                                "; undecided: no rung learned motion (best {best_motion:.1}%, chance {chance_m:.1}%)"
+                            )
+                        } else if diff.abs() <= noise {
+                            ", within the spread: not shown".to_string()
                         } else {
-                            ""
+                            String::new()
                         }
                     ),
                 }
@@ -148,7 +160,6 @@ pub fn outcome(m: Measured) -> ReproOutcome {
     };
     let (l0, l1, l2) = (LADDER[0].0, LADDER[1].0, LADDER[2].0);
     let chance_a = 100.0 / APPEARANCE_CLASSES as f64;
-    let chance_m = 100.0 / MOTION_CLASSES as f64;
     let both = match (appearance(l2), motion(l2)) {
         (Some((a, _)), Some((mo, _))) => {
             let (need_a, need_m) = ((100.0 + chance_a) / 2.0, (100.0 + chance_m) / 2.0);
@@ -180,7 +191,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
         "Synthetic captioned clips ({} frames of {}x{}, one object with shape, colour, texture and size, moving in one of 4 directions at 2 speeds, sometimes appearing or leaving); \
          {} stage-1 pairs ({:.0}% with only a noisy ASR-like caption), {} more video-only clips for stage 2, probes trained on {} clips, selected on {} and tested on {}. \
          Encoder: factorized ViViT, patch {} ({} tokens per clip), width {}, {} spatial + {} temporal layers, {} heads, logit cap {}; caption vocabulary {} words. \
-         Stage 1: {} steps of {} (batches of {}-clip groups sharing colour and shape, so captions in a batch differ by motion too); stage 2: {} steps of {} per rung, tube masking {:.2}; probes: {} steps, {} seeds per encoder and task, {} pre-training seed(s).",
+         Stage 1: {} steps of {} (batches of {}-clip groups sharing their whole appearance, so captions in a batch differ by motion too); stage 2: {} steps of {} per rung, tube masking {:.2}; probes: {} steps, {} seeds per encoder and task, {} pre-training seed(s).",
         cfg.video.frames, cfg.video.size, cfg.video.size,
         cfg.splits.pairs, 100.0 * cfg.noisy_share, cfg.splits.video_only, cfg.splits.probe_train, cfg.splits.probe_val, cfg.splits.probe_test,
         e.patch, cfg.tokens(), e.d_model, e.spatial_layers, e.temporal_layers, e.n_heads, e.logit_cap, vocab,
@@ -226,6 +237,18 @@ pub fn outcome(m: Measured) -> ReproOutcome {
         cfg.probe_evals
     )));
     blocks.push(Block::Table(t));
+    // Diagnosis when no rung learned motion: the ladder cannot be judged then.
+    if !rungs.is_empty() && !motion_learned {
+        let stage1_end = curves
+            .first()
+            .and_then(|(_, p)| p.last().map(|x| x.1))
+            .unwrap_or(f64::NAN);
+        let ambiguity = (cfg.stage1_group.max(1) as f64).ln();
+        blocks.push(Block::Paragraph(format!(
+            "**Diagnosis.** No encoder learned the motion task: the best motion probe is {best_motion:.1}% against {chance_m:.1}% chance, so the three ladder claims are left undecided at this size. The stage-1 loss ended at {stage1_end:.3}; ln({}) = {ambiguity:.3} is its value when the clips of one same-appearance group (which differ only by motion) cannot be told apart, so the contrastive stage had not learned motion and stage 2 had no motion-aware teacher to distil. Appearance was learned (colour at least). More pre-training (`--full`, or `[reproduce.overrides.videoprism.stage1] steps = ...`) is the first thing to try.",
+            cfg.stage1_group
+        )));
+    }
     blocks.push(Block::Plot(Plot {
         id: "videoprism_ladder".into(),
         title: "Frozen-encoder probe accuracy along the ablation ladder".into(),

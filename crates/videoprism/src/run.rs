@@ -333,6 +333,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     cfg.stage2.steps = opts.stage2_steps;
     cfg.stage1.batch = opts.batch.min(recs.len());
     cfg.stage2.batch = opts.batch.min(recs.len());
+    // Same-appearance grouping is for the synthetic corpus; a user's batches are uniform.
+    cfg.stage1_group = 1;
     cfg.model.encoder.frames = opts.frames;
     cfg.model.encoder.grid = (
         opts.size / cfg.model.encoder.patch,

@@ -160,6 +160,11 @@ pub fn train_video_text(
     )
 }
 
+/// Every appearance factor of a clip: clips with the same key differ only in motion.
+fn appearance_key(f: &pw_data::synthvideo::Factors) -> (usize, usize, usize, usize) {
+    (f.colour, f.shape, f.texture, f.size)
+}
+
 /// Stage 1 of the miniature: pairs from the synthetic corpus.
 pub fn stage1(
     cfg: &VideoPrismConfig,
@@ -171,12 +176,13 @@ pub fn stage1(
 ) -> Result<VideoTextModel> {
     let ad = devices.0;
     let pairs = splits.pairs.clone();
-    // Pairs grouped by appearance (colour x shape), for batches whose captions must be told
-    // apart by motion as well (see `VideoPrismConfig::stage1_group`).
-    let mut groups: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+    // Pairs grouped by their whole appearance (colour, shape, texture, size), for batches whose
+    // captions can only be told apart by motion (see `VideoPrismConfig::stage1_group`).
+    let mut groups: std::collections::HashMap<(usize, usize, usize, usize), Vec<usize>> =
+        Default::default();
     for i in 0..pairs.len() {
         let f = pw_data::synthvideo::factors(splits.seed, pairs.start + i);
-        groups.entry(f.appearance_label()).or_default().push(i);
+        groups.entry(appearance_key(&f)).or_default().push(i);
     }
     let group = cfg.stage1_group.max(1);
     let pair = |idx: &[usize]| -> Result<(Tensor<5>, Vec<String>)> {
@@ -189,7 +195,7 @@ pub fn stage1(
             } else {
                 let anchor = chosen[j - j % group];
                 let f = pw_data::synthvideo::factors(splits.seed, pairs.start + anchor);
-                let g = &groups[&f.appearance_label()];
+                let g = &groups[&appearance_key(&f)];
                 chosen.push(g[i % g.len()]);
             }
         }

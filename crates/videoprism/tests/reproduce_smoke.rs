@@ -67,11 +67,16 @@ fn videoprism_reproduction_runs_end_to_end_at_tiny_size() {
         }
     }
     assert_eq!(out.claims.len(), 4);
-    assert!(
-        out.claims.iter().all(|c| c.held.is_some()),
-        "{:?}",
-        out.claims
-    );
+    // At this size no encoder learns motion: the ladder claims are undecided and the report
+    // says why; the both-tasks claim is decided (not held).
+    let diagnosed = out
+        .blocks
+        .iter()
+        .any(|b| matches!(b, pw_core::Block::Paragraph(p) if p.contains("Diagnosis")));
+    for c in &out.claims[..3] {
+        assert!(c.held.is_some() || diagnosed, "{c:?}");
+    }
+    assert_eq!(out.claims[3].held, Some(false), "{:?}", out.claims[3]);
     for f in [
         "tokenizer.json",
         "seed0/stage1.safetensors",
