@@ -38,13 +38,14 @@ fn patchify_orders_rows_then_columns_then_channels() {
     let enc = VivitEncoder::new(&tiny(), &dev);
     let vals: Vec<f32> = (0..8 * 8 * 3).map(|i| i as f32).collect();
     let v = Tensor::<5>::from_data(TensorData::new(vals, [1, 1, 8, 8, 3]), &dev);
-    let p = enc.patchify(v).into_data().to_vec::<f32>().unwrap();
+    let p = enc.patchify(v).into_data().try_to_vec::<f32>().unwrap();
     // Patch 1 (row 0, col 1) starts at pixel (0, 4); its 5th value is pixel (0, 5) channel 1.
     let patch_len = 4 * 4 * 3;
-    assert_eq!(p[patch_len], ((0 * 8 + 4) * 3) as f32);
-    assert_eq!(p[patch_len + 4], ((0 * 8 + 5) * 3 + 1) as f32);
+    let px = |y: usize, x: usize, c: usize| ((y * 8 + x) * 3 + c) as f32;
+    assert_eq!(p[patch_len], px(0, 4, 0));
+    assert_eq!(p[patch_len + 4], px(0, 5, 1));
     // Its 13th value is pixel (1, 4) channel 0.
-    assert_eq!(p[patch_len + 12], ((1 * 8 + 4) * 3) as f32);
+    assert_eq!(p[patch_len + 12], px(1, 4, 0));
 }
 
 #[test]
@@ -57,12 +58,16 @@ fn visible_positions_encode_the_same_as_a_gathered_input() {
     };
     let enc = VivitEncoder::new(&cfg, &dev);
     let v = Tensor::<5>::random([1, 4, 16, 16, 3], Distribution::Uniform(0.0, 1.0), &dev);
-    let full = enc.forward(v.clone()).into_data().to_vec::<f32>().unwrap();
+    let full = enc
+        .forward(v.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let idx = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 9], [1, 2]), &dev);
     let part = enc
         .encode_patches(enc.patchify(v), 1, 4, (4, 4), Some(idx))
         .into_data()
-        .to_vec::<f32>()
+        .try_to_vec::<f32>()
         .unwrap();
     // With no layers the encoder is per-token (plus norms), so each visible token equals the
     // full encoding's token at that position: frame 2, position 9.
