@@ -183,23 +183,42 @@ pub struct VpBlock {
     pub relu: bool,
 }
 
+/// The shape of one pre-LN layer (and of a stack of them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerSpec {
+    pub d: usize,
+    pub mlp: usize,
+    pub heads: usize,
+    /// Attention logit cap (0: none).
+    pub cap: f64,
+    pub causal: bool,
+    /// ReLU (text stacks) instead of exact GELU (vision stacks).
+    pub relu: bool,
+}
+
+impl LayerSpec {
+    /// A bidirectional GELU layer of the vision stacks of `cfg`.
+    pub fn vision(cfg: &VivitConfig) -> Self {
+        LayerSpec {
+            d: cfg.d_model,
+            mlp: cfg.mlp_dim,
+            heads: cfg.n_heads,
+            cap: cfg.logit_cap,
+            causal: false,
+            relu: false,
+        }
+    }
+}
+
 impl VpBlock {
-    pub fn new(
-        d: usize,
-        mlp: usize,
-        heads: usize,
-        cap: f64,
-        causal: bool,
-        relu: bool,
-        device: &Device,
-    ) -> Self {
+    pub fn new(s: &LayerSpec, device: &Device) -> Self {
         VpBlock {
-            ln1: ln(d, device),
-            attn: VpAttention::new(d, d, heads, false, cap, causal, device),
-            ln2: ln(d, device),
-            fc1: LinearConfig::new(d, mlp).init(device),
-            fc2: LinearConfig::new(mlp, d).init(device),
-            relu,
+            ln1: ln(s.d, device),
+            attn: VpAttention::new(s.d, s.d, s.heads, false, s.cap, s.causal, device),
+            ln2: ln(s.d, device),
+            fc1: LinearConfig::new(s.d, s.mlp).init(device),
+            fc2: LinearConfig::new(s.mlp, s.d).init(device),
+            relu: s.relu,
         }
     }
 
@@ -214,21 +233,9 @@ impl VpBlock {
     }
 }
 
-/// A stack of [`VpBlock`]s.
-#[allow(clippy::too_many_arguments)]
-pub fn stack(
-    n: usize,
-    d: usize,
-    mlp: usize,
-    heads: usize,
-    cap: f64,
-    causal: bool,
-    relu: bool,
-    device: &Device,
-) -> Vec<VpBlock> {
-    (0..n)
-        .map(|_| VpBlock::new(d, mlp, heads, cap, causal, relu, device))
-        .collect()
+/// A stack of `n` [`VpBlock`]s of shape `spec`.
+pub fn stack(n: usize, spec: &LayerSpec, device: &Device) -> Vec<VpBlock> {
+    (0..n).map(|_| VpBlock::new(spec, device)).collect()
 }
 
 pub fn run_stack(blocks: &[VpBlock], mut x: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
@@ -308,28 +315,10 @@ impl VivitEncoder {
         VivitEncoder {
             patch_projection: LinearConfig::new(cfg.patch * cfg.patch * 3, d).init(device),
             spatial_pos: pos(cfg.grid.0 * cfg.grid.1),
-            spatial: stack(
-                cfg.spatial_layers,
-                d,
-                cfg.mlp_dim,
-                cfg.n_heads,
-                cfg.logit_cap,
-                false,
-                false,
-                device,
-            ),
+            spatial: stack(cfg.spatial_layers, &LayerSpec::vision(cfg), device),
             spatial_ln: ln(d, device),
             temporal_pos: pos(cfg.frames),
-            temporal: stack(
-                cfg.temporal_layers,
-                d,
-                cfg.mlp_dim,
-                cfg.n_heads,
-                cfg.logit_cap,
-                false,
-                false,
-                device,
-            ),
+            temporal: stack(cfg.temporal_layers, &LayerSpec::vision(cfg), device),
             temporal_ln: ln(d, device),
             patch: cfg.patch,
             grid_h: cfg.grid.0,
@@ -513,7 +502,18 @@ impl TextEncoder {
                 Distribution::Normal(0.0, (1.0 / d as f64).sqrt()),
                 device,
             )),
-            blocks: stack(layers, d, 4 * d, heads, cap, true, true, device),
+            blocks: stack(
+                layers,
+                &LayerSpec {
+                    d,
+                    mlp: 4 * d,
+                    heads,
+                    cap,
+                    causal: true,
+                    relu: true,
+                },
+                device,
+            ),
             ln: ln(d, device),
         }
     }

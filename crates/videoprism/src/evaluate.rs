@@ -139,14 +139,17 @@ pub fn probe(
     best
 }
 
-/// Zero-shot retrieval figures (percent).
-#[derive(Debug, Clone, Copy, Serialize)]
+/// Zero-shot retrieval figures (percent), and each text query's top-1 clip.
+#[derive(Debug, Clone, Serialize)]
 pub struct Retrieval {
     pub text_to_video_r1: f64,
     pub text_to_video_r5: f64,
     pub video_to_text_r1: f64,
     pub video_to_text_r5: f64,
     pub queries: usize,
+    /// Index of the best-scoring clip for each text query.
+    #[serde(skip)]
+    pub text_top1: Vec<usize>,
 }
 
 /// Retrieval over `n` clips with captions `texts`; a hit is a clip whose facts equal the
@@ -170,8 +173,9 @@ pub fn retrieval(
         text_emb.extend(v.chunks(d).map(|c| c.to_vec()));
     }
     let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-    let rank_hits = |queries: &[Vec<f32>], keys: &[Vec<f32>]| -> (f64, f64) {
+    let rank_hits = |queries: &[Vec<f32>], keys: &[Vec<f32>]| -> (f64, f64, Vec<usize>) {
         let (mut r1, mut r5) = (0usize, 0usize);
+        let mut top1 = Vec::with_capacity(queries.len());
         for (qi, q) in queries.iter().enumerate() {
             let mut scored: Vec<(f32, usize)> = keys
                 .iter()
@@ -179,6 +183,7 @@ pub fn retrieval(
                 .map(|(k, key)| (dot(q, key), k))
                 .collect();
             scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            top1.push(scored[0].1);
             if same(qi, scored[0].1) {
                 r1 += 1;
             }
@@ -186,16 +191,21 @@ pub fn retrieval(
                 r5 += 1;
             }
         }
-        (100.0 * r1 as f64 / n as f64, 100.0 * r5 as f64 / n as f64)
+        (
+            100.0 * r1 as f64 / n as f64,
+            100.0 * r5 as f64 / n as f64,
+            top1,
+        )
     };
-    let (t1, t5) = rank_hits(&text_emb, video_emb);
-    let (v1, v5) = rank_hits(video_emb, &text_emb);
+    let (t1, t5, text_top1) = rank_hits(&text_emb, video_emb);
+    let (v1, v5, _) = rank_hits(video_emb, &text_emb);
     Retrieval {
         text_to_video_r1: t1,
         text_to_video_r5: t5,
         video_to_text_r1: v1,
         video_to_text_r5: v5,
         queries: n,
+        text_top1,
     }
 }
 

@@ -9,7 +9,8 @@ use pw_nn::burn::module::{Module, Param};
 use pw_nn::burn::nn::{Linear, LinearConfig};
 use pw_nn::burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use pw_nn::vivit::{
-    MapPooler, TextEncoder, VivitConfig, VivitEncoder, VpBlock, l2_normalize, run_stack, stack,
+    LayerSpec, MapPooler, TextEncoder, VivitConfig, VivitEncoder, VpBlock, l2_normalize, run_stack,
+    stack,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,16 +60,7 @@ impl VideoTextModel {
         let d = e.d_model;
         VideoTextModel {
             encoder: VivitEncoder::new(e, device),
-            aux: stack(
-                cfg.aux_layers,
-                d,
-                e.mlp_dim,
-                e.n_heads,
-                e.logit_cap,
-                false,
-                false,
-                device,
-            ),
+            aux: stack(cfg.aux_layers, &LayerSpec::vision(e), device),
             pooler: MapPooler::new(d, 4 * d, e.n_heads, 1, device),
             text: TextEncoder::new(vocab, d, cfg.text_layers, e.n_heads, e.logit_cap, device),
             log_scale: Param::from_tensor(Tensor::from_floats([(1.0f32 / 0.07).ln()], device)),
@@ -145,27 +137,9 @@ impl DistillModel {
             student,
             mask_token: Param::from_tensor(Tensor::random([1, d], std, device)),
             decoder_pos: Param::from_tensor(Tensor::random([tokens, d], std, device)),
-            token_decoder: stack(
-                cfg.decoder_layers,
-                d,
-                e.mlp_dim,
-                e.n_heads,
-                e.logit_cap,
-                false,
-                false,
-                device,
-            ),
+            token_decoder: stack(cfg.decoder_layers, &LayerSpec::vision(e), device),
             token_head: LinearConfig::new(d, d).init(device),
-            global_decoder: stack(
-                cfg.decoder_layers,
-                d,
-                e.mlp_dim,
-                e.n_heads,
-                e.logit_cap,
-                false,
-                false,
-                device,
-            ),
+            global_decoder: stack(cfg.decoder_layers, &LayerSpec::vision(e), device),
             global_pooler: MapPooler::new(d, 4 * d, e.n_heads, 1, device),
             global_head: LinearConfig::new(d, d).init(device),
         }

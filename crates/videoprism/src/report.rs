@@ -4,15 +4,11 @@
 
 use crate::config::VideoPrismConfig;
 use crate::evaluate::{ProbeScore, Retrieval, mean_std};
-use crate::model::VideoTextModel;
 use crate::reproduce::{LADDER, STAGE1_ONLY};
-use crate::train::text_batch;
 use pw_core::{
     Block, Claim, ClaimResult, Metrics, Plot, PlotKind, ReproOutcome, Series, Stopwatch, Table,
 };
-use pw_data::synthvideo::{APPEARANCE_CLASSES, Clip, MOTION_CLASSES};
-use pw_nn::burn::tensor::Device;
-use pw_nn::tokenizer::WordTokenizer;
+use pw_data::synthvideo::{APPEARANCE_CLASSES, MOTION_CLASSES};
 
 const CLAIM_TWO_STAGE: &str = "two_stage";
 const CLAIM_GLOBAL: &str = "global";
@@ -67,39 +63,6 @@ pub struct Measured<'a> {
     pub samples: Vec<(String, String)>,
     pub vocab: usize,
     pub times: &'a Stopwatch,
-}
-
-/// Top-1 text-to-video retrievals of the first few test captions.
-pub fn retrieval_examples(
-    model: &VideoTextModel,
-    tok: &WordTokenizer,
-    max_len: usize,
-    video_emb: &[Vec<f32>],
-    clips: &[Clip],
-    device: &Device,
-) -> Vec<(String, String, bool)> {
-    let queries: Vec<&str> = clips.iter().take(5).map(|c| c.caption.as_str()).collect();
-    let (ids, pad) = text_batch(tok, &queries, max_len, device);
-    let e = model.embed_text(ids, pad);
-    let d = e.dims()[1];
-    let v = e.into_data().try_to_vec::<f32>().unwrap_or_default();
-    v.chunks(d)
-        .enumerate()
-        .map(|(qi, q)| {
-            let best = video_emb
-                .iter()
-                .enumerate()
-                .map(|(k, key)| (q.iter().zip(key).map(|(a, b)| a * b).sum::<f32>(), k))
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|x| x.1)
-                .unwrap_or(0);
-            (
-                queries[qi].to_string(),
-                clips[best].caption.clone(),
-                clips[best].factors == clips[qi].factors,
-            )
-        })
-        .collect()
 }
 
 fn fmt_ms((m, s): (f64, f64)) -> String {

@@ -136,7 +136,7 @@ impl Reproduction for VideoPrismReproduction {
             let emb = video_embeddings(&s1, probe_test.len(), 64, test_video);
             let texts: Vec<&str> = probe_test.iter().map(|c| c.caption.as_str()).collect();
             let same = |i: usize, j: usize| probe_test[i].factors == probe_test[j].factors;
-            retrievals.push(retrieval(
+            let r = retrieval(
                 &s1,
                 &tok,
                 cfg.model.max_text_len,
@@ -144,17 +144,20 @@ impl Reproduction for VideoPrismReproduction {
                 &texts,
                 same,
                 &plain,
-            ));
+            );
             if s == 0 {
-                retrieval_examples = report::retrieval_examples(
-                    &s1,
-                    &tok,
-                    cfg.model.max_text_len,
-                    &emb,
-                    &probe_test,
-                    &plain,
-                );
+                retrieval_examples = r
+                    .text_top1
+                    .iter()
+                    .take(5)
+                    .enumerate()
+                    .map(|(q, &k)| {
+                        let (query, hit) = (&probe_test[q], &probe_test[k]);
+                        (query.caption.clone(), hit.caption.clone(), same(q, k))
+                    })
+                    .collect();
             }
+            retrievals.push(r);
             times.lap(format!("seed {s}: retrieval"));
 
             for (i, (name, enc)) in encoders.iter().enumerate() {

@@ -370,11 +370,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         let views: Vec<&[f32]> = idx.iter().map(|&i| clips[i].as_slice()).collect();
         video_tensor(&views, t, s, s, dev)
     };
-    let pair = |idx: &[usize]| -> Result<(Tensor<5>, Vec<String>)> {
-        Ok((
+    let pair = |idx: &[usize]| -> (Tensor<5>, Vec<String>) {
+        (
             batch_of(idx, &ad),
             idx.iter().map(|&i| recs[i].caption.clone()).collect(),
-        ))
+        )
     };
     ad.seed(opts.seed);
     let s1 = train_video_text(
@@ -387,7 +387,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         (&ad, &plain),
         opts.seed,
     )?;
-    let videos = |idx: &[usize], dev: &Device| -> Result<Tensor<5>> { Ok(batch_of(idx, dev)) };
+    let videos = |idx: &[usize], dev: &Device| -> Tensor<5> { batch_of(idx, dev) };
     train_distill(
         &cfg.model,
         &cfg.stage2,

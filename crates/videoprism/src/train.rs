@@ -100,7 +100,7 @@ pub fn tokenizer(splits: &Splits, dir: &Path) -> Result<WordTokenizer> {
 
 /// A batch of stage-1 pairs by index: clips `[b, t, h, w, 3]` on the autodiff device and their
 /// captions.
-pub type PairBatch<'a> = dyn Fn(&[usize]) -> Result<(Tensor<5>, Vec<String>)> + Sync + 'a;
+pub type PairBatch<'a> = dyn Fn(&[usize]) -> (Tensor<5>, Vec<String>) + Sync + 'a;
 
 /// Stage 1: video-text contrastive pre-training on (clip, caption) pairs from `pair`.
 #[allow(clippy::too_many_arguments)]
@@ -121,7 +121,6 @@ pub fn train_video_text(
         || {
             let mut rng = StdRng::seed_from_u64(seed);
             let model = VideoTextModel::new(model_cfg, tok.vocab_size(), ad);
-            let mut failure = None;
             let (m, logs) = train_loop(
                 model,
                 stage.steps,
@@ -132,14 +131,7 @@ pub fn train_video_text(
                     let idx: Vec<usize> = (0..stage.batch)
                         .map(|_| rng.random_range(0..n_pairs))
                         .collect();
-                    let (video, texts) = match pair(&idx) {
-                        Ok(x) => x,
-                        Err(e) => {
-                            failure.get_or_insert(e);
-                            let z = Tensor::<1>::zeros([1], ad).require_grad();
-                            return StepOutput { loss: z, items: 0 };
-                        }
-                    };
+                    let (video, texts) = pair(&idx);
                     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                     let (ids, pad) = text_batch(tok, &refs, model_cfg.max_text_len, ad);
                     let (_, v) = m.embed_video(video);
@@ -151,9 +143,6 @@ pub fn train_video_text(
                 },
                 |_| true,
             );
-            if let Some(e) = failure {
-                return Err(e);
-            }
             save_log(&log_path, &logs)?;
             Ok(m.valid())
         },
@@ -178,14 +167,15 @@ pub fn stage1(
     let pairs = splits.pairs.clone();
     // Pairs grouped by their whole appearance (colour, shape, texture, size), for batches whose
     // captions can only be told apart by motion (see `VideoPrismConfig::stage1_group`).
-    let mut groups: std::collections::HashMap<(usize, usize, usize, usize), Vec<usize>> =
-        Default::default();
-    for i in 0..pairs.len() {
-        let f = pw_data::synthvideo::factors(splits.seed, pairs.start + i);
-        groups.entry(appearance_key(&f)).or_default().push(i);
+    let keys: Vec<_> = (0..pairs.len())
+        .map(|i| appearance_key(&pw_data::synthvideo::factors(splits.seed, pairs.start + i)))
+        .collect();
+    let mut groups: std::collections::HashMap<_, Vec<usize>> = Default::default();
+    for (i, k) in keys.iter().enumerate() {
+        groups.entry(*k).or_default().push(i);
     }
     let group = cfg.stage1_group.max(1);
-    let pair = |idx: &[usize]| -> Result<(Tensor<5>, Vec<String>)> {
+    let pair = |idx: &[usize]| -> (Tensor<5>, Vec<String>) {
         // Every `group`-th index is an anchor; the indices after it are replaced by pairs of
         // the anchor's appearance (the random index picks which one).
         let mut chosen: Vec<usize> = Vec::with_capacity(idx.len());
@@ -193,9 +183,7 @@ pub fn stage1(
             if j % group == 0 {
                 chosen.push(i);
             } else {
-                let anchor = chosen[j - j % group];
-                let f = pw_data::synthvideo::factors(splits.seed, pairs.start + anchor);
-                let g = &groups[&appearance_key(&f)];
+                let g = &groups[&keys[chosen[j - j % group]]];
                 chosen.push(g[i % g.len()]);
             }
         }
@@ -205,7 +193,7 @@ pub fn stage1(
             .iter()
             .map(|c| training_caption(c, cfg.noisy_share, splits.seed).to_string())
             .collect();
-        Ok((clip_tensor(&clips, &splits.spec, ad), texts))
+        (clip_tensor(&clips, &splits.spec, ad), texts)
     };
     train_video_text(
         &cfg.model,
@@ -228,7 +216,7 @@ pub fn train_distill(
     mask_ratio: f64,
     teacher: &VideoTextModel,
     n_videos: usize,
-    videos: &(dyn Fn(&[usize], &Device) -> Result<Tensor<5>> + Sync),
+    videos: &(dyn Fn(&[usize], &Device) -> Tensor<5> + Sync),
     variant: DistillVariant,
     path: &Path,
     (ad, plain): (&Device, &Device),
@@ -237,7 +225,7 @@ pub fn train_distill(
     let log_path = path.with_extension("loss.jsonl");
     let patch = model_cfg.encoder.patch;
     // The clip shape sizes the decoder's position table (one row per space-time token).
-    let [_, t, h, w, _] = videos(&[0], plain)?.dims();
+    let [_, t, h, w, _] = videos(&[0], plain).dims();
     let grid = (h / patch, w / patch);
     let tokens = t * grid.0 * grid.1;
     load_or_train(
@@ -250,7 +238,6 @@ pub fn train_distill(
             let mut rng = StdRng::seed_from_u64(seed);
             let student = teacher.encoder.clone().fork(ad).train();
             let model = DistillModel::new(model_cfg, student, tokens, ad);
-            let mut failure = None;
             let label = format!(
                 "videoprism stage 2 (distillation{}{})",
                 if variant.global { " + global" } else { "" },
@@ -266,14 +253,7 @@ pub fn train_distill(
                     let idx: Vec<usize> = (0..stage.batch)
                         .map(|_| rng.random_range(0..n_videos))
                         .collect();
-                    let video = match videos(&idx, plain) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            failure.get_or_insert(e);
-                            let z = Tensor::<1>::zeros([1], ad).require_grad();
-                            return StepOutput { loss: z, items: 0 };
-                        }
-                    };
+                    let video = videos(&idx, plain);
                     let b = idx.len();
                     // Teacher targets on the whole clip, computed without gradients.
                     let (tt, tg) = {
@@ -296,9 +276,6 @@ pub fn train_distill(
                 },
                 |_| true,
             );
-            if let Some(e) = failure {
-                return Err(e);
-            }
             save_log(&log_path, &logs)?;
             Ok(m.valid())
         },
@@ -317,7 +294,7 @@ pub fn stage2(
 ) -> Result<DistillModel> {
     let (p, v) = (splits.pairs.clone(), splits.video_only.clone());
     let n = p.len() + v.len();
-    let videos = |idx: &[usize], device: &Device| -> Result<Tensor<5>> {
+    let videos = |idx: &[usize], device: &Device| -> Tensor<5> {
         let ids: Vec<usize> = idx
             .iter()
             .map(|&i| {
@@ -328,7 +305,7 @@ pub fn stage2(
                 }
             })
             .collect();
-        Ok(clip_tensor(&splits.clips(&ids), &splits.spec, device))
+        clip_tensor(&splits.clips(&ids), &splits.spec, device)
     };
     train_distill(
         &cfg.model,
