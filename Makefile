@@ -30,6 +30,7 @@ bench: setup
 	$(CARGO) bench -p pw-llm --bench sampler
 	$(CARGO) bench -p pw-nn --bench decode
 	$(CARGO) bench -p pw-videoprism --bench videoprism
+	$(CARGO) bench -p pw-comments --bench density
 	@if $(PEER_PYTHON) -c 'import torch' 2>/dev/null; then \
 		$(PEER_PYTHON) crates/videoprism/benches/videoprism_peer.py; \
 	else echo "skipped the PyTorch peer of the VideoPrism encoder step: $(PEER_PYTHON) has no torch (set PEER_PYTHON)"; fi

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod comments;
 mod glan;
 mod glore;
 mod llm;
@@ -121,6 +122,13 @@ enum Command {
     /// `paperworks reproduce --only videoprism`.
     #[command(subcommand)]
     Videoprism(videoprism::VideoPrismCommand),
+    /// Code Needs Comments: comment density of code (tree-sitter, 9 languages) and comment
+    /// augmentation that never changes a byte of code.
+    ///
+    /// `density` counts code, comment and blank lines, comment characters and words per file,
+    /// language and total, for source trees or JSONL corpora in The Stack's format.
+    #[command(subcommand)]
+    Comments(comments::CommentsCommand),
     /// Serve a local GGUF over an OpenAI-compatible HTTP API.
     ///
     /// POST /v1/chat/completions (with response_format json_schema), GET /v1/models,
@@ -329,6 +337,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
         Command::Glan(c) => glan::run(&g, c, cfg.glan.clone()),
         Command::Glore(c) => glore::run(&g, c),
         Command::Videoprism(c) => videoprism::run(&g, c),
+        Command::Comments(c) => comments::run(&g, c),
     }
 }
 
