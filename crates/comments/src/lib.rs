@@ -9,11 +9,26 @@
 //!   density over many inputs.
 //! - `verify.rs`: the no-code-change guarantee (alignment, rebuilt parse, comment stripping)
 //!   and function extraction.
+//! - `augment.rs`: comment augmentation, line-constrained (forced code tokens on a local
+//!   GGUF) or generate-and-verify (any generator).
+//! - `export.rs`: augmented records, the implicit filter, JSONL / Parquet exports.
+//! - `run.rs`: the entry points the CLI calls (density, augment).
+//! - The miniature: `config.rs` (sizes), `model.rs` (a byte-level code model), `train.rs`
+//!   (pre-training and continued training), `evaluate.rs` (NL-conditioned bits per byte),
+//!   `report.rs` (claims, tables, samples), `reproduce.rs` (orchestration).
 
+pub mod augment;
+pub mod config;
 pub mod data;
 pub mod density;
+pub mod evaluate;
+pub mod export;
 pub mod lang;
+pub mod model;
+pub mod report;
+pub mod reproduce;
 pub mod run;
+pub mod train;
 pub mod verify;
 
 pub use data::{Density, ReadOptions};

@@ -108,19 +108,24 @@ pub fn verify(
             rebuilt.push_str(line);
             kinds.push(Some(j));
             j += 1;
-        } else if code.is_empty() && *has_comment {
-            rebuilt.push_str(line);
-            kinds.push(None);
-            inserted += 1;
         } else if j < orig_lines.len()
             && line.as_bytes().starts_with(&ob[orig_lines[j].clone()])
             && !original[orig_lines[j].clone()].trim().is_empty()
             && is_trailing_comment(output, r.start + orig_lines[j].len(), r.end, &out_spans)
+            && out_lines
+                .get(k + 1)
+                .is_none_or(|n| output.as_bytes()[n.clone()] != ob[orig_lines[j].clone()])
         {
+            // Before the inserted-line case: an original comment line with more comment
+            // after it is that line, not a new one.
             rebuilt.push_str(line);
             kinds.push(Some(j));
             trailing += 1;
             j += 1;
+        } else if code.is_empty() && *has_comment {
+            rebuilt.push_str(line);
+            kinds.push(None);
+            inserted += 1;
         } else if line.trim().is_empty() {
             dropped += 1;
             continue;

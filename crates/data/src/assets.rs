@@ -13,6 +13,9 @@ pub mod paths {
     pub const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     /// Gemma 3 270M base Q4_K_M (optional, `PAPERWORKS_SKIP_GEMMA=1` skips it).
     pub const GEMMA3_270M: &str = "models/gemma-3-270m-Q4_K_M.gguf";
+    /// Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0 upstream; optional,
+    /// `PAPERWORKS_SKIP_QWEN=1` skips it): the default comment generator.
+    pub const QWEN_CODER: &str = "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
     /// Fashion-MNIST IDX files (a link to Debian's dataset-fashion-mnist).
     pub const FASHION_MNIST: &str = "data/fashion-mnist";
     /// sklearn's digits (1797 x 8x8).
@@ -31,6 +34,17 @@ pub mod paths {
 /// The default generator model under `assets`.
 pub fn default_model(assets: &Path) -> PathBuf {
     assets.join(paths::SMOLLM2)
+}
+
+/// The strongest code model in `assets`: Qwen2.5-Coder-0.5B when setup fetched it, else
+/// SmolLM2-135M.
+pub fn code_model(assets: &Path) -> PathBuf {
+    let qwen = assets.join(paths::QWEN_CODER);
+    if qwen.is_file() {
+        qwen
+    } else {
+        default_model(assets)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

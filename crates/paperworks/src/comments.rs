@@ -1,14 +1,59 @@
-//! `paperworks comments density`: flags to one pw-comments call each, and the printed
-//! summary.
+//! `paperworks comments density | augment`: flags to one pw-comments call each, and the
+//! printed summary.
 
 use crate::Global;
-use clap::Subcommand;
+use crate::llm::BackendArgs;
+use clap::{Args, Subcommand};
 use pw_comments::Docstrings;
+use pw_comments::augment::ConstrainedOptions;
 use pw_comments::data::{JsonlFields, ReadOptions};
-use pw_comments::run::{Format, Input, density, render};
-use pw_core::{Error, Result};
+use pw_comments::export::FilterOptions;
+use pw_comments::run::{
+    AugmentOptions, Backend, Format, Input, UnitKind, UnitOptions, augment, collect_units, density,
+    render,
+};
+use pw_core::{Error, Result, RunDir, Shard};
+use pw_llm::GenParams;
 use std::path::PathBuf;
 
+/// Where the code comes from (both subcommands).
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Files and directories.
+    #[arg(value_name = "PATH", required_unless_present = "jsonl")]
+    paths: Vec<PathBuf>,
+    /// A JSONL corpus instead (one record per line, The Stack's format).
+    #[arg(long, value_name = "FILE", conflicts_with = "paths")]
+    jsonl: Option<PathBuf>,
+    /// Field holding the code in --jsonl records.
+    #[arg(long, default_value = "content")]
+    field: String,
+    /// Field holding the language name ("Python", "C++", "rust", ...).
+    #[arg(long, default_value = "lang")]
+    lang_field: String,
+    /// Skip files larger than this many bytes.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    max_bytes: u64,
+}
+
+impl InputArgs {
+    fn input(&self) -> Input {
+        match &self.jsonl {
+            Some(file) => Input::Jsonl {
+                file: file.clone(),
+                fields: JsonlFields {
+                    content: self.field.clone(),
+                    lang: self.lang_field.clone(),
+                    ..JsonlFields::default()
+                },
+            },
+            None => Input::Paths(self.paths.clone()),
+        }
+    }
+}
+
+// Parsed once per process: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum CommentsCommand {
     /// Comment density of source trees or of a JSONL corpus.
@@ -24,18 +69,8 @@ pub enum CommentsCommand {
     ///
     /// Example: paperworks comments density src/ --format csv --per-file --out density.csv
     Density {
-        /// Files and directories.
-        #[arg(value_name = "PATH", required_unless_present = "jsonl")]
-        paths: Vec<PathBuf>,
-        /// A JSONL corpus instead (one record per line, The Stack's format).
-        #[arg(long, value_name = "FILE", conflicts_with = "paths")]
-        jsonl: Option<PathBuf>,
-        /// Field holding the code in --jsonl records.
-        #[arg(long, default_value = "content")]
-        field: String,
-        /// Field holding the language name ("Python", "C++", "rust", ...).
-        #[arg(long, default_value = "lang")]
-        lang_field: String,
+        #[command(flatten)]
+        input: InputArgs,
         /// table, jsonl or csv.
         #[arg(long, default_value = "table")]
         format: Format,
@@ -48,9 +83,6 @@ pub enum CommentsCommand {
         /// Python docstrings count as comment (default) or code (tokei's default).
         #[arg(long, default_value = "comment")]
         docstrings: Docstrings,
-        /// Skip files larger than this many bytes.
-        #[arg(long, default_value_t = 10 * 1024 * 1024)]
-        max_bytes: u64,
         /// Skip a file whose syntax errors cover more than this share of its bytes.
         #[arg(long, default_value_t = 0.25)]
         max_error_share: f64,
@@ -58,34 +90,85 @@ pub enum CommentsCommand {
         #[arg(long)]
         no_skip_lines: bool,
     },
+    /// Add comments to code without changing a byte of it.
+    ///
+    /// Each function (or, with --unit record, each file or record) is commented by a model
+    /// that may only insert comment lines: with the embedded backend the code lines are fed as
+    /// forced tokens and at each line boundary the model's own probabilities decide between a
+    /// comment and the next code line; with --endpoint (or --generate-verify) the model
+    /// rewrites the function and the output is checked (removing what it added must give the
+    /// original back byte for byte), retried with a new seed, then rejected with the reason.
+    /// The implicit filter drops units the model left uncommented. Writes to the run dir
+    /// (default runs/comments-augment): augmented.jsonl (ledger of every accepted unit with
+    /// the filter's verdict; a rerun resumes), rejects.jsonl, and the kept units as
+    /// comments.jsonl + comments.parquet (content, original, lang, path, line, densities,
+    /// model, method, round, seed). Default model: the Qwen2.5-Coder-0.5B GGUF that setup
+    /// fetches, else SmolLM2.
+    ///
+    /// Example: paperworks comments augment src/ --limit 50
+    Augment {
+        #[command(flatten)]
+        input: InputArgs,
+        /// function (each function or method) or record (each file / JSONL record whole).
+        #[arg(long, default_value = "function")]
+        unit: UnitKind,
+        /// Leave out units with fewer lines.
+        #[arg(long, default_value_t = 3)]
+        min_lines: usize,
+        /// Leave out units with more lines.
+        #[arg(long, default_value_t = 60)]
+        max_lines: usize,
+        /// At most this many units.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// Whole-function generation + verification even with the embedded model.
+        #[arg(long)]
+        generate_verify: bool,
+        /// Generate-verify: most tokens of one reply.
+        #[arg(long, default_value_t = 1024)]
+        max_tokens: u32,
+        /// Constrained: added to log P(comment) at each line boundary (> 0: more comments).
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        bias: f32,
+        /// Constrained: most tokens of one comment line.
+        #[arg(long, default_value_t = 32)]
+        max_comment_tokens: usize,
+        /// Constrained: most comment lines in a row.
+        #[arg(long, default_value_t = 2)]
+        max_consecutive: usize,
+        /// Implicit filter: fewest inserted comments of a kept unit.
+        #[arg(long, default_value_t = 1)]
+        min_inserted: usize,
+        /// Implicit filter: lowest comment density (characters) after augmentation.
+        #[arg(long, default_value_t = 0.0)]
+        min_density_after: f64,
+        /// Self-augmentation round recorded in the provenance.
+        #[arg(long, default_value_t = 1)]
+        round: u32,
+        /// Run only units whose id hashes to shard I of N.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<Shard>,
+        /// Generate-verify: no response cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
 }
 
 pub fn run(g: &Global, cmd: &CommentsCommand) -> Result<()> {
     match cmd {
         CommentsCommand::Density {
-            paths,
-            jsonl,
-            field,
-            lang_field,
+            input,
             format,
             per_file,
             out,
             docstrings,
-            max_bytes,
             max_error_share,
             no_skip_lines,
         } => {
-            let input = match jsonl {
-                Some(file) => Input::Jsonl {
-                    file: file.clone(),
-                    fields: JsonlFields {
-                        content: field.clone(),
-                        lang: lang_field.clone(),
-                        ..JsonlFields::default()
-                    },
-                },
-                None => Input::Paths(paths.clone()),
-            };
+            let max_bytes = &input.max_bytes;
+            let input = input.input();
             let opts = ReadOptions {
                 max_bytes: *max_bytes,
                 max_error_share: *max_error_share,
@@ -124,6 +207,123 @@ pub fn run(g: &Global, cmd: &CommentsCommand) -> Result<()> {
                     d.skipped.len()
                 )));
             }
+            Ok(())
+        }
+        CommentsCommand::Augment {
+            input,
+            unit,
+            min_lines,
+            max_lines,
+            limit,
+            backend,
+            generate_verify,
+            max_tokens,
+            bias,
+            max_comment_tokens,
+            max_consecutive,
+            min_inserted,
+            min_density_after,
+            round,
+            shard,
+            no_cache,
+        } => {
+            let read = ReadOptions {
+                max_bytes: input.max_bytes,
+                ..ReadOptions::default()
+            };
+            let (units, skipped) = collect_units(
+                &input.input(),
+                &read,
+                &UnitOptions {
+                    kind: *unit,
+                    min_lines: *min_lines,
+                    max_lines: *max_lines,
+                    limit: *limit,
+                },
+            )?;
+            if !g.quiet {
+                for s in &skipped {
+                    eprintln!("{}: {}", s.path, s.reason);
+                }
+            }
+            if units.is_empty() {
+                return Err(Error::Other(format!(
+                    "no unit to comment: no {} of {min_lines}..={max_lines} lines in the input",
+                    if *unit == UnitKind::Function {
+                        "function"
+                    } else {
+                        "file or record"
+                    }
+                )));
+            }
+            let dir = g
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs/comments-augment"));
+            let mut b = backend.clone();
+            if b.model.is_none() {
+                b.model = Some(pw_data::assets::code_model(&g.assets));
+            }
+            let cache = (!no_cache).then(|| dir.join("cache.redb"));
+            let llm = b.config(g, cache);
+            let backend = if llm.uses_http() || *generate_verify {
+                Backend::GenerateVerify {
+                    llm: Box::new(llm),
+                    params: GenParams {
+                        temperature: 0.2,
+                        max_tokens: *max_tokens,
+                        ..GenParams::default()
+                    },
+                }
+            } else {
+                Backend::Constrained(llm.embedded)
+            };
+            let opts = AugmentOptions {
+                backend,
+                constrained: ConstrainedOptions {
+                    bias: *bias,
+                    max_comment_tokens: *max_comment_tokens,
+                    max_consecutive: *max_consecutive,
+                    parallel: b.parallel,
+                },
+                filter: FilterOptions {
+                    min_inserted: *min_inserted,
+                    min_density_after: *min_density_after,
+                },
+                round: *round,
+                shard: shard.unwrap_or(Shard::ALL),
+                seed: g.seed,
+                ..AugmentOptions::default()
+            };
+            let config = serde_json::json!({
+                "units": units.len(), "unit": format!("{unit:?}"), "model": b.model,
+                "endpoints": b.endpoint, "bias": bias, "max_comment_tokens": max_comment_tokens,
+                "max_consecutive": max_consecutive, "min_inserted": min_inserted,
+                "min_density_after": min_density_after, "round": round,
+            });
+            let s = RunDir::scope(&dir, config, g.seed, g.fresh, |run| {
+                augment(run.root(), &units, &opts)
+            })?;
+            println!(
+                "{} units ({} done before): {} accepted, {} rejected; implicit filter kept {} and dropped {} left uncommented",
+                s.units, s.already_done, s.accepted, s.rejected, s.kept, s.dropped_by_filter
+            );
+            println!(
+                "{} comment lines inserted by {} ({}); mean comment density {:.1}% -> {:.1}%; {:.1} s",
+                s.inserted_lines,
+                s.model,
+                s.method,
+                s.mean_density_before * 100.0,
+                s.mean_density_after * 100.0,
+                s.wall_s
+            );
+            println!(
+                "wrote {} and {} (kept), {} (all accepted), {} (rejects with reasons)",
+                s.jsonl.display(),
+                s.parquet.display(),
+                s.ledger.display(),
+                s.rejects.display()
+            );
             Ok(())
         }
     }

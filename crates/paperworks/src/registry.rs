@@ -9,5 +9,6 @@ pub fn reproductions() -> Vec<Box<dyn Reproduction>> {
         Box::new(pw_glan::GlanReproduction::default()),
         Box::new(pw_glore::reproduce::GloreReproduction::default()),
         Box::new(pw_videoprism::reproduce::VideoPrismReproduction::default()),
+        Box::new(pw_comments::reproduce::CommentsReproduction::default()),
     ]
 }

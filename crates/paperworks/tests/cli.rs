@@ -25,7 +25,11 @@ fn tiny_config(dir: &Path) -> String {
          [reproduce.overrides.videoprism]\nprobe_evals = 2\nprobe_seeds = 1\n\
          [reproduce.overrides.videoprism.splits]\npairs = 32\nvideo_only = 16\nprobe_train = 32\nprobe_val = 8\nprobe_test = 16\n\
          [reproduce.overrides.videoprism.stage1]\nsteps = 3\nbatch = 8\nlr = 0.001\n[reproduce.overrides.videoprism.stage2]\nsteps = 3\nbatch = 8\nlr = 0.001\n\
-         [reproduce.overrides.videoprism.probe]\nsteps = 3\nbatch = 8\nlr = 0.001\n",
+         [reproduce.overrides.videoprism.probe]\nsteps = 3\nbatch = 8\nlr = 0.001\n\
+         [reproduce.overrides.comments]\naugment_functions = 8\npretrain_bytes = 20000\neval_every = 2\nvalidation_functions = 8\ntest_functions = 8\n\
+         generator = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\ndensity_files = 40\nparallel = 4\n\
+         [reproduce.overrides.comments.lm]\nd_model = 32\nn_heads = 2\nn_layers = 1\nmax_len = 512\n\
+         [reproduce.overrides.comments.pretrain]\nsteps = 3\nbatch = 4\n[reproduce.overrides.comments.cont]\nsteps = 3\nbatch = 4\n",
     )
     .unwrap();
     p.to_str().unwrap().to_string()
@@ -105,6 +109,11 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
     );
     assert!(report.contains("| glan |"), "and GLAN: {report}");
     assert!(report.contains("| glore |"), "and GLoRe: {report}");
+    assert!(
+        report.contains("| comments |"),
+        "and Code Needs Comments: {report}"
+    );
+    assert!(rd.join("comments/augment/comments.parquet").exists());
     assert!(rd.join("glore/label-train/prm_trl.jsonl").exists());
     assert!(rd.join("glan/glan.parquet").exists());
     // Re-running resumes into the same directory and records the earlier start.

@@ -92,6 +92,52 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, LlmError> {
         .map_err(|e| LlmError::Stopped(format!("llama.cpp backend: {e}")))
 }
 
+/// Loads the GGUF of `cfg` (already checked and converted by the caller).
+pub(super) fn load_model(cfg: &EmbeddedConfig) -> Result<LlamaModel, LlmError> {
+    let path = &cfg.model;
+    let backend = backend()?;
+    let mparams = LlamaModelParams::default().with_n_gpu_layers(cfg.gpu_layers);
+    take_last_error();
+    LlamaModel::load_from_file(backend, path, &mparams).map_err(|e| {
+        let why = take_last_error().unwrap_or_else(|| e.to_string());
+        LlmError::model(path, format!("llama.cpp could not load it: {why}"))
+    })
+}
+
+/// The chat template to use: `cfg.chat_template`, else the GGUF's own; checked on a probe
+/// message so an unknown template fails at load, not at the first request.
+pub(super) fn chat_template(
+    model: &LlamaModel,
+    cfg: &EmbeddedConfig,
+) -> Result<LlamaChatTemplate, LlmError> {
+    let path = &cfg.model;
+    let t = match &cfg.chat_template {
+        Some(t) => LlamaChatTemplate::new(t)
+            .map_err(|e| LlmError::model(path, format!("chat template: {e}")))?,
+        None => model.chat_template(None).map_err(|_| {
+            LlmError::model(
+                path,
+                "has no chat template in its metadata; give one with --chat-template \
+                 (a llama.cpp name such as chatml, llama3, gemma, or a template text)",
+            )
+        })?,
+    };
+    let probe = [LlamaChatMessage::new("user".into(), "hi".into())
+        .map_err(|e| LlmError::model(path, e.to_string()))?];
+    model
+        .apply_chat_template(&t, &probe, true)
+        .map(|_| t)
+        .map_err(|e| {
+            LlmError::model(
+                path,
+                format!(
+                    "llama.cpp does not recognise the chat template ({e}); give a known \
+                     one with --chat-template (chatml, llama3, gemma, ...)"
+                ),
+            )
+        })
+}
+
 pub(super) fn run(
     cfg: EmbeddedConfig,
     rx: Receiver<Job>,
@@ -106,46 +152,14 @@ pub(super) fn run(
             return;
         }
     };
-    let mparams = LlamaModelParams::default().with_n_gpu_layers(cfg.gpu_layers);
-    take_last_error();
-    let model = match LlamaModel::load_from_file(backend, &path, &mparams) {
+    let model = match load_model(&cfg) {
         Ok(m) => m,
         Err(e) => {
-            let why = take_last_error().unwrap_or_else(|| e.to_string());
-            let _ = ready.send(Err(LlmError::model(
-                &path,
-                format!("llama.cpp could not load it: {why}"),
-            )));
+            let _ = ready.send(Err(e));
             return;
         }
     };
-    let template = match &cfg.chat_template {
-        Some(t) => LlamaChatTemplate::new(t)
-            .map_err(|e| LlmError::model(&path, format!("chat template: {e}"))),
-        None => model.chat_template(None).map_err(|_| {
-            LlmError::model(
-                &path,
-                "has no chat template in its metadata; give one with --chat-template \
-                 (a llama.cpp name such as chatml, llama3, gemma, or a template text)",
-            )
-        }),
-    };
-    let template = match template.and_then(|t| {
-        let probe = [LlamaChatMessage::new("user".into(), "hi".into())
-            .map_err(|e| LlmError::model(&path, e.to_string()))?];
-        model
-            .apply_chat_template(&t, &probe, true)
-            .map(|_| t)
-            .map_err(|e| {
-                LlmError::model(
-                    &path,
-                    format!(
-                        "llama.cpp does not recognise the chat template ({e}); give a known \
-                         one with --chat-template (chatml, llama3, gemma, ...)"
-                    ),
-                )
-            })
-    }) {
+    let template = match chat_template(&model, &cfg) {
         Ok(t) => t,
         Err(e) => {
             let _ = ready.send(Err(e));

@@ -7,6 +7,7 @@
 //! and chat template are used; JSON-schema requests are constrained by a llama.cpp grammar.
 
 mod engine;
+pub mod forced;
 pub mod requant;
 pub mod sampler;
 
@@ -155,6 +156,27 @@ pub fn default_convert_dir() -> PathBuf {
     base.join("paperworks").join("models")
 }
 
+/// Checks the GGUF and converts its weights when `cfg.weights` asks (once, cached); the
+/// returned config points at the file to load.
+fn prepare(cfg: EmbeddedConfig) -> Result<EmbeddedConfig, LlmError> {
+    check_gguf(&cfg.model)?;
+    let mut cfg = cfg;
+    if let Some(to) = cfg.weights.resolve(&cfg.model, cfg.gpu_layers) {
+        let dir = cfg.convert_dir.clone().unwrap_or_else(default_convert_dir);
+        let threads = cfg.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+        let converted = requant::ensure(&cfg.model, to, &dir, threads)?;
+        if cfg.name.is_none() {
+            cfg.name = Some(format!("{}@{}", default_name(&cfg.model), to.name()));
+        }
+        cfg.model = converted;
+    }
+    Ok(cfg)
+}
+
 impl Embedded {
     /// Loads the model and starts the engine. Errors name the file: missing, not a GGUF,
     /// truncated/corrupt (llama.cpp refused it), or no chat template.
@@ -171,21 +193,7 @@ impl Embedded {
                 "ctx_per_seq must be at least 16",
             ));
         }
-        check_gguf(&cfg.model)?;
-        let mut cfg = cfg;
-        if let Some(to) = cfg.weights.resolve(&cfg.model, cfg.gpu_layers) {
-            let dir = cfg.convert_dir.clone().unwrap_or_else(default_convert_dir);
-            let threads = cfg.threads.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2)
-            });
-            let converted = requant::ensure(&cfg.model, to, &dir, threads)?;
-            if cfg.name.is_none() {
-                cfg.name = Some(format!("{}@{}", default_name(&cfg.model), to.name()));
-            }
-            cfg.model = converted;
-        }
+        let cfg = prepare(cfg)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
