@@ -194,11 +194,16 @@ enum Mode {
     Done,
 }
 
+/// A line's tokens and, when a comment may come before it, how many of them a comment line
+/// shares and the comment marker's text after those.
+type Split = (Vec<u32>, Option<(usize, Vec<u8>)>);
+
 /// The state of one unit under constrained decoding.
 struct Run<'u> {
     unit: &'u Unit,
     lines: Vec<&'u str>,
     insertable: Vec<bool>,
+    splits: Vec<Option<Split>>,
     i: usize,
     consecutive: usize,
     mode: Mode,
@@ -209,7 +214,18 @@ struct Run<'u> {
 impl Run<'_> {
     /// The tokens of line i (with its newline) and how many of them a comment line with
     /// the same indentation shares; `None` when no decision is taken before line i.
-    fn split(&self, lm: &Lm, i: usize) -> (Vec<u32>, Option<(usize, Vec<u8>)>) {
+    /// Memoised: a line is looked at several times (when reached, at its decision, after each
+    /// comment before it) and tokenizing it is the costly part.
+    fn split(&mut self, lm: &Lm, i: usize) -> Split {
+        if let Some(s) = &self.splits[i] {
+            return s.clone();
+        }
+        let s = self.split_uncached(lm, i);
+        self.splits[i] = Some(s.clone());
+        s
+    }
+
+    fn split_uncached(&self, lm: &Lm, i: usize) -> Split {
         let line = self.lines[i];
         let toks = lm.tokenize(line, false);
         if !self.insertable[i] {
@@ -385,9 +401,11 @@ pub fn constrained(
             };
             let spec = unit.lang.spec();
             let head = format!("{prompt}```{}\n", spec.aliases[0]);
+            let lines: Vec<&str> = unit.code.split_inclusive('\n').collect();
             let mut run = Run {
                 unit,
-                lines: unit.code.split_inclusive('\n').collect(),
+                splits: vec![None; lines.len()],
+                lines,
                 insertable: insertable_lines(&mut an, unit.lang, &unit.code),
                 i: 0,
                 consecutive: 0,

@@ -469,7 +469,6 @@ pub fn augment(root: &Path, units: &[Unit], opts: &AugmentOptions) -> Result<Aug
             let mut cfg = cfg.clone();
             cfg.parallel = cfg.parallel.min(opts.constrained.parallel.max(1));
             let bar = pw_core::progress::bar(todo.len() as u64, "commenting");
-            let mut failure: Option<pw_core::Error> = None;
             let model = with_lm(&cfg, |lm| -> Result<String> {
                 let model = lm.name().to_string();
                 for chunk in todo.chunks(opts.chunk.max(1)) {
@@ -519,13 +518,7 @@ pub fn augment(root: &Path, units: &[Unit], opts: &AugmentOptions) -> Result<Aug
             .map_err(|e| pw_core::Error::Other(e.to_string()))
             .and_then(|r| r);
             bar.finish_and_clear();
-            match model {
-                Ok(m) => s.model = m,
-                Err(e) => failure = Some(e),
-            }
-            if let Some(e) = failure {
-                return Err(e);
-            }
+            s.model = model?;
         }
         Backend::GenerateVerify { llm, params } => {
             s.method = "generate-verify".into();
