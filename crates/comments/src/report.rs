@@ -352,6 +352,7 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
         kind: PlotKind::Line,
         series,
         log_y: false,
+        x_labels: Vec::new(),
     }));
     blocks.push(Block::Table(pw_core::stopwatch::stage_table(&m.times)));
     ReproOutcome {

@@ -8,6 +8,9 @@ use std::sync::Once;
 pub enum PlotKind {
     Line,
     Scatter,
+    /// Grouped bars: each series is a group member, point `(i, y)` is its bar at the `i`-th
+    /// of [`Plot::x_labels`].
+    Bars,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +38,8 @@ pub struct Plot {
     pub kind: PlotKind,
     pub series: Vec<Series>,
     pub log_y: bool,
+    /// Category names of a [`PlotKind::Bars`] plot (x = index); empty for numeric x.
+    pub x_labels: Vec<String>,
 }
 
 const W: u32 = 800;
@@ -102,6 +107,9 @@ impl Plot {
     {
         let err = |e: String| Error::Other(format!("plot {}: {e}", self.id));
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        if self.kind == PlotKind::Bars {
+            return self.draw_bars(root);
+        }
         let ((x0, x1), (y0, y1)) = self.bounds();
         let mut builder = ChartBuilder::on(&root);
         builder
@@ -125,7 +133,8 @@ impl Plot {
                         x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0)
                     });
                     let anno = match self.kind {
-                        PlotKind::Line => {
+                        // Bars are drawn by `draw_bars`; never reached.
+                        PlotKind::Line | PlotKind::Bars => {
                             chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))
                         }
                         PlotKind::Scatter => {
@@ -162,6 +171,73 @@ impl Plot {
                     .map_err(|e| err(e.to_string()))?
             );
         }
+        root.present().map_err(|e| err(e.to_string()))?;
+        Ok(())
+    }
+
+    fn draw_bars<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let err = |e: String| Error::Other(format!("plot {}: {e}", self.id));
+        let n = self.x_labels.len().max(1);
+        let top = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|y| y.is_finite())
+            .fold(0.0f64, f64::max);
+        let y1 = if top > 0.0 { top * 1.1 } else { 1.0 };
+        let labels = self.x_labels.clone();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&self.title, (FONT, 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..y1)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    labels.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .label_style((FONT, 13))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        let k = self.series.len().max(1) as f64;
+        let width = 0.8 / k;
+        for (j, s) in self.series.iter().enumerate() {
+            let c = palette(j);
+            let left = -0.4 + j as f64 * width;
+            let bars = s.points.iter().filter(|p| p.1.is_finite()).map(|&(x, y)| {
+                Rectangle::new([(x + left, 0.0), (x + left + width * 0.92, y)], c.filled())
+            });
+            chart
+                .draw_series(bars)
+                .map_err(|e| err(e.to_string()))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 14, y + 4)], c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
         root.present().map_err(|e| err(e.to_string()))?;
         Ok(())
     }

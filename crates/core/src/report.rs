@@ -238,6 +238,7 @@ mod tests {
                     .collect(),
             )],
             log_y: false,
+            x_labels: Vec::new(),
         });
         r.write(dir.path()).unwrap();
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();

@@ -120,6 +120,7 @@ pub fn dataset_blocks(d: &DatasetSummary) -> Vec<Block> {
             kind: PlotKind::Scatter,
             series: vec![Series::new("pairs", per)],
             log_y: false,
+            x_labels: Vec::new(),
         }),
         Block::Paragraph(format!("Disciplines: {}.", names.join("; "))),
     ]

@@ -255,6 +255,7 @@ pub fn outcome(
         kind: PlotKind::Line,
         series,
         log_y: false,
+        x_labels: Vec::new(),
     }));
     blocks.push(Block::Table(times.table()));
     ReproOutcome {

@@ -79,6 +79,25 @@ pub fn wire_url(url: &str) -> Result<String, String> {
     Ok(url.to_string())
 }
 
+/// The bytes of an image URL for a model that runs here: a local file (checked as
+/// [`read_image`] does) or a base64 data URI; a remote URL is refused (nothing is downloaded).
+pub fn image_bytes(url: &str) -> Result<Vec<u8>, String> {
+    if let Some(path) = local_path(url) {
+        return read_image(&path).map(|(b, _)| b);
+    }
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (_, b64) = rest
+            .split_once(";base64,")
+            .ok_or("image data URI: expected data:image/<type>;base64,...")?;
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| format!("image data URI: invalid base64 ({e})"));
+    }
+    Err(format!(
+        "image {url}: remote images are not fetched for a local model (give a path or a data URI)"
+    ))
+}
+
 /// `content` with every image URL made sendable by [`wire_url`].
 pub fn wire_content(content: &Content) -> Result<Content, String> {
     match content {

@@ -162,3 +162,42 @@ fn serve_refuses_an_image_without_a_vision_projector() {
         .unwrap();
     assert!(!ok.text().is_empty());
 }
+
+/// The mtmd path (a user's vision GGUF + mmproj) up to the load: no vision GGUF ships
+/// offline, so what is checked is that every wrong projector is one clear error naming it.
+#[test]
+fn a_wrong_mmproj_is_refused_with_a_line_naming_it() {
+    use pw_llm::embedded::vision::{EmbeddedVision, VisionConfig};
+    let model = common::smollm2();
+    let dir = tempfile::tempdir().unwrap();
+    let load = |mmproj: std::path::PathBuf| {
+        EmbeddedVision::load(VisionConfig {
+            model: EmbeddedConfig {
+                threads: Some(1),
+                ..EmbeddedConfig::new(&model)
+            },
+            mmproj,
+        })
+        .err()
+        .expect("must be refused")
+        .to_string()
+    };
+    let missing = dir.path().join("missing-mmproj.gguf");
+    let e = load(missing.clone());
+    assert!(
+        e.contains("missing-mmproj.gguf") && e.contains("mmproj"),
+        "{e}"
+    );
+    let garbage = dir.path().join("garbage.gguf");
+    std::fs::write(&garbage, b"this is not a GGUF file at all").unwrap();
+    let e = load(garbage);
+    assert!(e.contains("garbage.gguf") && e.contains("mmproj"), "{e}");
+    // A GGUF that is a language model, not a projector (as a projector for another model
+    // would be, it is refused by mtmd at load).
+    let e = load(model.clone());
+    assert!(
+        e.contains("mmproj") && e.contains("could not load it as a projector"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+}

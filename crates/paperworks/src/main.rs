@@ -11,6 +11,7 @@ mod comments;
 mod glan;
 mod glore;
 mod llm;
+mod madbench;
 mod pdiff;
 mod registry;
 mod videoprism;
@@ -129,6 +130,16 @@ enum Command {
     /// language and total, for source trees or JSONL corpora in The Stack's format.
     #[command(subcommand)]
     Comments(comments::CommentsCommand),
+    /// MAD-Bench: deceptive prompts for vision-language models, with paired neutral prompts,
+    /// any model under test, judges and the remedy paragraph.
+    ///
+    /// `scenes` renders synthetic scenes with COCO annotations; `build` writes deceptive +
+    /// neutral prompts with their truth from any COCO-format annotations; `run` asks a model
+    /// (a vision endpoint, the tiny VLM, or describe-then-answer) every variant; `judge`
+    /// grades the answers (exact and/or LLM judge); `report` draws the tables and charts.
+    /// The miniature is `paperworks reproduce --only madbench`.
+    #[command(subcommand)]
+    Madbench(madbench::MadBenchCommand),
     /// Serve a local GGUF over an OpenAI-compatible HTTP API.
     ///
     /// POST /v1/chat/completions (with response_format json_schema), GET /v1/models,
@@ -338,6 +349,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
         Command::Glore(c) => glore::run(&g, c),
         Command::Videoprism(c) => videoprism::run(&g, c),
         Command::Comments(c) => comments::run(&g, c),
+        Command::Madbench(c) => madbench::run(&g, c),
     }
 }
 

@@ -10,5 +10,6 @@ pub fn reproductions() -> Vec<Box<dyn Reproduction>> {
         Box::new(pw_glore::reproduce::GloreReproduction::default()),
         Box::new(pw_videoprism::reproduce::VideoPrismReproduction::default()),
         Box::new(pw_comments::reproduce::CommentsReproduction::default()),
+        Box::new(pw_madbench::reproduce::MadBenchReproduction::default()),
     ]
 }

@@ -29,7 +29,12 @@ fn tiny_config(dir: &Path) -> String {
          [reproduce.overrides.comments]\naugment_functions = 8\npretrain_bytes = 20000\neval_every = 2\nvalidation_functions = 8\ntest_functions = 8\n\
          generator = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\ndensity_files = 40\nparallel = 4\n\
          [reproduce.overrides.comments.lm]\nd_model = 32\nn_heads = 2\nn_layers = 1\nmax_len = 512\n\
-         [reproduce.overrides.comments.pretrain]\nsteps = 3\nbatch = 4\n[reproduce.overrides.comments.cont]\nsteps = 3\nbatch = 4\n",
+         [reproduce.overrides.comments.pretrain]\nsteps = 3\nbatch = 4\n[reproduce.overrides.comments.cont]\nsteps = 3\nbatch = 4\n\
+         [reproduce.overrides.madbench]\ntrain_scenes = 40\nvalidation_scenes = 10\ntest_scenes = 12\nllm_items_per_category = 1\n\
+         eval_every = 2\njudge_rows = 4\nparallel = 4\nanswerer = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\n\
+         judge = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\n\
+         [reproduce.overrides.madbench.vlm]\nd_vision = 32\nd_model = 32\nn_heads = 2\nn_layers = 1\nvision_layers = 1\n\
+         [reproduce.overrides.madbench.train]\nsteps = 4\nbatch = 4\n[reproduce.overrides.madbench.robust]\nsteps = 4\nbatch = 4\n",
     )
     .unwrap();
     p.to_str().unwrap().to_string()
@@ -113,6 +118,7 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
         report.contains("| comments |"),
         "and Code Needs Comments: {report}"
     );
+    assert!(report.contains("| madbench |"), "and MAD-Bench: {report}");
     assert!(rd.join("comments/augment/comments.parquet").exists());
     assert!(rd.join("glore/label-train/prm_trl.jsonl").exists());
     assert!(rd.join("glan/glan.parquet").exists());

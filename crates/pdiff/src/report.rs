@@ -237,6 +237,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
             Series::new("original + noise", pts(&noisy.scores, &sim_noise)),
         ],
         log_y: false,
+        x_labels: Vec::new(),
     }));
     if !ablations.is_empty() {
         let mut at = Table::new([

@@ -224,6 +224,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
             Series::new("motion", pts_m),
         ],
         log_y: false,
+        x_labels: Vec::new(),
     }));
 
     if !retrievals.is_empty() {
@@ -283,6 +284,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
             kind: PlotKind::Line,
             series,
             log_y: false,
+            x_labels: Vec::new(),
         }));
     }
     blocks.push(Block::Table(times.table()));

@@ -86,6 +86,10 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, LlmError> {
                 Ordering::Relaxed,
             );
             unsafe { llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
+            // The multimodal library (and its helpers) log on their own channel.
+            unsafe {
+                llama_cpp_sys_2::mtmd_helper_log_set(Some(log_callback), std::ptr::null_mut())
+            };
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()

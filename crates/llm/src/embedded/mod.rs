@@ -10,6 +10,7 @@ mod engine;
 pub mod forced;
 pub mod requant;
 pub mod sampler;
+pub mod vision;
 
 use crate::{BatchResult, Completion, Generator, LlmError, Request};
 use serde::{Deserialize, Serialize};
