@@ -31,7 +31,15 @@ pub fn open(cfg: &LlmConfig) -> Result<Arc<dyn Generator>, LlmError> {
     } else {
         Arc::new(Embedded::load(cfg.embedded.clone())?)
     };
-    Ok(match &cfg.cache {
+    cached(inner, cfg.cache.as_deref())
+}
+
+/// `inner` behind the response cache at `path` (`None`: as it is).
+pub fn cached(
+    inner: Arc<dyn Generator>,
+    path: Option<&std::path::Path>,
+) -> Result<Arc<dyn Generator>, LlmError> {
+    Ok(match path {
         None => inner,
         Some(path) => Arc::new(Cached::new(inner, Arc::new(Cache::open(path)?))),
     })

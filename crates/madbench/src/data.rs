@@ -810,7 +810,11 @@ pub struct ScenesSummary {
 /// `dir/instances.json` and `dir/captions.json`. Images are written atomically; a rerun
 /// rewrites identical files.
 pub fn write_scenes(dir: &Path, n: usize, first_id: u64, seed: u64) -> Result<ScenesSummary> {
-    let scenes = generate_scenes(n, first_id, seed);
+    write_scene_files(dir, &generate_scenes(n, first_id, seed))
+}
+
+/// Renders `scenes` into `dir/images/*.png` and writes their COCO instances and captions.
+pub fn write_scene_files(dir: &Path, scenes: &[Scene]) -> Result<ScenesSummary> {
     let images = dir.join("images");
     std::fs::create_dir_all(&images).at(&images)?;
     use rayon::prelude::*;
@@ -818,7 +822,7 @@ pub fn write_scenes(dir: &Path, n: usize, first_id: u64, seed: u64) -> Result<Sc
         let png = render(s).to_png()?;
         pw_core::write_atomic(images.join(image_file_name(s.id)), &png)
     })?;
-    let (coco, caps) = to_coco(&scenes);
+    let (coco, caps) = to_coco(scenes);
     let instances = dir.join("instances.json");
     let captions = dir.join("captions.json");
     pw_core::write_json_atomic(&instances, &coco)?;

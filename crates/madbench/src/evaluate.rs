@@ -76,7 +76,8 @@ pub struct AnswerSummary {
     pub ledger: PathBuf,
     pub rejects: PathBuf,
     pub results: PathBuf,
-    pub rows: usize,
+    /// The answers, in item then variant order (what results.jsonl holds).
+    pub rows: Vec<AnswerRow>,
 }
 
 /// Asks `model` every item under every variant it has (resumable: `dir/answers.jsonl`), then
@@ -126,7 +127,7 @@ pub fn answer(
         ledger,
         rejects,
         results,
-        rows: rows.len(),
+        rows,
     })
 }
 

@@ -66,12 +66,12 @@ impl TinyVlmGenerator {
     }
 
     /// Greedy answers of `(patch rows, question)` pairs.
-    pub fn answer(&self, inputs: &[(Vec<f32>, String)], max_new: usize) -> Vec<String> {
+    pub fn answer(&self, inputs: &[(&[f32], &str)], max_new: usize) -> Vec<String> {
         if inputs.is_empty() {
             return Vec::new();
         }
         let device = self.model.lm.head.weight.val().device();
-        let rows: Vec<&[f32]> = inputs.iter().map(|(p, _)| p.as_slice()).collect();
+        let rows: Vec<&[f32]> = inputs.iter().map(|(p, _)| *p).collect();
         let prefix = self.model.prefix(patches_tensor(&rows, &self.cfg, &device));
         let prefix: Vec<f32> = prefix
             .into_data()
@@ -133,7 +133,10 @@ impl Generator for TinyVlmGenerator {
             }
         }
         let max_new = ok.iter().map(|x| x.2 as usize).max().unwrap_or(24);
-        let inputs: Vec<(Vec<f32>, String)> = ok.iter().map(|x| x.1.clone()).collect();
+        let inputs: Vec<(&[f32], &str)> = ok
+            .iter()
+            .map(|x| (x.1.0.as_slice(), x.1.1.as_str()))
+            .collect();
         let answers = self.answer(&inputs, max_new);
         let ms = t0.elapsed().as_secs_f64() * 1e3 / answers.len().max(1) as f64;
         for ((id, (_, q), _), text) in ok.into_iter().zip(answers) {

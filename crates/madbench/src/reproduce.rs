@@ -7,10 +7,8 @@
 //! [`crate::report`].
 
 use crate::config::MadBenchConfig;
-use crate::data::{BenchItem, Category, Coco, generate_scenes, scene_of, write_scenes};
-use crate::evaluate::{
-    AnswerOptions, JudgeOptions, Judged, accuracy_table, answer, judge_answers, pooled,
-};
+use crate::data::{BenchItem, Category, Coco, Scene, generate_scenes, write_scene_files};
+use crate::evaluate::{AnswerOptions, JudgeOptions, answer, judge_answers};
 use crate::judge::Variant;
 use crate::model::{TinyVlm, Vocab, patchify};
 use crate::models::{DescribeThenAnswer, TinyVlmGenerator};
@@ -46,14 +44,8 @@ pub struct Split {
     pub build: crate::prompts::BuildSummary,
 }
 
-fn split(
-    dir: &Path,
-    n: usize,
-    first: u64,
-    seed: u64,
-    cfg: &MadBenchConfig,
-) -> pw_core::Result<Split> {
-    let s = write_scenes(dir, n, first, seed)?;
+fn split(dir: &Path, scenes: &[Scene], seed: u64, cfg: &MadBenchConfig) -> pw_core::Result<Split> {
+    let s = write_scene_files(dir, scenes)?;
     let coco = Coco::read(&s.instances)?;
     let caps = crate::data::read_captions(&s.captions)?;
     let (items, build) = build(
@@ -100,15 +92,16 @@ fn quick_accuracy(
         .enumerate()
         .map(|(i, im)| (im.id, i))
         .collect();
-    let inputs: Vec<(Vec<f32>, String)> = items
+    let texts: Vec<(usize, String)> = items
         .iter()
         .filter_map(|it| {
             let img = index.get(&it.provenance.image_id?)?;
-            Some((
-                split.patches[*img].clone(),
-                crate::evaluate::variant_text(it, variant)?,
-            ))
+            Some((*img, crate::evaluate::variant_text(it, variant)?))
         })
+        .collect();
+    let inputs: Vec<(&[f32], &str)> = texts
+        .iter()
+        .map(|(i, t)| (split.patches[*i].as_slice(), t.as_str()))
         .collect();
     let answers = g.answer(&inputs, 24);
     let ok = items
@@ -150,24 +143,17 @@ impl Reproduction for MadBenchReproduction {
     ) -> Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>> {
         let cfg: MadBenchConfig = ctx.config(self.config.as_ref())?;
         let mut times = Stopwatch::new();
-        let train = split(
-            &ctx.dir.join("scenes/train"),
-            cfg.train_scenes,
-            TRAIN_FIRST,
-            ctx.seed,
-            &cfg,
-        )?;
+        let train_scenes = generate_scenes(cfg.train_scenes, TRAIN_FIRST, ctx.seed);
+        let train = split(&ctx.dir.join("scenes/train"), &train_scenes, ctx.seed, &cfg)?;
         let val = split(
             &ctx.dir.join("scenes/validation"),
-            cfg.validation_scenes,
-            VALIDATION_FIRST,
+            &generate_scenes(cfg.validation_scenes, VALIDATION_FIRST, ctx.seed),
             ctx.seed,
             &cfg,
         )?;
         let test = split(
             &ctx.dir.join("scenes/test"),
-            cfg.test_scenes,
-            TEST_FIRST,
+            &generate_scenes(cfg.test_scenes, TEST_FIRST, ctx.seed),
             ctx.seed,
             &cfg,
         )?;
@@ -176,10 +162,8 @@ impl Reproduction for MadBenchReproduction {
 
         // Truthful QA of the training scenes (the same scenes the COCO file describes).
         let mut rng = StdRng::seed_from_u64(pw_core::seed::derive(ctx.seed, "madbench/qa"));
-        let train_scenes = generate_scenes(cfg.train_scenes, TRAIN_FIRST, ctx.seed);
         let mut examples = Vec::new();
         for (i, s) in train_scenes.iter().enumerate() {
-            debug_assert_eq!(scene_of(&train.coco, &train.coco.images[i]).id, s.id);
             for (q, a) in truthful_qa(s, &mut rng) {
                 examples.push(Example {
                     image: i,
@@ -347,10 +331,9 @@ impl Reproduction for MadBenchReproduction {
                 &answers_dir.join(tag),
                 &AnswerOptions::default(),
             )?;
-            let rows = crate::evaluate::results(&test.items, &s.ledger, &g.model())?;
             let judged = judge_answers(
                 &test.items,
-                &rows,
+                &s.rows,
                 &answers_dir.join(tag),
                 &JudgeOptions {
                     judge: None,
@@ -408,7 +391,7 @@ impl Reproduction for MadBenchReproduction {
                 ..AnswerOptions::default()
             },
         )?;
-        let rows = crate::evaluate::results(&subset, &s.ledger, &pipeline.model())?;
+        let rows = &s.rows;
         times.lap("describe-then-answer");
 
         // The LLM judge on a seeded sample of the pipeline's answers (text judge: the truth
@@ -424,7 +407,7 @@ impl Reproduction for MadBenchReproduction {
         ids.truncate(cfg.judge_rows);
         let judged = judge_answers(
             &subset,
-            &rows,
+            rows,
             &answers_dir.join(tag),
             &JudgeOptions {
                 judge: (cfg.judge_rows > 0).then_some(judge.as_ref()),
@@ -461,9 +444,4 @@ impl Reproduction for MadBenchReproduction {
         };
         Ok(report::outcome(&measured))
     }
-}
-
-/// Pooled exact accuracy of one variant, for the report and the tests.
-pub fn variant_accuracy(judged: &[Judged], v: Variant) -> f64 {
-    pooled(&accuracy_table(judged, true), v).over_all()
 }

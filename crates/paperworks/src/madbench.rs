@@ -276,16 +276,8 @@ pub fn run(g: &Global, cmd: &MadBenchCommand) -> Result<()> {
                         },
                     )
                     .map_err(|e| Error::Other(e.to_string()))?;
-                    let inner: Arc<dyn Generator> = Arc::new(vision);
-                    match cache {
-                        Some(c) => Arc::new(pw_llm::Cached::new(
-                            inner,
-                            Arc::new(
-                                pw_llm::Cache::open(&c).map_err(|e| Error::Other(e.to_string()))?,
-                            ),
-                        )),
-                        None => inner,
-                    }
+                    pw_llm::backend::cached(Arc::new(vision), cache.as_deref())
+                        .map_err(|e| Error::Other(e.to_string()))?
                 }
                 (None, Some(d)) => {
                     let mut b = backend.clone();
@@ -332,7 +324,7 @@ pub fn run(g: &Global, cmd: &MadBenchCommand) -> Result<()> {
             println!(
                 "wrote {} ({} rows; the ledger is {})",
                 s.results.display(),
-                s.rows,
+                s.rows.len(),
                 s.ledger.display()
             );
             Ok(())

@@ -170,11 +170,7 @@ pub(super) fn run(
             return;
         }
     };
-    let threads = cfg.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
+    let threads = cfg.thread_count();
     let n_ctx_train = model.n_ctx_train();
     let ctx_per_seq = cfg.ctx_per_seq.min(n_ctx_train.max(16));
     let parallel = cfg.parallel;

@@ -41,11 +41,7 @@ pub fn with_lm<R>(cfg: &EmbeddedConfig, f: impl FnOnce(&mut Lm) -> R) -> Result<
     }
     let model = load_model(&cfg)?;
     let template = chat_template(&model, &cfg)?;
-    let threads = cfg.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
+    let threads = cfg.thread_count();
     let ctx_per_seq = cfg.ctx_per_seq.min(model.n_ctx_train().max(16)) as usize;
     let batch_tokens = (cfg.batch_tokens as usize).max(cfg.parallel).max(32);
     let cparams = LlamaContextParams::default()

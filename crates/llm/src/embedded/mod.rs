@@ -74,6 +74,15 @@ impl EmbeddedConfig {
             ..Default::default()
         }
     }
+
+    /// `threads`, or every core when unset.
+    pub fn thread_count(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
 }
 
 /// What the engine reports once the model is loaded.
@@ -164,11 +173,7 @@ fn prepare(cfg: EmbeddedConfig) -> Result<EmbeddedConfig, LlmError> {
     let mut cfg = cfg;
     if let Some(to) = cfg.weights.resolve(&cfg.model, cfg.gpu_layers) {
         let dir = cfg.convert_dir.clone().unwrap_or_else(default_convert_dir);
-        let threads = cfg.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        });
+        let threads = cfg.thread_count();
         let converted = requant::ensure(&cfg.model, to, &dir, threads)?;
         if cfg.name.is_none() {
             cfg.name = Some(format!("{}@{}", default_name(&cfg.model), to.name()));

@@ -177,11 +177,7 @@ fn serve(
             return;
         }
     };
-    let threads = cfg.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
+    let threads = cfg.thread_count();
     let params = MtmdContextParams {
         use_gpu: cfg.gpu_layers > 0,
         print_timings: false,
