@@ -148,6 +148,12 @@ pub fn clip(spec: &SynthSpec, seed: u64, index: usize) -> Clip {
     }
 }
 
+/// Frames `[frames, size, size, 3]` of a clip with the given factors (Video ReCap composes
+/// long videos from such clips); position, background and noise are drawn from `seed`.
+pub fn render_factors(spec: &SynthSpec, f: &Factors, seed: u64) -> Vec<f32> {
+    render(spec, f, &mut StdRng::seed_from_u64(seed))
+}
+
 /// Clips `range` of the stream seeded by `seed`, rendered in parallel.
 pub fn clips(spec: &SynthSpec, seed: u64, range: std::ops::Range<usize>) -> Vec<Clip> {
     use rayon::prelude::*;

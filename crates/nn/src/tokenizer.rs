@@ -129,6 +129,85 @@ impl CharTokenizer {
     }
 }
 
+/// A word vocabulary with the special tokens a prompted decoder needs (`<pad>`, `<unk>`,
+/// `<sep>` between prompt and answer, `<eos>`), words canonicalised as [`WordTokenizer`] does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WordVocab {
+    pub words: Vec<String>,
+    #[serde(skip)]
+    index: HashMap<String, u32>,
+}
+
+impl WordVocab {
+    pub const PAD: u32 = 0;
+    pub const UNK: u32 = 1;
+    pub const SEP: u32 = 2;
+    pub const EOS: u32 = 3;
+
+    /// Every word of `texts` (sorted, so the ids do not depend on order).
+    pub fn from_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> WordVocab {
+        let mut ws: Vec<String> = texts
+            .into_iter()
+            .flat_map(WordTokenizer::canonical_words)
+            .collect();
+        ws.sort();
+        ws.dedup();
+        let mut words: Vec<String> = ["<pad>", "<unk>", "<sep>", "<eos>"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        words.extend(ws);
+        WordVocab::from_words(words)
+    }
+
+    pub fn from_words(words: Vec<String>) -> WordVocab {
+        let index = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i as u32))
+            .collect();
+        WordVocab { words, index }
+    }
+
+    /// After deserialising: rebuilds the index.
+    pub fn reindex(self) -> WordVocab {
+        WordVocab::from_words(self.words)
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        WordTokenizer::canonical_words(text)
+            .iter()
+            .map(|w| self.index.get(w).copied().unwrap_or(WordVocab::UNK))
+            .collect()
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> String {
+        ids.iter()
+            .filter(|&&i| i > WordVocab::EOS)
+            .map(|&i| self.words.get(i as usize).map_or("<unk>", |s| s.as_str()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// `question <sep>`: the decoder's prompt. A long text keeps its last words (the
+    /// question comes after any paragraph before it), so an answer still fits.
+    pub fn prompt(&self, question: &str, max_words: usize) -> Vec<u32> {
+        let q = self.encode(question);
+        let keep = max_words.saturating_sub(20).max(4);
+        let mut q = q[q.len().saturating_sub(keep)..].to_vec();
+        q.push(WordVocab::SEP);
+        q
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

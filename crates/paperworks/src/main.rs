@@ -13,6 +13,7 @@ mod glore;
 mod llm;
 mod madbench;
 mod pdiff;
+mod recap;
 mod registry;
 mod videoprism;
 
@@ -140,6 +141,15 @@ enum Command {
     /// The miniature is `paperworks reproduce --only madbench`.
     #[command(subcommand)]
     Madbench(madbench::MadBenchCommand),
+    /// Video ReCap: recursive captioning of long videos (clip captions, segment descriptions,
+    /// a summary).
+    ///
+    /// `caption` captions a real video zero-shot with a vision endpoint and an LLM (JSON
+    /// hierarchy + WebVTT); `train` trains the recursive captioner on Ego4D-HCap-style records
+    /// and features; `eval` scores predictions (CIDEr-D, ROUGE-L, BLEU-4); `videos` writes the
+    /// miniature's synthetic hierarchy. The miniature is `paperworks reproduce --only recap`.
+    #[command(subcommand)]
+    Recap(recap::RecapCommand),
     /// Serve a local GGUF over an OpenAI-compatible HTTP API.
     ///
     /// POST /v1/chat/completions (with response_format json_schema), GET /v1/models,
@@ -350,6 +360,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
         Command::Videoprism(c) => videoprism::run(&g, c),
         Command::Comments(c) => comments::run(&g, c),
         Command::Madbench(c) => madbench::run(&g, c),
+        Command::Recap(c) => recap::run(&g, c),
     }
 }
 

@@ -11,5 +11,6 @@ pub fn reproductions() -> Vec<Box<dyn Reproduction>> {
         Box::new(pw_videoprism::reproduce::VideoPrismReproduction::default()),
         Box::new(pw_comments::reproduce::CommentsReproduction::default()),
         Box::new(pw_madbench::reproduce::MadBenchReproduction::default()),
+        Box::new(pw_recap::reproduce::RecapReproduction::default()),
     ]
 }

@@ -34,7 +34,12 @@ fn tiny_config(dir: &Path) -> String {
          eval_every = 2\njudge_rows = 4\nparallel = 4\nanswerer = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\n\
          judge = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\n\
          [reproduce.overrides.madbench.vlm]\nd_vision = 32\nd_model = 32\nn_heads = 2\nn_layers = 1\nvision_layers = 1\n\
-         [reproduce.overrides.madbench.train]\nsteps = 4\nbatch = 4\n[reproduce.overrides.madbench.robust]\nsteps = 4\nbatch = 4\n",
+         [reproduce.overrides.madbench.train]\nsteps = 4\nbatch = 4\n[reproduce.overrides.madbench.robust]\nsteps = 4\nbatch = 4\n\
+         [reproduce.overrides.recap]\ntrain_videos = 12\nvalidation_videos = 4\ntest_videos = 4\npseudo_videos = 2\nencoder_steps = 3\n\
+         encoder_pairs = 64\nevals = 1\nparallel = 4\n[reproduce.overrides.recap.model]\nd_model = 32\nn_heads = 2\nn_layers = 1\n\
+         [reproduce.overrides.recap.clip]\nsteps = 4\nbatch = 4\nlr = 0.002\nwarmup = 1\n\
+         [reproduce.overrides.recap.segment]\nsteps = 4\nbatch = 4\nlr = 0.001\nwarmup = 1\n\
+         [reproduce.overrides.recap.video_level]\nsteps = 4\nbatch = 4\nlr = 0.001\nwarmup = 1\n",
     )
     .unwrap();
     p.to_str().unwrap().to_string()
@@ -119,6 +124,8 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
         "and Code Needs Comments: {report}"
     );
     assert!(report.contains("| madbench |"), "and MAD-Bench: {report}");
+    assert!(report.contains("| recap |"), "and Video ReCap: {report}");
+    assert!(rd.join("recap/hcap/test.json").exists());
     assert!(rd.join("comments/augment/comments.parquet").exists());
     assert!(rd.join("glore/label-train/prm_trl.jsonl").exists());
     assert!(rd.join("glan/glan.parquet").exists());
