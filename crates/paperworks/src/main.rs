@@ -145,7 +145,8 @@ enum Command {
     /// a summary).
     ///
     /// `caption` captions a real video zero-shot with a vision endpoint and an LLM (JSON
-    /// hierarchy + WebVTT); `train` trains the recursive captioner on Ego4D-HCap-style records
+    /// hierarchy + WebVTT); `features` encodes your videos per 4-s clip; `train` trains the
+    /// recursive captioner on Ego4D-HCap-style records
     /// and features; `eval` scores predictions (CIDEr-D, ROUGE-L, BLEU-4); `videos` writes the
     /// miniature's synthetic hierarchy. The miniature is `paperworks reproduce --only recap`.
     #[command(subcommand)]

@@ -1,4 +1,4 @@
-//! `paperworks recap caption | train | eval | videos`: flags to one pw-recap call each, and the
+//! `paperworks recap caption | features | train | eval | videos`: flags to one pw-recap call each, and the
 //! printed summary.
 
 use crate::Global;
@@ -117,6 +117,26 @@ pub enum RecapCommand {
         pred: PathBuf,
         #[arg(long = "ref", value_name = "FILE")]
         reference: PathBuf,
+    },
+    /// Frozen features of your videos for `recap train`: each video cut into clips of
+    /// --clip-seconds, the encoder's frames sampled in each, one pooled row per clip
+    /// (`clip_features`) and the clip's space-time tokens (`dense_features`).
+    ///
+    /// The encoder is a VideoPrism folder this project wrote (`videoprism train`, a
+    /// reproduction's `recap/encoder` or `videoprism/seed0`) or a released .npz. Writes
+    /// <out>/<file stem>.safetensors per video; the stem is the video_uid your records use.
+    ///
+    /// Example: paperworks recap features assets/video/bikes.mp4 --encoder
+    /// runs/reproduce/recap/encoder --out feats
+    Features {
+        #[arg(value_name = "VIDEO", required = true)]
+        videos: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR|NPZ")]
+        encoder: PathBuf,
+        #[arg(long, default_value_t = 4.0, value_name = "SECS")]
+        clip_seconds: f64,
+        #[arg(long, value_name = "DIR", default_value = "runs/recap-features")]
+        out: PathBuf,
     },
     /// Write synthetic long videos' captions at the three levels as Ego4D-HCap-style JSON
     /// (the miniature's data; a story with a goal -> activities -> atomic actions).
@@ -314,6 +334,33 @@ pub fn run(g: &Global, cmd: &RecapCommand) -> Result<()> {
                     l.missing
                 );
             }
+            Ok(())
+        }
+        RecapCommand::Features {
+            videos,
+            encoder,
+            clip_seconds,
+            out,
+        } => {
+            if *clip_seconds <= 0.0 {
+                return Err(Error::Other("--clip-seconds must be positive".into()));
+            }
+            let device = pw_nn::device(pw_nn::DeviceKind::Cpu, false)?;
+            let enc = pw_videoprism::run::load_encoder(encoder, &device)?;
+            let s = pw_recap::features::video_features(&enc, videos, *clip_seconds, out, &device)?;
+            for (v, n) in &s.videos {
+                let plural = if *n == 1 { "" } else { "s" };
+                println!("{}: {n} clip{plural} of {clip_seconds} s", v.display());
+            }
+            println!(
+                "wrote {} feature files ({} frames at {}x{} per clip, {}) to {}",
+                s.videos.len(),
+                enc.frames,
+                enc.size,
+                enc.size,
+                enc.source,
+                s.out.display()
+            );
             Ok(())
         }
         RecapCommand::Videos {

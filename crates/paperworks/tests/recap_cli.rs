@@ -403,3 +403,59 @@ fn videos_train_and_eval_on_written_records() {
     let e = one_line_error(&o);
     assert!(e.contains("no features for video"), "{e}");
 }
+
+#[test]
+fn features_of_a_real_video_load_for_training() {
+    if !bikes().exists() {
+        println!(
+            "skipped: {} is missing (run scripts/setup.sh)",
+            bikes().display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A random encoder in the released .npz layout (4 frames, 4x4 patches of 6 px).
+    let cfg = pw_nn::vivit::VivitConfig {
+        patch: 6,
+        d_model: 24,
+        n_heads: 3,
+        spatial_layers: 1,
+        temporal_layers: 1,
+        mlp_dim: 48,
+        grid: (4, 4),
+        frames: 4,
+        logit_cap: 50.0,
+    };
+    let npz = dir.path().join("enc.npz");
+    pw_videoprism::npz::write_npz(&npz, &pw_videoprism::npz::random_official(&cfg, 1)).unwrap();
+    let out = dir.path().join("feats");
+    let o = bin()
+        .args(["--quiet", "recap", "features"])
+        .arg(bikes())
+        .arg("--encoder")
+        .arg(&npz)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("bikes.mp4: 2 clips of 4 s"), "{stdout}");
+    let f = pw_recap::features::VideoFeatures::load(&out.join("bikes.safetensors")).unwrap();
+    assert_eq!((f.clips(), f.d, f.dense_rows), (2, 24, 2 * 16));
+    assert!(f.clip.iter().chain(&f.frames).all(|v| v.is_finite()));
+    let o = bin()
+        .args(["--quiet", "recap", "features"])
+        .arg(bikes())
+        .arg("--encoder")
+        .arg(&npz)
+        .args(["--clip-seconds", "60", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let e = one_line_error(&o);
+    assert!(
+        e.contains("bikes.mp4") && e.contains("shorter than one clip"),
+        "{e}"
+    );
+}

@@ -13,13 +13,13 @@
 use crate::data::SynthVideo;
 use pw_core::{Error, Result};
 use pw_data::synthvideo::{SynthSpec, render_factors};
-use pw_nn::burn::tensor::Device;
+use pw_nn::burn::tensor::{Device, Tensor};
 use pw_nn::checkpoint::{NamedTensors, load_tensors, save_tensors};
 use pw_videoprism::config::VideoPrismConfig;
 use pw_videoprism::data::{Splits, video_tensor};
 use pw_videoprism::model::VideoTextModel;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One video's features.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,13 +181,19 @@ pub fn encode(
 ) -> Result<VideoFeatures> {
     let video = video_tensor(clips, frames, size, size, device);
     let (tokens, pooled) = encoder.embed_video(video);
+    from_tokens(tokens, pooled, frames)
+}
+
+/// One video's features from the encoder's tokens `[clips, frames * n, d]` (frame-major) and
+/// pooled embeddings `[clips, d]`.
+pub fn from_tokens(tokens: Tensor<3>, pooled: Tensor<2>, frames: usize) -> Result<VideoFeatures> {
     let [b, tn, d] = tokens.dims();
-    let n = tn / frames;
+    let n = tn / frames.max(1);
     let all = tokens
         .into_data()
         .try_into_vec_as::<f32>()
         .map_err(|e| Error::Other(format!("features: {e:?}")))?;
-    // Tokens are frame-major: every second frame's n tokens, in order.
+    // Every second frame's n tokens, in order.
     let kept: Vec<usize> = (0..frames).step_by(DENSE_FRAME_STRIDE).collect();
     let mut dense = Vec::with_capacity(b * kept.len() * n * d);
     for i in 0..b {
@@ -205,6 +211,90 @@ pub fn encode(
         clip,
         frames: dense,
         dense_rows: kept.len() * n,
+    })
+}
+
+/// What [`video_features`] wrote.
+pub struct FeatureSummary {
+    pub videos: Vec<(PathBuf, usize)>,
+    pub out: PathBuf,
+}
+
+/// Features of real videos for `recap train`: each video cut into clips of `clip_seconds`,
+/// the encoder's frame count sampled in each (at its frame size), written as
+/// `out/<file stem>.safetensors`. A video shorter than one clip is an error naming it.
+pub fn video_features(
+    encoder: &pw_videoprism::run::Encoder,
+    videos: &[PathBuf],
+    clip_seconds: f64,
+    out: &Path,
+    device: &Device,
+) -> Result<FeatureSummary> {
+    use pw_data::video::{FrameSpec, Sampling, decode, probe};
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let (t, s) = (encoder.frames, encoder.size);
+    let mut done = Vec::new();
+    for v in videos {
+        let info = probe(v)?;
+        let n = (info.duration_s / clip_seconds).floor() as usize;
+        if n == 0 {
+            return Err(Error::invalid(
+                v,
+                format!(
+                    "is {:.2} s long, shorter than one clip of {clip_seconds} s",
+                    info.duration_s
+                ),
+            ));
+        }
+        let all = decode(
+            v,
+            &FrameSpec {
+                sampling: Sampling::Fps(t as f64 / clip_seconds),
+                size: Some((s, s)),
+            },
+        )?;
+        let plane = s * s * 3;
+        let mut clips: Vec<Vec<f32>> = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b) = (i as f64 * clip_seconds, (i + 1) as f64 * clip_seconds);
+            let idx: Vec<usize> = (0..all.frames)
+                .filter(|&k| all.times[k] >= a - 1e-6 && all.times[k] < b - 1e-6)
+                .collect();
+            if idx.is_empty() {
+                return Err(Error::invalid(
+                    v,
+                    format!("no frame decoded in {a:.1}-{b:.1} s"),
+                ));
+            }
+            // `t` frames, the last one repeated when the clip decoded fewer.
+            let mut f = Vec::with_capacity(t * plane);
+            for j in 0..t {
+                let k = idx[j.min(idx.len() - 1)];
+                f.extend_from_slice(&all.data[k * plane..(k + 1) * plane]);
+            }
+            clips.push(f);
+        }
+        let mut parts = Vec::new();
+        for chunk in clips.chunks(32) {
+            let refs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+            let (tokens, pooled) = encoder.embed(video_tensor(&refs, t, s, s, device));
+            parts.push(from_tokens(tokens, pooled, t)?);
+        }
+        let mut f = parts.remove(0);
+        for p in parts {
+            f.clip.extend(p.clip);
+            f.frames.extend(p.frames);
+        }
+        let stem = v
+            .file_stem()
+            .map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "video".into());
+        f.save(&out.join(format!("{stem}.safetensors")))?;
+        done.push((v.clone(), n));
+    }
+    Ok(FeatureSummary {
+        videos: done,
+        out: out.to_path_buf(),
     })
 }
 
