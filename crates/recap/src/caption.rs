@@ -12,7 +12,7 @@
 
 use pw_core::{Error, Result};
 use pw_data::video::{FrameSpec, Sampling, decode, probe};
-use pw_llm::stage::{StageItem, StageOptions, StageRecord, StageStats, run_stage};
+use pw_llm::stage::{StageItem, StageStats};
 use pw_llm::{ChatMessage, GenParams, Generator};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -123,26 +123,8 @@ fn stage(
     name: &str,
     label: &str,
 ) -> Result<(std::collections::HashMap<String, String>, StageStats)> {
-    let out = dir.join(format!("{name}.jsonl"));
+    let (map, stats) = crate::pseudo::run_texts(g, items, &nonempty, dir, name, label, 4)?;
     let rej = dir.join(format!("{name}-rejects.jsonl"));
-    let stats = run_stage(
-        g,
-        items,
-        &nonempty,
-        &out,
-        &rej,
-        &StageOptions {
-            retries: 1,
-            chunk: 4,
-            label: label.into(),
-            ..Default::default()
-        },
-    )?;
-    let recs: Vec<StageRecord> = pw_core::jsonl::read_jsonl(&out, name)?;
-    let map = recs
-        .into_iter()
-        .filter_map(|r| Some((r.id, r.output.as_str()?.to_string())))
-        .collect();
     if stats.rejected > 0 {
         return Err(Error::Other(format!(
             "{label}: {} item(s) got no usable reply (see {})",

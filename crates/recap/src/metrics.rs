@@ -41,34 +41,33 @@ fn ngram_counts<'a>(words: &'a [&'a str], n: usize) -> HashMap<Ngram<'a>, f64> {
 
 const CIDER_N: usize = 4;
 
-struct TfIdf {
-    // Ordered, so sums run in one order and a score is the same in every process.
-    vec: [std::collections::BTreeMap<Vec<String>, f64>; CIDER_N],
+struct TfIdf<'a> {
+    // Ordered, so sums run in one order and a score is the same in every process; keys borrow
+    // the caption's words.
+    vec: [std::collections::BTreeMap<Ngram<'a>, f64>; CIDER_N],
     norm: [f64; CIDER_N],
     /// The reference code's "length": the number of bigrams.
     length: f64,
 }
 
-fn tfidf(c: &HashMap<Ngram<'_>, f64>, df: &HashMap<Ngram<'_>, f64>, ref_len: f64) -> TfIdf {
+fn tfidf<'a>(c: &HashMap<Ngram<'a>, f64>, df: &HashMap<Ngram<'_>, f64>, ref_len: f64) -> TfIdf<'a> {
     let mut v = TfIdf {
         vec: Default::default(),
         norm: [0.0; CIDER_N],
         length: 0.0,
     };
-    let mut grams: Vec<(&Ngram<'_>, &f64)> = c.iter().collect();
-    grams.sort_by(|a, b| a.0.cmp(b.0));
-    for (g, &tf) in grams {
+    for (&g, &tf) in c {
         let d = df.get(g).copied().unwrap_or(0.0).max(1.0).ln();
         let n = g.len() - 1;
         let w = tf * (ref_len - d);
-        v.vec[n].insert(g.iter().map(|s| s.to_string()).collect(), w);
-        v.norm[n] += w * w;
+        v.vec[n].insert(g, w);
         if n == 1 {
             v.length += tf;
         }
     }
-    for x in v.norm.iter_mut() {
-        *x = x.sqrt();
+    // Squares summed in the map's order (a HashMap's order differs between processes).
+    for (n, m) in v.vec.iter().enumerate() {
+        v.norm[n] = m.values().map(|w| w * w).sum::<f64>().sqrt();
     }
     v
 }
@@ -99,7 +98,7 @@ pub fn cider_d(preds: &[String], refs: &[String]) -> (f64, Vec<f64>) {
         }
     }
     let ref_len = (preds.len() as f64).ln();
-    let to_vec = |c: &HashMap<Ngram<'_>, f64>| tfidf(c, &df, ref_len);
+    let to_vec = |c| tfidf(c, &df, ref_len);
     let scores: Vec<f64> = hyp_counts
         .iter()
         .zip(&ref_counts)

@@ -82,27 +82,41 @@ pub fn write_labels(
             meta: serde_json::json!({ "inputs": inputs }),
         })
         .collect();
+    run_texts(g, stage_items, &check_sentence, dir, name, label, 16)
+}
+
+/// Runs `items` as a resumable stage into `dir/<name>.jsonl` (rejects beside it) and returns
+/// id -> checked text of every finished item, with the stage's statistics.
+pub fn run_texts(
+    g: &dyn Generator,
+    items: Vec<StageItem>,
+    check: &dyn Fn(&StageItem, &str) -> std::result::Result<serde_json::Value, String>,
+    dir: &Path,
+    name: &str,
+    label: &str,
+    chunk: usize,
+) -> Result<(HashMap<String, String>, pw_llm::stage::StageStats)> {
     let out = dir.join(format!("{name}.jsonl"));
     let rejects = dir.join(format!("{name}-rejects.jsonl"));
     let stats = run_stage(
         g,
-        stage_items,
-        &check_sentence,
+        items,
+        check,
         &out,
         &rejects,
         &StageOptions {
             retries: 1,
-            chunk: 16,
+            chunk,
             label: label.into(),
             ..Default::default()
         },
     )?;
-    let recs: Vec<pw_llm::stage::StageRecord> = pw_core::jsonl::read_jsonl(&out, "pseudo-labels")?;
-    let labels = recs
+    let recs: Vec<pw_llm::stage::StageRecord> = pw_core::jsonl::read_jsonl(&out, name)?;
+    let texts = recs
         .into_iter()
         .filter_map(|r| Some((r.id, r.output.as_str()?.to_string())))
         .collect();
-    Ok((labels, stats))
+    Ok((texts, stats))
 }
 
 #[cfg(test)]

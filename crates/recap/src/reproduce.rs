@@ -35,10 +35,6 @@ fn videos(seed: u64, first: usize, n: usize, cfg: &RecapConfig) -> Vec<SynthVide
         .collect()
 }
 
-fn uids(h: &Hcap) -> Vec<String> {
-    h.video_uids()
-}
-
 /// Features of `vs`, from `dir` when an earlier run wrote them.
 fn features_of(
     vs: &[SynthVideo],
@@ -267,6 +263,12 @@ impl Reproduction for RecapReproduction {
         let test = corpus(&h_test, &test_v)?;
         let pool = corpus(&pseudo, &pool_v)?;
         let d_feat = train.features.values().next().map(|f| f.d).unwrap_or(1);
+        let (u_train, u_val, u_test, u_pool) = (
+            train.hcap.video_uids(),
+            val.hcap.video_uids(),
+            test.hcap.video_uids(),
+            pool.hcap.video_uids(),
+        );
         times.lap("features");
 
         let devs = (&ad, &plain);
@@ -310,10 +312,10 @@ impl Reproduction for RecapReproduction {
             &mut logs,
         )?;
         let cc = captioner(&clip)?;
-        let mut p_train = train.predict_clips(&cc, &uids(&train.hcap), g)?;
-        let mut p_val = val.predict_clips(&cc, &uids(&val.hcap), g)?;
-        let mut p_test = test.predict_clips(&cc, &uids(&test.hcap), g)?;
-        let p_pool_clips = pool.predict_clips(&cc, &uids(&pool.hcap), g)?;
+        let mut p_train = train.predict_clips(&cc, &u_train, g)?;
+        let mut p_val = val.predict_clips(&cc, &u_val, g)?;
+        let mut p_test = test.predict_clips(&cc, &u_test, g)?;
+        let p_pool_clips = pool.predict_clips(&cc, &u_pool, g)?;
         times.lap("clip level");
 
         // Segment level from the clip weights, on predicted clip captions.
@@ -327,9 +329,9 @@ impl Reproduction for RecapReproduction {
             &mut logs,
         )?;
         let sc = captioner(&seg)?;
-        train.predict_segments(&sc, &mut p_train, &uids(&train.hcap), g)?;
-        val.predict_segments(&sc, &mut p_val, &uids(&val.hcap), g)?;
-        test.predict_segments(&sc, &mut p_test, &uids(&test.hcap), g)?;
+        train.predict_segments(&sc, &mut p_train, &u_train, g)?;
+        val.predict_segments(&sc, &mut p_val, &u_val, g)?;
+        test.predict_segments(&sc, &mut p_test, &u_test, g)?;
         times.lap("segment level");
 
         // Video level: the curriculum and its ablations.
@@ -360,6 +362,7 @@ impl Reproduction for RecapReproduction {
                 TextSource::Predicted,
             ),
         ];
+        let mut curriculum_video: Option<ReCap> = None;
         for (name, file, init, text) in ladder {
             let m = level(
                 &format!("video level: {name}"),
@@ -371,7 +374,7 @@ impl Reproduction for RecapReproduction {
                 &mut logs,
             )?;
             let mut p = p_test.clone();
-            test.predict_summaries(&captioner(&m)?, &mut p, &uids(&test.hcap), text, g)?;
+            test.predict_summaries(&captioner(&m)?, &mut p, &u_test, text, g)?;
             variants.push(Variant {
                 name: name.to_string(),
                 scores: test.score(&p),
@@ -379,6 +382,9 @@ impl Reproduction for RecapReproduction {
                 predictions: p,
             });
             times.lap(format!("video level: {name}"));
+            if name == report::CURRICULUM {
+                curriculum_video = Some(m);
+            }
         }
 
         // With LLM pseudo-labels: the pool joins the segment and video levels' training.
@@ -398,10 +404,10 @@ impl Reproduction for RecapReproduction {
             let spc = captioner(&seg_pl)?;
             let (mut q_train, mut q_val, mut q_test) =
                 (p_train.clone(), p_val.clone(), p_test.clone());
-            train.predict_segments(&spc, &mut q_train, &uids(&train.hcap), g)?;
-            val.predict_segments(&spc, &mut q_val, &uids(&val.hcap), g)?;
-            test.predict_segments(&spc, &mut q_test, &uids(&test.hcap), g)?;
-            pool.predict_segments(&spc, &mut p_pool, &uids(&pool.hcap), g)?;
+            train.predict_segments(&spc, &mut q_train, &u_train, g)?;
+            val.predict_segments(&spc, &mut q_val, &u_val, g)?;
+            test.predict_segments(&spc, &mut q_test, &u_test, g)?;
+            pool.predict_segments(&spc, &mut p_pool, &u_pool, g)?;
             let mut vid_ex = train.video_examples(&q_train, TextSource::Predicted)?;
             vid_ex.extend(pool.video_examples(&p_pool, TextSource::Predicted)?);
             let vid_pl = level(
@@ -416,7 +422,7 @@ impl Reproduction for RecapReproduction {
             test.predict_summaries(
                 &captioner(&vid_pl)?,
                 &mut q_test,
-                &uids(&test.hcap),
+                &u_test,
                 TextSource::Predicted,
                 g,
             )?;
@@ -431,16 +437,15 @@ impl Reproduction for RecapReproduction {
 
         // Beam search on the curriculum's chain (the decoder's other mode).
         let beam = {
-            let mut p = test.predict_clips(&cc, &uids(&test.hcap), Decoding::Beam { width: 3 })?;
-            test.predict_segments(&sc, &mut p, &uids(&test.hcap), Decoding::Beam { width: 3 })?;
-            let m = pw_nn::checkpoint::load_module(
-                ReCap::new(&cfg.model, d_feat, vocab.len(), &plain),
-                &model_dir.join("video-curriculum.safetensors"),
-            )?;
+            let mut p = test.predict_clips(&cc, &u_test, Decoding::Beam { width: 3 })?;
+            test.predict_segments(&sc, &mut p, &u_test, Decoding::Beam { width: 3 })?;
+            let m = curriculum_video
+                .as_ref()
+                .expect("the ladder trains the curriculum");
             test.predict_summaries(
-                &captioner(&m)?,
+                &captioner(m)?,
                 &mut p,
-                &uids(&test.hcap),
+                &u_test,
                 TextSource::Predicted,
                 Decoding::Beam { width: 3 },
             )?;
