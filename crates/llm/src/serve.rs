@@ -1,21 +1,32 @@
 //! `paperworks serve`: an OpenAI-compatible HTTP server over the embedded backend.
 //!
 //! Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`. Binds 127.0.0.1 by
-//! default; an optional bearer token; request bodies over `max_body_bytes` get 413; when
-//! `max_queue` requests are already waiting or running, new ones get 429 with `Retry-After`
-//! instead of piling up; SIGTERM or Ctrl-C stops accepting, lets running requests finish and
-//! exits.
+//! default (a non-loopback bind without a token is warned about). The server bounds what a
+//! client can hold:
+//! - work: a request's `n` sequences count against `max_queue` (429 with `Retry-After` past
+//!   it); a request whose client goes away, or that passes `request_timeout`, is cancelled in
+//!   the engine at its next step, so its slots are free for others;
+//! - connections: at most `max_connections` open (more are closed at once), and a connection
+//!   that has not sent a whole request head within `header_timeout` (a slowloris, or an idle
+//!   keep-alive) is closed;
+//! - shutdown: SIGTERM or Ctrl-C stops accepting, lets running requests finish for up to
+//!   `drain_timeout`, then cancels what is left and returns.
+//!
+//! The bearer token is checked (in constant time, scheme case-insensitive) before the body is
+//! read, and every error, 404 and 413 included, is OpenAI's error JSON.
 
 use crate::openai::{self, ErrorBody};
 use crate::{Embedded, LlmError};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -23,8 +34,16 @@ pub struct ServeConfig {
     /// Clients must send `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
     pub max_body_bytes: usize,
-    /// Requests waiting or running before new ones get 429.
+    /// Sequences (each request's `n`) waiting or running before new requests get 429.
     pub max_queue: usize,
+    /// Longest a request may wait for its answer before it is cancelled (504).
+    pub request_timeout: Duration,
+    /// After SIGTERM, how long running requests may finish before they are cancelled.
+    pub drain_timeout: Duration,
+    /// Longest a connection may take to send a request head (also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// Open connections at most; more are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ServeConfig {
@@ -34,6 +53,10 @@ impl Default for ServeConfig {
             token: None,
             max_body_bytes: 1 << 20,
             max_queue: 64,
+            request_timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
         }
     }
 }
@@ -44,6 +67,9 @@ struct AppState {
     next_id: AtomicU64,
     served: AtomicU64,
     refused: AtomicU64,
+    cancelled: AtomicU64,
+    /// The token's digest, so the comparison takes the same time whatever the guess.
+    token_digest: Option<[u8; 32]>,
 }
 
 fn error(status: StatusCode, kind: &str, msg: impl Into<String>) -> Response {
@@ -57,25 +83,85 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-async fn chat(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Some(token) = &st.cfg.token {
-        let ok = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t == token);
-        if !ok {
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// Whether `headers` carry the server's bearer token. The scheme is case-insensitive (RFC 7235);
+/// the token is compared through fixed-length digests with no early exit.
+fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
+    st.token_digest
+        .as_ref()
+        .is_none_or(|want| bearer_matches(want, headers))
+}
+
+fn bearer_matches(want: &[u8; 32], headers: &HeaderMap) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| digest(t.trim()))
+    else {
+        return false;
+    };
+    given
+        .iter()
+        .zip(want)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_api_key",
+        "missing or wrong bearer token",
+    )
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        format!("request body larger than the server's limit of {limit} bytes"),
+    )
+}
+
+/// Sets the flag when dropped: the handler's future is dropped when its client disconnects,
+/// and the engine then cancels the request's sequences.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    if !authorized(&st, req.headers()) {
+        return unauthorized();
+    }
+    let limit = st.cfg.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
+    let body = match axum::body::to_bytes(req.into_body(), limit).await {
+        Ok(b) => b,
+        Err(e) if pw_core::one_line(&e).contains("length limit") => return too_large(limit),
+        Err(e) => {
             return error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_api_key",
-                "missing or wrong bearer token",
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("reading the request body: {}", pw_core::one_line(&e)),
             );
         }
-    }
+    };
     let wire: openai::ChatRequest = match serde_json::from_slice(&body) {
         Ok(w) => w,
         Err(e) => {
@@ -92,9 +178,12 @@ async fn chat(
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", e),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let submitted = st.engine.submit(
         req,
         st.cfg.max_queue,
+        Some(cancel.clone()),
         Box::new(move |r| {
             let _ = tx.send(r);
         }),
@@ -106,7 +195,7 @@ async fn chat(
             let mut resp = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_exceeded",
-                format!("server busy: {n} requests queued; retry later"),
+                format!("server busy: {n} sequences queued; retry later"),
             );
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -127,7 +216,22 @@ async fn chat(
             );
         }
     }
-    match rx.await {
+    let answer = match tokio::time::timeout(st.cfg.request_timeout, rx).await {
+        Ok(a) => a,
+        Err(_) => {
+            cancel.store(true, Ordering::Relaxed);
+            st.cancelled.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "no answer within the server's request timeout of {:.0} s; cancelled",
+                    st.cfg.request_timeout.as_secs_f64()
+                ),
+            );
+        }
+    };
+    match answer {
         Ok(Ok(c)) => {
             st.served.fetch_add(1, Ordering::Relaxed);
             Json(openai::completion_to_wire(&c, now_secs())).into_response()
@@ -150,7 +254,10 @@ async fn chat(
     }
 }
 
-async fn models(State(st): State<Arc<AppState>>) -> Response {
+async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
     let info = st.engine.info();
     Json(serde_json::json!({
         "object": "list",
@@ -170,38 +277,73 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     Json(serde_json::json!({
         "status": "ok",
         "model": st.engine.info().name,
-        "pending": st.engine.pending(),
+        "pending_sequences": st.engine.pending(),
         "served": st.served.load(Ordering::Relaxed),
         "refused": st.refused.load(Ordering::Relaxed),
+        "timed_out": st.cancelled.load(Ordering::Relaxed),
     }))
     .into_response()
 }
 
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!(
+            "no route {}: this server has POST /v1/chat/completions, GET /v1/models, GET /health",
+            uri.path()
+        ),
+    )
+}
+
+async fn wrong_method() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method not allowed on this route",
+    )
+}
+
 pub fn router(engine: Arc<Embedded>, cfg: ServeConfig) -> Router {
-    let limit = cfg.max_body_bytes;
     let state = Arc::new(AppState {
         engine,
+        token_digest: cfg.token.as_deref().map(digest),
         cfg,
         next_id: AtomicU64::new(0),
         served: AtomicU64::new(0),
         refused: AtomicU64::new(0),
+        cancelled: AtomicU64::new(0),
     });
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
         .route("/health", get(health))
-        .layer(DefaultBodyLimit::max(limit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
 }
 
-/// Binds and serves until SIGTERM/Ctrl-C or `stop` resolves. `on_bound` gets the actual
-/// address (port 0 picks a free port).
+/// What a bind address warrants saying before serving: a warning when the server is reachable
+/// from other machines and anyone there may use it.
+pub fn exposure_warning(cfg: &ServeConfig) -> Option<String> {
+    (!cfg.addr.ip().is_loopback() && cfg.token.is_none()).then(|| {
+        format!(
+            "serving on {} without a token: anyone who can reach this address can use the \
+             model; set --token-env",
+            cfg.addr
+        )
+    })
+}
+
+/// Binds and serves until SIGTERM/Ctrl-C or `stop` resolves, then drains (see the module
+/// docs). `on_bound` gets the actual address (port 0 picks a free port).
 pub async fn serve(
     engine: Arc<Embedded>,
     cfg: ServeConfig,
     on_bound: impl FnOnce(SocketAddr),
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), LlmError> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let listener =
         tokio::net::TcpListener::bind(cfg.addr)
             .await
@@ -213,27 +355,114 @@ pub async fn serve(
         endpoint: cfg.addr.to_string(),
         reason: e.to_string(),
     })?;
+    if let Some(w) = exposure_warning(&cfg) {
+        tracing::warn!("{w}");
+    }
     on_bound(addr);
-    let app = router(engine, cfg);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
+    let app = router(engine, cfg.clone());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut conns = tokio::task::JoinSet::new();
+    let shutdown = async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
                 }
-            };
-            tokio::select! {
-                _ = term => tracing::info!("SIGTERM: finishing running requests"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: finishing running requests"),
-                _ = stop => {}
+                Err(_) => std::future::pending::<()>().await,
             }
-        })
-        .await
-        .map_err(|e| LlmError::Endpoint {
-            endpoint: addr.to_string(),
-            reason: e.to_string(),
-        })
+        };
+        tokio::select! {
+            _ = term => tracing::info!("SIGTERM: finishing running requests"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: finishing running requests"),
+            _ = stop => {}
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Out of descriptors and the like: wait instead of spinning.
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    drop(stream); // over the connection bound: closed at once
+                    continue;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                conns.spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(cfg.drain_timeout) => {
+            tracing::warn!(
+                "drain deadline of {:.0} s passed: cancelling the requests still running",
+                cfg.drain_timeout.as_secs_f64()
+            );
+        }
+    }
+    // Dropping the connections' tasks drops their handlers, whose guards cancel their work.
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(auth).unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_the_token_exact() {
+        let want = digest("s3cret");
+        let check = |auth: &str| bearer_matches(&want, &headers(auth));
+        assert!(check("Bearer s3cret"));
+        assert!(check("bearer s3cret"));
+        assert!(check("BEARER  s3cret"));
+        assert!(!check("Bearer s3cre"));
+        assert!(!check("Basic s3cret"));
+        assert!(!check("s3cret"));
+    }
+
+    #[test]
+    fn a_public_bind_without_a_token_is_warned_about() {
+        let public = ServeConfig {
+            addr: "0.0.0.0:8080".parse().unwrap(),
+            ..Default::default()
+        };
+        assert!(
+            exposure_warning(&public)
+                .unwrap()
+                .contains("without a token")
+        );
+        let with_token = ServeConfig {
+            token: Some("t".into()),
+            ..public.clone()
+        };
+        assert!(exposure_warning(&with_token).is_none());
+        assert!(exposure_warning(&ServeConfig::default()).is_none());
+    }
 }

@@ -144,6 +144,7 @@ fn serve_refuses_an_image_without_a_vision_projector() {
             token: None,
             max_body_bytes: 1 << 20,
             max_queue: 4,
+            ..Default::default()
         },
     );
     let addr = server.addr;

@@ -20,6 +20,7 @@ fn start(token: Option<&str>) -> Server {
             token: token.map(str::to_string),
             max_body_bytes: 64 * 1024,
             max_queue: 16,
+            ..Default::default()
         },
     )
 }
@@ -132,6 +133,7 @@ fn http_backend_against_serve_chat_schema_auth_and_limits() {
         assert_eq!(h["status"], "ok");
         let m: serde_json::Value = c
             .get(format!("{base}/v1/models"))
+            .bearer_auth("s3cret")
             .send()
             .await
             .unwrap()

@@ -171,9 +171,22 @@ pub struct ServeArgs {
     /// Largest request body in bytes (larger ones get 413).
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body: usize,
-    /// Requests waiting or running before new ones get 429 with Retry-After.
+    /// Sequences (each request's `n`) waiting or running before new requests get 429 with
+    /// Retry-After.
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
+    /// Seconds a request may wait for its answer before it is cancelled (504).
+    #[arg(long, default_value_t = 600.0, value_name = "S")]
+    pub request_timeout: f64,
+    /// Seconds running requests may finish after SIGTERM before they are cancelled.
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    pub drain_timeout: f64,
+    /// Seconds a connection may take to send a request head (and stay idle between requests).
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    pub header_timeout: f64,
+    /// Open connections at most; more are closed at once.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
     #[command(flatten)]
     pub backend: BackendArgs,
 }
@@ -305,12 +318,31 @@ pub fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+    let seconds = |flag: &str, v: f64| {
+        if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(Error::Other(format!(
+                "--{flag} {v}: must be a number of seconds in (0, 86400]"
+            )))
+        }
+    };
+    if a.queue == 0 || a.max_connections == 0 {
+        return Err(Error::Other(
+            "--queue and --max-connections must be at least 1".into(),
+        ));
+    }
     let scfg = ServeConfig {
         addr,
         token,
         max_body_bytes: a.max_body,
         max_queue: a.queue,
+        request_timeout: seconds("request-timeout", a.request_timeout)?,
+        drain_timeout: seconds("drain-timeout", a.drain_timeout)?,
+        header_timeout: seconds("header-timeout", a.header_timeout)?,
+        max_connections: a.max_connections,
     };
+
     rt.block_on(pw_llm::serve::serve(
         engine,
         scfg,

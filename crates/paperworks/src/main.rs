@@ -154,8 +154,10 @@ enum Command {
     /// Serve a local GGUF over an OpenAI-compatible HTTP API.
     ///
     /// POST /v1/chat/completions (with response_format json_schema), GET /v1/models,
-    /// GET /health. Binds 127.0.0.1:8080 by default; requests beyond --queue get 429 with
-    /// Retry-After; SIGTERM lets running requests finish, then exits.
+    /// GET /health. Binds 127.0.0.1:8080 by default; requests whose sequences (n each) would
+    /// pass --queue get 429 with Retry-After; a request whose client leaves, or that passes
+    /// --request-timeout, is cancelled; slow or idle connections are closed after
+    /// --header-timeout; SIGTERM lets running requests finish for --drain-timeout, then exits.
     Serve(llm::ServeArgs),
 }
 
@@ -328,6 +330,10 @@ fn assets(g: &Global, args: &AssetsArgs) -> Result<()> {
     }
 }
 
+/// The most worker threads `--threads` takes: beyond any machine this runs on, and few enough
+/// that a typo cannot spawn threads for minutes.
+const MAX_THREADS: usize = 1024;
+
 fn run(cli: Cli, seed_given: bool) -> Result<()> {
     let cfg = match &cli.global.config {
         Some(p) => load_config(p)?,
@@ -339,8 +345,12 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
     }
     let threads = g.threads.or(cfg.threads);
     if let Some(n) = threads {
-        if n == 0 {
-            return Err(Error::Other("--threads must be at least 1".into()));
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        if n == 0 || n > MAX_THREADS {
+            return Err(Error::Other(format!(
+                "--threads {n}: must be in 1..={MAX_THREADS} (this machine has {cores} cores; \
+                 more threads than cores only makes the spinning kernels slower)"
+            )));
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)

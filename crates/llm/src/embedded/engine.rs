@@ -26,7 +26,7 @@ use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, OnceLock};
 
@@ -234,6 +234,9 @@ struct JobState {
     id: String,
     submitted: std::time::Instant,
     reply: Option<super::Reply>,
+    cancel: Option<Arc<AtomicBool>>,
+    /// Sequences counted in `pending` for this job (its `n`).
+    units: usize,
     choices: Vec<Option<Choice>>,
     remaining: usize,
     prompt_tokens: u64,
@@ -301,6 +304,7 @@ impl Engine<'_> {
                 };
                 self.admit(job);
             }
+            self.drop_cancelled();
             if !open && self.waiting.is_empty() && self.slots.iter().all(Option::is_none) {
                 return;
             }
@@ -322,11 +326,33 @@ impl Engine<'_> {
         }
     }
 
+    /// Fails every job whose submitter set its cancel flag, freeing its slots and dropping its
+    /// waiting units, so a client that went away stops costing decode steps.
+    fn drop_cancelled(&mut self) {
+        let cancelled: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)))
+            .map(|(&k, _)| k)
+            .collect();
+        for job in cancelled {
+            self.fail_job(
+                job,
+                "cancelled: nobody waits for the answer any more".into(),
+            );
+        }
+        if !self.waiting.is_empty() {
+            let jobs = &self.jobs;
+            self.waiting.retain(|u| jobs.contains_key(&u.job));
+        }
+    }
+
     /// Tokenises a job's prompt and queues its units; answers at once when the request
     /// cannot run.
     fn admit(&mut self, job: Job) {
         let id = job.req.id.clone();
         let p = &job.req.params;
+        let units = p.n.max(1) as usize;
         let prepared = (|| -> Result<(Vec<LlamaToken>, Option<String>), LlmError> {
             if job.req.has_images() {
                 return Err(LlmError::request(&id, NO_VISION));
@@ -371,12 +397,12 @@ impl Engine<'_> {
         let (tokens, grammar) = match prepared {
             Ok(x) => x,
             Err(e) => {
-                self.pending.fetch_sub(1, Ordering::SeqCst);
+                self.pending.fetch_sub(units, Ordering::SeqCst);
                 (job.reply)(Err(e));
                 return;
             }
         };
-        let n = p.n as usize;
+        let n = units;
         let seed = p.seed.unwrap_or_else(rand::random::<u64>);
         let prompt = Arc::new(tokens);
         let stop = Arc::new(p.stop.clone());
@@ -386,7 +412,7 @@ impl Engine<'_> {
                 Some(g) => match LlamaSampler::grammar(self.model, g, "root") {
                     Ok(s) => Some(s),
                     Err(e) => {
-                        self.pending.fetch_sub(1, Ordering::SeqCst);
+                        self.pending.fetch_sub(units, Ordering::SeqCst);
                         (job.reply)(Err(LlmError::request(
                             &id,
                             format!("json_schema: llama.cpp refused the grammar: {e}"),
@@ -421,6 +447,8 @@ impl Engine<'_> {
                 id,
                 submitted: job.submitted,
                 reply: Some(job.reply),
+                cancel: job.cancel,
+                units,
                 choices: vec![None; n],
                 remaining: n,
                 prompt_tokens: prompt.len() as u64,
@@ -577,7 +605,7 @@ impl Engine<'_> {
                 latency_ms: job.submitted.elapsed().as_secs_f64() * 1e3,
                 cached: false,
             };
-            self.pending.fetch_sub(1, Ordering::SeqCst);
+            self.pending.fetch_sub(job.units, Ordering::SeqCst);
             if let Some(reply) = job.reply {
                 reply(Ok(completion));
             }
@@ -593,7 +621,7 @@ impl Engine<'_> {
             }
         }
         if let Some(state) = self.jobs.remove(&job) {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
+            self.pending.fetch_sub(state.units, Ordering::SeqCst);
             if let Some(reply) = state.reply {
                 reply(Err(LlmError::request(&state.id, reason)));
             }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 /// Settings of the embedded backend. `model` is the only one without a default.
@@ -105,6 +105,9 @@ pub(crate) struct Job {
     pub req: Request,
     pub submitted: std::time::Instant,
     pub reply: Reply,
+    /// Set by the submitter when nobody waits for the answer any more (the server's client
+    /// went away, a deadline passed): the engine drops the job's sequences at its next step.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Handle to the engine thread. Cheap to share (`Arc`); dropping the last handle stops the
@@ -233,35 +236,52 @@ impl Embedded {
         &self.info
     }
 
-    /// Requests queued or running now.
+    /// Sequences (a request's `n` samples each) queued or running now.
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
     }
 
     /// Queues a request; `reply` is called once with its result, from the engine thread.
-    /// Refuses with [`LlmError::Overloaded`] when `limit` requests are already pending (the
-    /// server's bounded queue; batch callers pass `usize::MAX` and wait instead).
-    pub fn submit(&self, req: Request, limit: usize, reply: Reply) -> Result<(), LlmError> {
+    /// Refuses with [`LlmError::Overloaded`] when the request's `n` sequences would take the
+    /// sequences pending past `limit` (the server's bounded queue; batch callers pass
+    /// `usize::MAX` and wait instead). A request whose `n` alone exceeds `limit` is refused
+    /// as invalid, since it could never run. `cancel`, once set, drops the request's
+    /// sequences at the engine's next step (and its reply carries an error).
+    pub fn submit(
+        &self,
+        req: Request,
+        limit: usize,
+        cancel: Option<Arc<AtomicBool>>,
+        reply: Reply,
+    ) -> Result<(), LlmError> {
         if let Err(reason) = req.params.validate() {
             return Err(LlmError::request(&req.id, reason));
         }
         let cap = limit.max(1);
-        let prev = self.pending.fetch_add(1, Ordering::SeqCst);
-        if prev >= cap {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
+        let units = req.params.n.max(1) as usize;
+        if units > cap {
+            return Err(LlmError::request(
+                &req.id,
+                format!("n = {units} is more than the {cap} sequences this server queues"),
+            ));
+        }
+        let prev = self.pending.fetch_add(units, Ordering::SeqCst);
+        if prev.saturating_add(units) > cap {
+            self.pending.fetch_sub(units, Ordering::SeqCst);
             return Err(LlmError::Overloaded(prev));
         }
         let job = Job {
             req,
             submitted: std::time::Instant::now(),
             reply,
+            cancel,
         };
         let tx = self
             .tx
             .as_ref()
             .expect("sender lives as long as the handle");
         if let Err(mpsc::SendError(job)) = tx.send(job) {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
+            self.pending.fetch_sub(units, Ordering::SeqCst);
             (job.reply)(Err(LlmError::Stopped("the engine thread has ended".into())));
         }
         Ok(())
@@ -287,6 +307,7 @@ impl Generator for Embedded {
         self.submit(
             req.clone(),
             usize::MAX,
+            None,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
@@ -305,6 +326,7 @@ impl Generator for Embedded {
             match self.submit(
                 req,
                 usize::MAX,
+                None,
                 Box::new(move |result| {
                     let _ = tx2.send(BatchResult { id: id2, result });
                 }),
