@@ -9,9 +9,15 @@ pub enum LlmError {
     #[error("model {}: {reason}", path.display())]
     Model { path: PathBuf, reason: String },
 
-    /// An endpoint answered in a way that retrying cannot fix (401/403/404/400, bad config).
+    /// An endpoint answered in a way that retrying cannot fix and that concerns every request
+    /// (401/403/404, bad config).
     #[error("endpoint {endpoint}: {reason}")]
     Endpoint { endpoint: String, reason: String },
+
+    /// The endpoint refused this one request (HTTP 400, 413, 422, ...): the request is at
+    /// fault, not the endpoint, so a stage rejects the item and goes on.
+    #[error("endpoint {endpoint}: refused the request: {reason}")]
+    Refused { endpoint: String, reason: String },
 
     /// Every attempt failed with a retryable error.
     #[error("endpoint {endpoint}: gave up after {attempts} attempts: {last}")]

@@ -5,7 +5,8 @@
 //! requests), at most `concurrency` in flight. 429, 408, 5xx, timeouts, connection errors and
 //! unparseable bodies are retried with exponential backoff and full jitter, never sooner than
 //! a `Retry-After` asks; after `max_retries` the request ends with an error that says what
-//! happened. 400/401/403/404 are not retried.
+//! happened. 401/403/404 are not retried and concern the endpoint; other 4xx (400, 413, 422)
+//! are not retried and concern only the request ([`LlmError::Refused`]).
 
 use crate::openai::{self, ChatResponse, ErrorBody};
 use crate::{BatchResult, Completion, Generator, LlmError, Request};
@@ -91,7 +92,10 @@ pub fn chat_url(base: &str) -> String {
 
 enum Attempt {
     Done(Completion),
+    /// Not retried; concerns the endpoint (auth, wrong URL).
     Fatal(String),
+    /// Not retried; concerns this request only (400, 413, 422, ...).
+    Refused(String),
     Retry {
         reason: String,
         after: Option<Duration>,
@@ -279,7 +283,12 @@ impl Inner {
             };
             return Attempt::Fatal(format!("HTTP {code} (not authorised: {hint}): {msg}"));
         }
-        Attempt::Fatal(format!("HTTP {code}: {msg}"))
+        if code == 404 || code == 405 {
+            return Attempt::Fatal(format!(
+                "HTTP {code} (is this an OpenAI-compatible chat-completions URL?): {msg}"
+            ));
+        }
+        Attempt::Refused(format!("HTTP {code}: {msg}"))
     }
 }
 
@@ -337,6 +346,12 @@ async fn call(inner: Arc<Inner>, req: Request) -> Result<Completion, LlmError> {
             }
             Attempt::Fatal(reason) => {
                 return Err(LlmError::Endpoint {
+                    endpoint: ep.url.clone(),
+                    reason,
+                });
+            }
+            Attempt::Refused(reason) => {
+                return Err(LlmError::Refused {
                     endpoint: ep.url.clone(),
                     reason,
                 });

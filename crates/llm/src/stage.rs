@@ -5,9 +5,13 @@
 //! [`Generator`] (put a [`crate::Cached`] in front so a killed run pays nothing twice), checks
 //! each output (JSON parse + schema when the item asks for one, non-empty text otherwise, or
 //! the caller's own check), retries a failed check with a new seed, and after the retries
-//! writes a reject record with the reason: nothing is silently dropped. Infrastructure errors
-//! (an endpoint gone, the engine stopped) end the stage with an error instead, so a later run
-//! picks the items up again. `--shard I/N` runs the items whose id hashes to shard I.
+//! writes a reject record with the reason: nothing is silently dropped. A request the endpoint
+//! refuses (HTTP 400, 422, ...) is rejected at once with the endpoint's reason: it concerns
+//! that item only. Infrastructure errors (an endpoint gone, the engine stopped) end the stage
+//! with an error instead, so a later run picks the items up again; so does a first chunk that
+//! the endpoint refuses whole, which says the endpoint cannot serve this stage at all (a
+//! request format it does not take) rather than anything about the items.
+//! `--shard I/N` runs the items whose id hashes to shard I.
 
 use crate::{ChatMessage, GenParams, Generator, LlmError, Request, Usage};
 use pw_core::{Ledger, Shard};
@@ -191,6 +195,23 @@ pub fn run_stage(
         generator.generate_batch(reqs, &mut |r| {
             results.insert(r.id, r.result);
         });
+        let refused = results
+            .values()
+            .filter(|r| matches!(r, Err(LlmError::Refused { .. })))
+            .count();
+        if stats.done == 0 && chunk.len() >= 2 && refused == chunk.len() {
+            let why = results
+                .values()
+                .find_map(|r| r.as_ref().err().map(|e| e.to_string()))
+                .unwrap_or_default();
+            bar.abandon();
+            return Err(pw_core::Error::Other(format!(
+                "stage {} ({model}): the endpoint refused all of the first {} requests, so it \
+                 cannot serve this stage (nothing was recorded; a rerun tries again): {why}",
+                opts.label,
+                chunk.len()
+            )));
+        }
         let mut stop: Option<LlmError> = None;
         for (it, k) in chunk {
             let result = results.remove(&it.id).unwrap_or_else(|| {
@@ -202,6 +223,22 @@ pub fn run_stage(
             let (reason, text) = match result {
                 Err(e) if is_infrastructure(&e) => {
                     stop.get_or_insert(e);
+                    continue;
+                }
+                Err(e @ LlmError::Refused { .. }) => {
+                    // Deterministic: another seed gets the same answer.
+                    rej.append(
+                        &it.id,
+                        &RejectRecord {
+                            id: it.id.clone(),
+                            meta: it.meta.clone(),
+                            reason: e.to_string(),
+                            text: None,
+                            attempts: k + 1,
+                        },
+                    )?;
+                    stats.rejected += 1;
+                    bar.inc(1);
                     continue;
                 }
                 Err(e) => (e.to_string(), None),

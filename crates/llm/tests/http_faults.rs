@@ -169,7 +169,7 @@ fn two_hundred_requests_through_faults_none_lost_none_duplicated() {
                 assert!(last.contains("HTTP 500"), "{last}");
                 exhausted += 1;
             }
-            (8, Err(e @ LlmError::Endpoint { .. })) => {
+            (8, Err(e @ LlmError::Refused { .. })) => {
                 assert!(e.to_string().contains("HTTP 400: injected 400"), "{e}");
                 refused += 1;
             }

@@ -1,6 +1,7 @@
 //! The resumable generation stage with a scripted generator: retries on bad output, rejects
 //! with reasons, resume without repeating work, shards, the cache after a lost ledger, and an
-//! endpoint failure that stops the stage without rejecting anything.
+//! endpoint failure that stops the stage without rejecting anything, a refused item that is
+//! rejected while the rest go on.
 
 use pw_core::{Ledger, Shard};
 use pw_llm::stage::{RejectRecord, StageItem, StageOptions, StageRecord, default_check, run_stage};
@@ -16,6 +17,9 @@ use std::sync::{Arc, Mutex};
 struct Scripted {
     calls: Mutex<HashMap<String, u32>>,
     down: bool,
+    /// Items the endpoint answers with HTTP 400 (every item when `refuse_all`).
+    refuse: Vec<u32>,
+    refuse_all: bool,
 }
 
 impl Scripted {
@@ -43,6 +47,12 @@ impl Generator for Scripted {
             *e - 1
         };
         let i: u32 = req.id.trim_start_matches("item-").parse().unwrap();
+        if self.refuse_all || self.refuse.contains(&i) {
+            return Err(LlmError::Refused {
+                endpoint: "http://x".into(),
+                reason: "HTTP 400: Input should be 'text' or 'json_object'".into(),
+            });
+        }
         let text = if i == 29 || (i.is_multiple_of(3) && k == 0) {
             "{\"n\": ".to_string()
         } else if i == 7 && k == 0 {
@@ -228,4 +238,56 @@ fn an_endpoint_failure_stops_the_stage_without_rejecting_items() {
     )
     .unwrap();
     assert_eq!(s.done + s.rejected, 10);
+}
+
+#[test]
+fn a_request_the_endpoint_refuses_is_rejected_with_its_reason_and_the_stage_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, rej) = (
+        dir.path().join("out.jsonl"),
+        dir.path().join("rejects.jsonl"),
+    );
+    let g = Scripted {
+        refuse: vec![2, 11, 12, 25],
+        ..Default::default()
+    };
+    let s = run_stage(&g, items(30), &default_check, &out, &rej, &opts(Shard::ALL)).unwrap();
+    // item 29 always gives broken JSON: rejected after its retries, as before
+    assert_eq!((s.done, s.rejected), (25, 5));
+    let rejects: Vec<RejectRecord> = Ledger::read_all(&rej).unwrap();
+    for i in [2, 11, 12, 25] {
+        let r = rejects
+            .iter()
+            .find(|r| r.id == format!("item-{i}"))
+            .expect("refused item rejected");
+        assert!(r.reason.contains("HTTP 400"), "{}", r.reason);
+        assert_eq!(r.attempts, 1, "a refusal is not retried");
+    }
+    // a rerun has nothing left to do: the refusals no longer block the stage
+    let calls = g.total();
+    let s = run_stage(&g, items(30), &default_check, &out, &rej, &opts(Shard::ALL)).unwrap();
+    assert_eq!((s.already_done, s.done, s.rejected), (30, 0, 0));
+    assert_eq!(g.total(), calls);
+}
+
+#[test]
+fn an_endpoint_that_refuses_every_request_stops_the_stage_without_rejecting_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, rej) = (
+        dir.path().join("out.jsonl"),
+        dir.path().join("rejects.jsonl"),
+    );
+    let g = Scripted {
+        refuse_all: true,
+        ..Default::default()
+    };
+    let e = run_stage(&g, items(20), &default_check, &out, &rej, &opts(Shard::ALL))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("refused all of the first 8 requests") && e.contains("json_object"),
+        "{e}"
+    );
+    assert_eq!(Ledger::open(&rej).unwrap().len(), 0);
+    assert_eq!(Ledger::open(&out).unwrap().len(), 0);
 }
