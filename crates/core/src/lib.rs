@@ -34,6 +34,6 @@ pub use repro::{
     Claim, ClaimResult, ReproConfig, ReproContext, ReproOutcome, Reproduction, Size,
     apply_overrides, resolve_config, run_reproductions,
 };
-pub use rundir::{Metrics, RunDir, versions};
+pub use rundir::{InputPrint, Metrics, RunDir, versions};
 pub use shard::Shard;
 pub use stopwatch::{Stopwatch, pct};

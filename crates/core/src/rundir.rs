@@ -56,6 +56,74 @@ pub struct Manifest {
     /// delete, `--fresh` keeps them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign: Vec<String>,
+    /// What each stage's outputs were made from ([`RunDir::check_inputs`]): a rerun with
+    /// other inputs is refused instead of resuming from outputs that no longer fit them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, InputPrint>,
+}
+
+/// The fingerprint of a stage's inputs: each file's size and SHA-256, and the settings that
+/// decide its outputs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputPrint {
+    pub files: Vec<FilePrint>,
+    pub settings: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FilePrint {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl FilePrint {
+    pub fn of(path: &Path) -> Result<FilePrint> {
+        use sha2::Digest;
+        let mut f = File::open(path).at(path)?;
+        let mut h = sha2::Sha256::new();
+        let size = std::io::copy(&mut f, &mut h).at(path)?;
+        // Canonical, so the same file named from another folder is the same input.
+        let named = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        Ok(FilePrint {
+            path: named.display().to_string(),
+            size,
+            sha256: hex::encode(h.finalize()),
+        })
+    }
+}
+
+impl InputPrint {
+    /// What differs from `old`, in words (empty when nothing does).
+    fn changes_since(&self, old: &InputPrint) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in &self.files {
+            match old.files.iter().find(|o| o.path == f.path) {
+                None => out.push(format!("{} is new", f.path)),
+                Some(o) if o.sha256 != f.sha256 => out.push(format!(
+                    "{} changed ({} -> {} bytes, sha256 {}.. -> {}..)",
+                    f.path,
+                    o.size,
+                    f.size,
+                    &o.sha256[..12],
+                    &f.sha256[..12]
+                )),
+                Some(_) => {}
+            }
+        }
+        for o in &old.files {
+            if !self.files.iter().any(|f| f.path == o.path) {
+                out.push(format!("{} is no longer an input", o.path));
+            }
+        }
+        if self.settings != old.settings {
+            out.push(format!(
+                "settings changed ({} -> {})",
+                old.settings, self.settings
+            ));
+        }
+        out
+    }
 }
 
 pub struct RunDir {
@@ -181,6 +249,15 @@ impl RunDir {
             .and_then(|_| std::fs::remove_file(&probe))
             .map_err(|e| rd_err(format!("not writable: {e}")))?;
 
+        // We hold the lock: a temp file of a dead process here is a killed run's, never
+        // renamed into place, and nobody else's to finish.
+        let stale = crate::atomic::remove_stale_temps(&root);
+        if stale > 0 {
+            tracing::info!(
+                "{}: removed {stale} temp file(s) a killed run left",
+                root.display()
+            );
+        }
         let manifest_path = root.join(MANIFEST_FILE);
         let old: Option<Manifest> = if manifest_path.exists() {
             let parsed = std::fs::read(&manifest_path)
@@ -258,6 +335,10 @@ impl RunDir {
             status: "running".into(),
             previous_starts,
             foreign,
+            inputs: match (&old, fresh) {
+                (Some(m), false) => m.inputs.clone(),
+                _ => BTreeMap::new(),
+            },
         };
         let rd = RunDir {
             root,
@@ -316,6 +397,40 @@ impl RunDir {
 
     fn write_manifest(&self) -> Result<()> {
         write_json_atomic(self.root.join(MANIFEST_FILE), &self.manifest)
+    }
+
+    /// Records what `stage`'s outputs are made from (`files` by content, `settings` as given)
+    /// and refuses, naming what changed, when an earlier run of this directory made them from
+    /// other inputs: resuming would mix outputs of the old inputs into the new ones.
+    pub fn check_inputs(
+        &mut self,
+        stage: &str,
+        files: &[&Path],
+        settings: serde_json::Value,
+    ) -> Result<()> {
+        let now = InputPrint {
+            files: files
+                .iter()
+                .map(|p| FilePrint::of(p))
+                .collect::<Result<_>>()?,
+            settings,
+        };
+        if let Some(old) = self.manifest.inputs.get(stage) {
+            let changes = now.changes_since(old);
+            if !changes.is_empty() {
+                return Err(Error::RunDir {
+                    path: self.root.clone(),
+                    reason: format!(
+                        "holds {stage} outputs made from other inputs: {}; pass --fresh to \
+                         start over here, or choose another --run-dir",
+                        changes.join("; ")
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        self.manifest.inputs.insert(stage.to_string(), now);
+        self.write_manifest()
     }
 
     /// Marks the run finished (`Ok`) or failed, with the end time.
@@ -482,6 +597,44 @@ mod tests {
             std::fs::read_to_string(outside.join("precious")).unwrap(),
             "keep"
         );
+    }
+
+    #[test]
+    fn a_rerun_with_changed_inputs_is_refused_and_fresh_accepts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        let input = dir.path().join("problems.jsonl");
+        std::fs::write(&input, "{\"answer\": \"#### 4\"}\n").unwrap();
+        let settings = serde_json::json!({"k": 4});
+        let mut rd = open_at(&root, false).unwrap();
+        rd.check_inputs("label", &[&input], settings.clone())
+            .unwrap();
+        drop(rd);
+        // same inputs: resumes
+        let mut rd = open_at(&root, false).unwrap();
+        rd.check_inputs("label", &[&input], settings.clone())
+            .unwrap();
+        drop(rd);
+        // corrected gold answer: refused, naming the file
+        std::fs::write(&input, "{\"answer\": \"#### 5\"}\n").unwrap();
+        let mut rd = open_at(&root, false).unwrap();
+        let msg = rd
+            .check_inputs("label", &[&input], settings.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("problems.jsonl changed") && msg.contains("--fresh"),
+            "{msg}"
+        );
+        let msg = rd
+            .check_inputs("label", &[&input], serde_json::json!({"k": 8}))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("settings changed"), "{msg}");
+        drop(rd);
+        // --fresh forgets the old fingerprint with the old outputs
+        let mut rd = open_at(&root, true).unwrap();
+        rd.check_inputs("label", &[&input], settings).unwrap();
     }
 
     #[test]

@@ -43,9 +43,27 @@ pub struct LabelSummary {
 }
 
 /// SORM labelling of a GSM8K-format file with any model (resumable in `run`'s directory).
-pub fn label(run: &RunDir, job: LabelJob, cfg: &LabelConfig, seed: u64) -> Result<LabelSummary> {
+pub fn label(
+    run: &mut RunDir,
+    job: LabelJob,
+    cfg: &LabelConfig,
+    seed: u64,
+) -> Result<LabelSummary> {
     cfg.validate()
         .map_err(|e| Error::Other(format!("label: {e}")))?;
+    // The ledgers hold rollouts of these problems by this model: other problems (a corrected
+    // gold answer) or another model must not resume from them.
+    run.check_inputs(
+        "glore label",
+        &[job.problems],
+        serde_json::json!({
+            "model": job.llm.identity(),
+            "seed": seed,
+            "temperature": cfg.temperature,
+            "max_tokens": job.max_tokens,
+            "limit": job.limit,
+        }),
+    )?;
     let mut problems = read_gsm8k(job.problems)?;
     if let Some(n) = job.limit {
         problems.truncate(n);
@@ -88,7 +106,17 @@ pub struct RefineSummary {
 }
 
 /// Global and local refinement of a labelling run's wrong rollouts by any model.
-pub fn refine(run: &RunDir, job: RefineJob, seed: u64) -> Result<RefineSummary> {
+pub fn refine(run: &mut RunDir, job: RefineJob, seed: u64) -> Result<RefineSummary> {
+    run.check_inputs(
+        "glore refine",
+        &[job.problems, job.labels],
+        serde_json::json!({
+            "model": job.llm.identity(),
+            "seed": seed,
+            "temperature": job.temperature,
+            "max_tokens": job.max_tokens,
+        }),
+    )?;
     if !(job.temperature.is_finite() && job.temperature >= 0.0) {
         return Err(Error::Other(format!(
             "--temperature {} must be >= 0",

@@ -22,6 +22,20 @@ impl LlmConfig {
     pub fn uses_http(&self) -> bool {
         !self.http.endpoints.is_empty()
     }
+
+    /// Which model answers, for a run's input fingerprint: the endpoints and model name, or
+    /// the GGUF file's name and weight format (not its folder, so moved assets still match).
+    pub fn identity(&self) -> serde_json::Value {
+        if self.uses_http() {
+            serde_json::json!({"endpoints": self.http.endpoints, "model": self.http.model})
+        } else {
+            serde_json::json!({
+                "gguf": crate::embedded::default_name(&self.embedded.model),
+                "weights": self.embedded.weights,
+                "chat_template": self.embedded.chat_template,
+            })
+        }
+    }
 }
 
 /// Opens the configured generator.

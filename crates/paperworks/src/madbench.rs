@@ -310,6 +310,13 @@ pub fn run(g: &Global, cmd: &MadBenchCommand) -> Result<()> {
                 "max_tokens": max_tokens,
             });
             let s = RunDir::scope(&dir, config, g.seed, g.fresh, |run| {
+                // The ledger holds this model's answers to these items: another bench file
+                // or model must not resume from it.
+                run.check_inputs(
+                    "madbench run",
+                    &[bench.bench.as_path()],
+                    serde_json::json!({"model": model.model(), "max_tokens": max_tokens}),
+                )?;
                 run_bench(model.as_ref(), &items, run.root(), &vs, *max_tokens)
             })?;
             println!(

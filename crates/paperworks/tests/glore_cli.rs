@@ -334,3 +334,62 @@ fn bad_input_gets_one_line_naming_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_rerun_with_corrected_gold_answers_is_refused_instead_of_reusing_stale_rollouts() {
+    let (_rt, _calls, port) = start_fake();
+    let dir = tempfile::tempdir().unwrap();
+    let problems = dir.path().join("p.jsonl");
+    let write = |answer_offset: u64| {
+        let mut f = String::new();
+        for i in 0..3u64 {
+            let a = i + 2 + answer_offset;
+            f.push_str(&format!("{{\"id\": \"q{i}\", \"question\": \"Ann has {i} apples. She buys 2 more. How many?\", \"answer\": \"{i} + 2 = {a}\\n#### {a}\"}}\n"));
+        }
+        std::fs::write(&problems, f).unwrap();
+    };
+    let rd = dir.path().join("run");
+    let label = |fresh: bool| {
+        let mut c = bin();
+        c.args(["--quiet", "--run-dir", rd.to_str().unwrap()]);
+        if fresh {
+            c.arg("--fresh");
+        }
+        c.args([
+            "glore",
+            "label",
+            "--problems",
+            problems.to_str().unwrap(),
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}/v1"),
+            "--rollouts",
+            "2",
+            "--k",
+            "2",
+            "--no-cache",
+        ]);
+        c.output().unwrap()
+    };
+    write(1); // wrong gold answers
+    assert!(label(false).status.success());
+    let before = std::fs::read(rd.join("labels.jsonl")).unwrap();
+    write(0); // corrected
+    let out = label(false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("p.jsonl changed") && err.contains("--fresh") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(rd.join("labels.jsonl")).unwrap(),
+        before,
+        "the refused run wrote nothing"
+    );
+    let out = label(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
