@@ -222,7 +222,86 @@ impl Default for FilterConfig {
     }
 }
 
+impl Sampling {
+    fn validate(&self, stage: &str) -> Result<(), String> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(format!(
+                "{stage}.temperature {} must be >= 0",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("{stage}.top_p {} must be in (0, 1]", self.top_p));
+        }
+        if self.max_tokens == 0 {
+            return Err(format!("{stage}.max_tokens must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl GlanConfig {
+    /// Range checks of every stage's settings; `Err` names the key.
+    pub fn check(&self) -> Result<(), String> {
+        let t = &self.taxonomy;
+        for (k, v) in [
+            ("taxonomy.fields", t.fields),
+            ("taxonomy.subfields", t.subfields),
+            ("taxonomy.disciplines", t.disciplines),
+            ("subjects.queries", self.subjects.queries),
+            ("subjects.per_query", self.subjects.per_query),
+            ("syllabus.min_sessions", self.syllabus.min_sessions),
+            ("syllabus.key_concepts", self.syllabus.key_concepts),
+            ("homework.per_syllabus", self.homework.per_syllabus),
+            ("homework.max_concepts", self.homework.max_concepts),
+            ("filters.ngram", self.filters.ngram),
+        ] {
+            if v == 0 {
+                return Err(format!("{k} must be at least 1"));
+            }
+        }
+        if self.syllabus.min_sessions > self.syllabus.max_sessions {
+            return Err(format!(
+                "syllabus.min_sessions {} is more than syllabus.max_sessions {}",
+                self.syllabus.min_sessions, self.syllabus.max_sessions
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.homework.hard_fraction) {
+            return Err(format!(
+                "homework.hard_fraction {} must be in [0, 1]",
+                self.homework.hard_fraction
+            ));
+        }
+        let f = &self.filters;
+        if !(f.near_duplicate > 0.0 && f.near_duplicate <= 1.0) {
+            return Err(format!(
+                "filters.near_duplicate {} must be in (0, 1]",
+                f.near_duplicate
+            ));
+        }
+        if !(0.0..=1.0).contains(&f.min_ascii_letters) {
+            return Err(format!(
+                "filters.min_ascii_letters {} must be in [0, 1]",
+                f.min_ascii_letters
+            ));
+        }
+        if f.min_question_words > f.max_question_words || f.min_answer_words > f.max_answer_words {
+            return Err("filters: a min_*_words is more than its max_*_words".into());
+        }
+        t.sampling.validate("taxonomy.sampling")?;
+        self.subjects.sampling.validate("subjects.sampling")?;
+        self.syllabus.sampling.validate("syllabus.sampling")?;
+        self.homework.sampling.validate("homework.sampling")?;
+        self.answers.validate("answers")?;
+        Ok(())
+    }
+}
+
 impl ReproConfig for GlanConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.check()
+    }
+
     /// The reproduction's sizes: two disciplines of its reviewed taxonomy at the quick size,
     /// eight at the full size.
     fn for_size(size: Size) -> GlanConfig {
@@ -249,5 +328,43 @@ impl ReproConfig for GlanConfig {
             c.answers.max_tokens = 400;
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_settings_are_refused_naming_the_key() {
+        assert!(GlanConfig::default().check().is_ok());
+        assert!(GlanConfig::for_size(Size::Quick).check().is_ok());
+        let cases: Vec<(fn(&mut GlanConfig), &str)> = vec![
+            (|c| c.subjects.per_query = 0, "subjects.per_query"),
+            (
+                |c| {
+                    c.syllabus.min_sessions = 9;
+                    c.syllabus.max_sessions = 3
+                },
+                "syllabus.min_sessions 9 is more than",
+            ),
+            (|c| c.answers.temperature = -0.5, "answers.temperature"),
+            (
+                |c| c.homework.sampling.temperature = f32::NAN,
+                "homework.sampling.temperature",
+            ),
+            (
+                |c| c.subjects.sampling.top_p = 0.0,
+                "subjects.sampling.top_p",
+            ),
+            (|c| c.homework.hard_fraction = 1.5, "homework.hard_fraction"),
+            (|c| c.filters.near_duplicate = 0.0, "filters.near_duplicate"),
+        ];
+        for (edit, key) in cases {
+            let mut c = GlanConfig::default();
+            edit(&mut c);
+            let e = c.check().unwrap_err();
+            assert!(e.contains(key), "{key}: {e}");
+        }
     }
 }

@@ -127,6 +127,8 @@ pub fn generate_stages(
     shard: Shard,
     until: Option<&str>,
 ) -> Result<BTreeMap<String, StageStats>> {
+    cfg.check()
+        .map_err(|e| Error::Other(format!("glan config: {e}")))?;
     if let Some(u) = until
         && !STAGES.contains(&u)
     {

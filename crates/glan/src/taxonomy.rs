@@ -43,15 +43,30 @@ pub struct Discipline {
 }
 
 pub fn slug(s: &str) -> String {
+    let name = s.trim();
     let mut out = String::new();
-    for c in s.trim().chars() {
+    let mut lossy = false;
+    for c in name.chars() {
         if c.is_ascii_alphanumeric() {
             out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
+        } else {
+            lossy |= !(c.is_whitespace() || c == '-' || c == '_');
+            if !out.ends_with('-') && !out.is_empty() {
+                out.push('-');
+            }
         }
     }
-    out.trim_end_matches('-').to_string()
+    let mut out = out.trim_end_matches('-').to_string();
+    // "C++", "C#" and "C", or names in other scripts, lose what tells them apart in the ASCII
+    // slug: a hash of the exact name keeps their ids distinct (and stable across runs).
+    if lossy || out.is_empty() {
+        let h = pw_core::shard::stable_hash(name);
+        if !out.is_empty() {
+            out.push('-');
+        }
+        out.push_str(&format!("{:08x}", h >> 32));
+    }
+    out
 }
 
 const HEADER: &str = "# GLAN taxonomy: fields -> subfields -> disciplines.\n\
@@ -155,7 +170,7 @@ fn lists(
                     a.iter()
                         .filter_map(|x| x.as_str())
                         .map(|s| s.trim().to_string())
-                        .filter(|s| !slug(s).is_empty())
+                        .filter(|s| s.chars().any(char::is_alphanumeric))
                         .collect::<Vec<_>>()
                 })
                 .filter(|v| !v.is_empty());
@@ -297,6 +312,32 @@ disciplines = ["Baking"]
                 .starts_with("# GLAN taxonomy")
         );
         assert_eq!(Taxonomy::load(&p).unwrap(), t);
+    }
+
+    #[test]
+    fn names_that_differ_only_in_punctuation_or_script_get_distinct_stable_ids() {
+        let names = [
+            "C++",
+            "C",
+            "C#",
+            "物理学",
+            "化学",
+            "生物学",
+            "Machine Learning",
+        ];
+        let ids: Vec<String> = names.iter().map(|n| slug(n)).collect();
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{ids:?}");
+        assert_eq!(slug("C"), "c");
+        assert_eq!(slug("Machine Learning"), "machine-learning");
+        assert!(slug("C++").starts_with("c-"), "{}", slug("C++"));
+        assert_eq!(slug("C++"), slug(" C++ "), "trimmed, stable");
+        let t: Taxonomy = toml::from_str(
+            "[[fields]]\nname = \"Computing\"\n[[fields.subfields]]\nname = \"Languages\"\n\
+             disciplines = [\"C++\", \"C\", \"C#\"]\n",
+        )
+        .unwrap();
+        assert_eq!(t.disciplines().len(), 3);
     }
 
     #[test]

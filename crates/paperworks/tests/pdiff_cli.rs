@@ -120,3 +120,129 @@ fn fit_then_generate_keeps_names_and_shapes_and_mismatches_are_refused() {
         "{err}"
     );
 }
+
+/// One line on stderr, exit 1 (an error, not a panic's 101), naming `what`.
+fn refused(o: &std::process::Output, what: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for w in what {
+        assert!(err.contains(w), "{w:?} not in {err}");
+    }
+}
+
+fn fit(ckpts: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    bin()
+        .args([
+            "--quiet",
+            "pdiff",
+            "fit",
+            "--ae-steps",
+            "10",
+            "--ddpm-steps",
+            "10",
+            "--checkpoints",
+        ])
+        .arg(ckpts)
+        .arg("--run-dir")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_checkpoints_and_broken_generators_are_refused_in_one_line_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = dir.path().join("ckpts");
+    std::fs::create_dir_all(&ckpts).unwrap();
+    for i in 0..4 {
+        save_tensors(
+            &ckpts.join(format!("c{i}.safetensors")),
+            &checkpoint(i, vec![6, 5]),
+            None,
+        )
+        .unwrap();
+    }
+    let fitted = dir.path().join("fitted");
+    let o = fit(&ckpts, &fitted);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A diverged checkpoint (NaN) and an empty tensor (shape [0]) are named, not fitted.
+    let nan_dir = dir.path().join("nan");
+    std::fs::create_dir_all(&nan_dir).unwrap();
+    for i in 0..3 {
+        let mut t = checkpoint(i, vec![6, 5]);
+        if i == 2 {
+            t.get_mut("layer.bias").unwrap().1[3] = f32::NAN;
+        }
+        save_tensors(&nan_dir.join(format!("c{i}.safetensors")), &t, None).unwrap();
+    }
+    refused(
+        &fit(&nan_dir, &dir.path().join("o1")),
+        &["c2.safetensors", "layer.bias", "non-finite"],
+    );
+    let empty_dir = dir.path().join("empty");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    for i in 0..3 {
+        let mut t = NamedTensors::new();
+        t.insert("w".into(), (vec![0], vec![]));
+        t.insert("b".into(), (vec![2], vec![i as f32, 1.0]));
+        save_tensors(&empty_dir.join(format!("c{i}.safetensors")), &t, None).unwrap();
+    }
+    refused(
+        &fit(&empty_dir, &dir.path().join("o2")),
+        &["c0.safetensors", "tensor w has no values"],
+    );
+
+    // generator.json edited by hand: each a one-line refusal before any sampling.
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fitted.join("generator.json")).unwrap()).unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        (
+            "beta_t = 5",
+            Box::new(|v| v["fit"]["beta_t"] = 5.0.into()),
+            "beta_t",
+        ),
+        (
+            "names and shapes of different lengths",
+            Box::new(|v| {
+                v["shapes"].as_array_mut().unwrap().pop();
+            }),
+            "names has 2 entries but shapes has 1",
+        ),
+        (
+            "a bad latent shape",
+            Box::new(|v| v["latent_shape"] = serde_json::json!([4, 999])),
+            "latent_shape",
+        ),
+        (
+            "empty channels",
+            Box::new(|v| v["fit"]["ae"]["channels"] = serde_json::json!([])),
+            "channels",
+        ),
+        (
+            "an empty tensor shape",
+            Box::new(|v| v["shapes"][0] = serde_json::json!([0])),
+            "no values",
+        ),
+    ];
+    for (what, edit, says) in cases {
+        let g = dir.path().join(format!("gen-{}", what.replace(' ', "-")));
+        std::fs::create_dir_all(&g).unwrap();
+        for f in ["ae.safetensors", "ddpm_ema.safetensors"] {
+            std::fs::copy(fitted.join(f), g.join(f)).unwrap();
+        }
+        let mut v = original.clone();
+        edit(&mut v);
+        std::fs::write(g.join("generator.json"), v.to_string()).unwrap();
+        let o = bin()
+            .args(["--quiet", "pdiff", "generate", "-n", "2", "--generator"])
+            .arg(&g)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap();
+        refused(&o, &["generator.json", says]);
+    }
+    assert!(!dir.path().join("out").join("gen-0000.safetensors").exists());
+}

@@ -39,11 +39,20 @@ impl ParamDataset {
             Some(n) => n.to_vec(),
             None => t0.keys().cloned().collect(),
         };
+        if names.is_empty() {
+            return Err(Error::invalid(first, "no tensors to model"));
+        }
         let mut shapes = Vec::new();
         for n in &names {
             let (shape, _) = t0
                 .get(n)
                 .ok_or_else(|| Error::invalid(first, format!("has no tensor {n}")))?;
+            if shape.iter().product::<usize>() == 0 {
+                return Err(Error::invalid(
+                    first,
+                    format!("tensor {n} has no values (shape {shape:?})"),
+                ));
+            }
             shapes.push(shape.clone());
         }
         let mut rows = Vec::with_capacity(paths.len());
@@ -64,6 +73,16 @@ impl ParamDataset {
                         format!(
                             "tensor {n} has shape {s:?}, {} has {shape:?}",
                             first.display()
+                        ),
+                    ));
+                }
+                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                    let bad = v.iter().filter(|x| !x.is_finite()).count();
+                    return Err(Error::invalid(
+                        p,
+                        format!(
+                            "tensor {n} holds {bad} non-finite values (NaN or Inf), the first \
+                             at flat index {i}: a diverged checkpoint cannot be modelled"
                         ),
                     ));
                 }
@@ -185,6 +204,123 @@ impl FitConfig {
     }
 }
 
+impl FitConfig {
+    /// Range checks, so a bad setting fails before training instead of producing NaNs.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.timesteps == 0 || self.timesteps > 100_000 {
+            return Err(format!(
+                "timesteps {} must be in 1..=100000",
+                self.timesteps
+            ));
+        }
+        let betas_ok = self.beta_1.is_finite()
+            && self.beta_t.is_finite()
+            && self.beta_1 > 0.0
+            && self.beta_1 <= self.beta_t
+            && self.beta_t < 1.0;
+        if !betas_ok {
+            return Err(format!(
+                "beta_1 {} and beta_t {} must satisfy 0 < beta_1 <= beta_t < 1",
+                self.beta_1, self.beta_t
+            ));
+        }
+        if self.ae.channels.is_empty() || self.ae.channels.contains(&0) {
+            return Err(format!(
+                "autoencoder channels {:?} must be non-empty and positive",
+                self.ae.channels
+            ));
+        }
+        if self.ae.latent_channels == 0 || self.ae.kernel == 0 || self.ae.stride == 0 {
+            return Err("autoencoder latent_channels, kernel and stride must be positive".into());
+        }
+        if self.ae.input_len == 0 {
+            return Err("autoencoder input_len must be positive".into());
+        }
+        if self.denoiser.channels != self.ae.latent_channels {
+            return Err(format!(
+                "denoiser channels {} must equal the latent channels {}",
+                self.denoiser.channels, self.ae.latent_channels
+            ));
+        }
+        if self.denoiser.hidden == 0 || self.denoiser.blocks == 0 || self.denoiser.kernel == 0 {
+            return Err("denoiser hidden, blocks and kernel must be positive".into());
+        }
+        if self.ae_batch == 0 || self.ddpm_batch == 0 {
+            return Err("batch sizes must be positive".into());
+        }
+        for (name, lr) in [("ae_lr", self.ae_lr), ("ddpm_lr", self.ddpm_lr)] {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(format!("{name} {lr} must be a positive number"));
+            }
+        }
+        if !(self.ema_decay.is_finite() && (0.0..1.0).contains(&self.ema_decay)) {
+            return Err(format!("ema_decay {} must be in [0, 1)", self.ema_decay));
+        }
+        Ok(())
+    }
+}
+
+impl GeneratorFile {
+    /// Everything `load` and `generate` rely on, checked against each other: the fit settings,
+    /// names and shapes of equal length with no empty tensor, the scaling of the same length
+    /// as the vectors and finite, the latent shape the autoencoder produces.
+    fn validate(&self) -> std::result::Result<(), String> {
+        self.fit.validate()?;
+        if self.names.len() != self.shapes.len() {
+            return Err(format!(
+                "names has {} entries but shapes has {}",
+                self.names.len(),
+                self.shapes.len()
+            ));
+        }
+        if self.names.is_empty() {
+            return Err("names is empty: the generator makes no tensor".into());
+        }
+        let mut dim = 0usize;
+        for (n, s) in self.names.iter().zip(&self.shapes) {
+            let len = s
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| format!("tensor {n}: shape {s:?} overflows"))?;
+            if len == 0 {
+                return Err(format!("tensor {n} has no values (shape {s:?})"));
+            }
+            dim = dim
+                .checked_add(len)
+                .ok_or_else(|| "the shapes' sizes overflow".to_string())?;
+        }
+        if dim != self.fit.ae.input_len {
+            return Err(format!(
+                "the shapes hold {dim} values but the autoencoder's input_len is {}",
+                self.fit.ae.input_len
+            ));
+        }
+        let sc = &self.scaling;
+        if sc.mean.len() != dim || sc.std.len() != dim {
+            return Err(format!(
+                "scaling has {} means and {} stds for {dim} values",
+                sc.mean.len(),
+                sc.std.len()
+            ));
+        }
+        let finite = sc.mean.iter().chain(&sc.std).all(|v| v.is_finite())
+            && sc.latent_mean.is_finite()
+            && sc.latent_std.is_finite()
+            && sc.latent_std > 0.0;
+        if !finite {
+            return Err("scaling holds non-finite values (or a latent_std <= 0)".into());
+        }
+        if self.latent_shape != self.fit.ae.latent_shape() {
+            return Err(format!(
+                "latent_shape {:?} is not the {:?} the autoencoder produces",
+                self.latent_shape,
+                self.fit.ae.latent_shape()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A fitted p-diff generator.
 pub struct ParamGenerator {
     pub scaling: Scaling,
@@ -208,6 +344,8 @@ pub fn fit(
     plain: &Device,
     rng: &mut impl Rng,
 ) -> Result<ParamGenerator> {
+    cfg.validate()
+        .map_err(|e| Error::Other(format!("p-diff settings: {e}")))?;
     std::fs::create_dir_all(dir).at(dir)?;
     if cfg.ae.input_len != ds.dim() {
         return Err(Error::Other(format!(
@@ -343,6 +481,7 @@ impl ParamGenerator {
         let bytes = std::fs::read(&path).at(&path)?;
         let f: GeneratorFile = serde_json::from_slice(&bytes)
             .map_err(|e| Error::invalid(&path, format!("not a generator file: {e}")))?;
+        f.validate().map_err(|e| Error::invalid(&path, e))?;
         let ae = load_module(
             ConvAutoencoder::new(&f.fit.ae, device),
             &dir.join("ae.safetensors"),

@@ -91,6 +91,15 @@ pub fn generate_files(generator: &Path, n: usize, out: &Path, seed: u64) -> Resu
     let (g, layout) = ParamGenerator::load(generator, &plain)?;
     std::fs::create_dir_all(out).at(out)?;
     let rows = g.generate(n, &plain);
+    if let Some(i) = rows.iter().position(|r| r.iter().any(|v| !v.is_finite())) {
+        return Err(Error::invalid(
+            generator,
+            format!(
+                "generated checkpoint {i} holds non-finite values (NaN or Inf): the generator's \
+                 weights are broken; fit it again"
+            ),
+        ));
+    }
     let mut paths = Vec::with_capacity(n);
     for (i, row) in rows.iter().enumerate() {
         let p = out.join(format!("gen-{i:04}.safetensors"));
