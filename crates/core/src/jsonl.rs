@@ -36,15 +36,48 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>
     Ok(out)
 }
 
+/// The longest line a JSONL reader takes: a longer one is an error naming it, not gigabytes of
+/// memory. (A whole source file of The Stack is well under a megabyte.)
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
 /// Calls `f(line_number, line)` for every non-blank line of `path` (numbers from 1), streaming.
-pub fn for_each_line(path: &Path, mut f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+/// A line over [`MAX_LINE_BYTES`] or not UTF-8 is an error naming the file and line.
+pub fn for_each_line(path: &Path, f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+    for_each_line_bounded(path, MAX_LINE_BYTES, f)
+}
+
+fn for_each_line_bounded(
+    path: &Path,
+    max: usize,
+    mut f: impl FnMut(usize, &str) -> Result<()>,
+) -> Result<()> {
+    use std::io::Read;
     let file = std::fs::File::open(path).at(path)?;
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::corrupt(path, i + 1, e.to_string()))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut buf = Vec::new();
+    for i in 0.. {
+        buf.clear();
+        let n = (&mut reader)
+            .take(max as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::corrupt(path, i + 1, e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        if buf.last() != Some(&b'\n') && buf.len() > max {
+            return Err(Error::corrupt(
+                path,
+                i + 1,
+                format!("longer than {} MiB: not a JSON Lines record", max >> 20),
+            ));
+        }
+        let text = std::str::from_utf8(&buf)
+            .map_err(|e| Error::corrupt(path, i + 1, format!("not UTF-8 text ({e})")))?;
+        let line = text.trim_end_matches(['\n', '\r']);
         let line = if i == 0 {
             line.trim_start_matches('\u{feff}')
         } else {
-            &line
+            line
         };
         if line.trim().is_empty() {
             continue;
@@ -57,6 +90,35 @@ pub fn for_each_line(path: &Path, mut f: impl FnMut(usize, &str) -> Result<()>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlong_line_is_named_without_reading_it_whole_and_a_bom_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.jsonl");
+        let long = "x".repeat(5000);
+        std::fs::write(
+            &p,
+            format!("\u{feff}{{\"a\": 1}}\r\n{{\"a\": \"{long}\"}}\n"),
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        let e = for_each_line_bounded(&p, 1024, |n, l| {
+            seen.push((n, l.to_string()));
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(seen, vec![(1, "{\"a\": 1}".to_string())]);
+        assert!(
+            e.contains("big.jsonl: line 2") && e.contains("longer than"),
+            "{e}"
+        );
+        std::fs::write(&p, b"{\"a\": 1}\n\xff\xfe\n").unwrap();
+        let e = for_each_line_bounded(&p, 1024, |_, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("not UTF-8"), "{e}");
+    }
 
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
     struct Row {

@@ -21,8 +21,10 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Opens (or creates) the cache file. A file that is not a redb database, or one another
-    /// process holds open, is refused with its path.
+    /// Opens (or creates) the cache file. One another process holds open is refused with its
+    /// path. A damaged one (redb reports corruption, or reading it back fails or panics) holds
+    /// nothing that cannot be asked again: it is moved aside to `<name>.damaged-<unix time>`
+    /// with a warning, and a new cache starts.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, LlmError> {
         let path = path.as_ref().to_path_buf();
         let err = |reason: String| LlmError::Cache {
@@ -32,15 +34,42 @@ impl Cache {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create folder: {e}")))?;
         }
-        let db = Database::create(&path).map_err(|e| {
-            err(format!(
-                "{e} (if the file is damaged, move it away to start a new cache)"
-            ))
-        })?;
-        // make sure the table exists so readers never see "table does not exist"
-        let txn = db.begin_write().map_err(|e| err(e.to_string()))?;
-        txn.open_table(TABLE).map_err(|e| err(e.to_string()))?;
-        txn.commit().map_err(|e| err(e.to_string()))?;
+        let db = match open_checked(&path) {
+            Ok(db) => db,
+            Err(Damage::InUse(e)) => {
+                return Err(err(format!(
+                    "{e}: another process is using it; wait for it to end"
+                )));
+            }
+            Err(Damage::Other(e)) => return Err(err(e)),
+            Err(Damage::Damaged(why)) if !starts_like_redb(&path) => {
+                return Err(err(format!(
+                    "not a paperworks response cache ({why}); it is left as it is: name \
+                     another cache file or move this one away"
+                )));
+            }
+            Err(Damage::Damaged(why)) => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let mut aside = path.clone().into_os_string();
+                aside.push(format!(".damaged-{stamp}"));
+                std::fs::rename(&path, &aside)
+                    .map_err(|e| err(format!("damaged ({why}) and cannot be moved aside: {e}")))?;
+                tracing::warn!(
+                    "{}: damaged ({why}); moved to {} and starting a new cache",
+                    path.display(),
+                    std::path::Path::new(&aside).display()
+                );
+                match open_checked(&path) {
+                    Ok(db) => db,
+                    Err(Damage::InUse(e) | Damage::Other(e) | Damage::Damaged(e)) => {
+                        return Err(err(e));
+                    }
+                }
+            }
+        };
         Ok(Cache {
             db,
             path,
@@ -133,6 +162,58 @@ impl Cache {
 
     pub fn is_empty(&self) -> Result<bool, LlmError> {
         Ok(self.len()? == 0)
+    }
+}
+
+/// Whether the file begins with redb's magic number: only then is it ours to move aside.
+fn starts_like_redb(path: &Path) -> bool {
+    use std::io::Read;
+    const MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+    let mut head = [0u8; 9];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| head == MAGIC)
+}
+
+enum Damage {
+    InUse(String),
+    Damaged(String),
+    Other(String),
+}
+
+/// Opens or creates the database, makes sure the table exists, and reads every entry back
+/// once, so a damaged file is found at open instead of in the middle of a run. redb can
+/// panic on a damaged page; the panic is caught here and counts as damage.
+fn open_checked(path: &Path) -> Result<Database, Damage> {
+    use redb::{DatabaseError, ReadableTable};
+    let opened = std::panic::catch_unwind(|| Database::create(path));
+    let db = match opened {
+        Err(_) => return Err(Damage::Damaged("redb panicked opening it".into())),
+        Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
+            return Err(Damage::InUse("already open".into()));
+        }
+        Ok(Err(DatabaseError::Storage(redb::StorageError::Io(e)))) => {
+            return Err(Damage::Other(e.to_string()));
+        }
+        Ok(Err(e)) => return Err(Damage::Damaged(e.to_string())),
+        Ok(Ok(db)) => db,
+    };
+    let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        txn.open_table(TABLE).map_err(|e| e.to_string())?;
+        txn.commit().map_err(|e| e.to_string())?;
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+        for entry in table.iter().map_err(|e| e.to_string())? {
+            let (k, v) = entry.map_err(|e| e.to_string())?;
+            std::hint::black_box((k.value().len(), v.value().len()));
+        }
+        Ok::<(), String>(())
+    }));
+    match check {
+        Ok(Ok(())) => Ok(db),
+        Ok(Err(e)) => Err(Damage::Damaged(e)),
+        Err(_) => Err(Damage::Damaged("redb panicked reading it".into())),
     }
 }
 
@@ -280,6 +361,47 @@ mod tests {
         assert!(!c.cached);
         assert_eq!(c.text(), "answer 101");
         assert_eq!(g.cache().len().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_damaged_cache_is_moved_aside_and_rebuilt_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.redb");
+        {
+            let g = Cached::new(
+                Counting(Mutex::new(0)),
+                Arc::new(Cache::open(&path).unwrap()),
+            );
+            for i in 0..50 {
+                g.generate(&req(&format!("r{i}"), &format!("question {i}"), 1))
+                    .unwrap();
+            }
+        }
+        let clean = std::fs::read(&path).unwrap();
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        // flip bytes of one page after another (the header page too): every open either
+        // succeeds with a usable cache or rebuilds one, never panics
+        let page = 4096;
+        for p in 0..clean.len() / page {
+            let mut bytes = clean.clone();
+            for b in &mut bytes[p * page + 16..p * page + 80] {
+                *b ^= 0xA5;
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let cache = std::panic::catch_unwind(|| Cache::open(&path))
+                .unwrap_or_else(|_| panic!("page {p}: Cache::open panicked"));
+            let cache = cache.unwrap_or_else(|e| panic!("page {p}: {e}"));
+            let g = Cached::new(Counting(Mutex::new(0)), Arc::new(cache));
+            g.generate(&req("new", "a new question", 9)).unwrap();
+            for f in std::fs::read_dir(dir.path()).unwrap() {
+                let f = f.unwrap().path();
+                if f.to_string_lossy().contains(".damaged-") {
+                    std::fs::remove_file(f).unwrap();
+                }
+            }
+        }
+        std::panic::set_hook(default_hook);
     }
 
     #[test]

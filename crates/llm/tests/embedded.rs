@@ -272,3 +272,30 @@ fn a_gguf_without_chat_template_needs_one_given() {
         .unwrap();
     assert!(!c.text().is_empty());
 }
+
+#[test]
+fn a_truncated_converted_copy_is_converted_again_and_dead_conversions_are_removed() {
+    use pw_llm::embedded::requant::{Requant, cached_path, ensure};
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::smollm2();
+    let dst = cached_path(&src, Requant::Q8_0, dir.path()).unwrap();
+    // a conversion of a killed process (no such PID) left behind
+    let dead = dst.with_extension("tmp99999999-1");
+    std::fs::write(&dead, vec![0u8; 4096]).unwrap();
+    let first = ensure(&src, Requant::Q8_0, dir.path(), 2).unwrap();
+    assert_eq!(first, dst);
+    assert!(!dead.exists(), "the dead conversion is removed");
+    let size = std::fs::metadata(&dst).unwrap().len();
+    // cut short after the fact: converted again, not reused
+    let f = std::fs::OpenOptions::new().write(true).open(&dst).unwrap();
+    f.set_len(size / 3).unwrap();
+    drop(f);
+    ensure(&src, Requant::Q8_0, dir.path(), 2).unwrap();
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), size);
+    // and the repaired copy loads
+    let mut cfg = EmbeddedConfig::new(&dst);
+    cfg.ctx_per_seq = 256;
+    cfg.parallel = 1;
+    cfg.weights = pw_llm::embedded::requant::WeightFormat::Keep;
+    Embedded::load(cfg).expect("the reconverted copy loads");
+}

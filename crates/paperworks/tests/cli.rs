@@ -416,3 +416,26 @@ fn fresh_refuses_a_directory_it_did_not_create() {
     assert!(line.contains("--fresh"), "{line}");
     assert!(thesis.join("thesis.tex").exists() && thesis.join("data/table.csv").exists());
 }
+
+#[test]
+fn threads_beyond_the_bound_are_refused_in_one_line_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let rd = dir.path().join("run");
+    let o = run(&[
+        "--threads",
+        "100000",
+        "--run-dir",
+        rd.to_str().unwrap(),
+        "reproduce",
+        "--only",
+        "pdiff",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let line = error_line(&o);
+    assert!(
+        line.contains("--threads 100000") && line.contains("1..=1024"),
+        "{line}"
+    );
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    assert!(!rd.exists(), "nothing was started");
+}

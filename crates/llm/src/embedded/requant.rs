@@ -139,14 +139,39 @@ pub fn cached_path(src: &Path, to: Requant, cache: &Path) -> Result<PathBuf, Llm
 /// Converts `src` into `to` unless the cached copy exists; returns the copy's path.
 pub fn ensure(src: &Path, to: Requant, cache: &Path, threads: usize) -> Result<PathBuf, LlmError> {
     let dst = cached_path(src, to, cache)?;
+    remove_dead_conversions(cache);
+    let done = done_marker(&dst);
     if dst.exists() {
-        return Ok(dst);
+        // The marker holds the size the conversion wrote: a copy cut short later (a full
+        // disk, a hand edit) is converted again instead of failing at every load.
+        let want = std::fs::read_to_string(&done)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let have = std::fs::metadata(&dst).map(|m| m.len()).ok();
+        if want.is_some() && want == have {
+            return Ok(dst);
+        }
+        tracing::warn!(
+            "{}: converted copy is incomplete ({} bytes, {} expected); converting again",
+            dst.display(),
+            have.unwrap_or(0),
+            want.map_or("unknown".to_string(), |w| w.to_string())
+        );
+        // Not removed: a process that opened it keeps reading its copy; the rename of the
+        // new conversion replaces it for everyone else.
     }
     std::fs::create_dir_all(cache)
         .map_err(|e| LlmError::model(cache, format!("cannot create the cache folder: {e}")))?;
     backend()?;
     super::engine::take_last_error();
-    let tmp = dst.with_extension(format!("tmp{}", std::process::id()));
+    let tmp = dst.with_extension(format!(
+        "tmp{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    ));
     let cs = |p: &Path| {
         CString::new(p.to_string_lossy().as_bytes()).map_err(|e| LlmError::model(p, e.to_string()))
     };
@@ -175,6 +200,43 @@ pub fn ensure(src: &Path, to: Requant, cache: &Path, threads: usize) -> Result<P
             ),
         ));
     }
+    let size = std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all().and_then(|_| f.metadata()))
+        .map(|m| m.len())
+        .map_err(|e| LlmError::model(&tmp, e.to_string()))?;
+    // The marker first: a copy in place always has the size it must have beside it.
+    pw_core::write_atomic(&done, size.to_string().as_bytes())
+        .map_err(|e| LlmError::model(&done, e.to_string()))?;
     std::fs::rename(&tmp, &dst).map_err(|e| LlmError::model(&dst, e.to_string()))?;
     Ok(dst)
+}
+
+/// `<copy>.done`: written after a conversion finished, holding the copy's size.
+fn done_marker(dst: &Path) -> PathBuf {
+    let mut s = dst.as_os_str().to_owned();
+    s.push(".done");
+    PathBuf::from(s)
+}
+
+/// Removes `*.tmp<PID>-<nanos>` conversions of processes that no longer run (killed mid-conversion:
+/// hundreds of MB each).
+fn remove_dead_conversions(cache: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let pid = p
+            .extension()
+            .and_then(|x| x.to_str())
+            .and_then(|x| x.strip_prefix("tmp"))
+            .and_then(|x| x.split('-').next())
+            .and_then(|x| x.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !pw_core::atomic::process_alive(pid)
+            && std::fs::remove_file(&p).is_ok()
+        {
+            tracing::info!("removed {} (a conversion a killed run left)", p.display());
+        }
+    }
 }
