@@ -352,7 +352,7 @@ impl Engine<'_> {
     fn admit(&mut self, job: Job) {
         let id = job.req.id.clone();
         let p = &job.req.params;
-        let units = p.n.max(1) as usize;
+        let sequences = p.n.max(1) as usize;
         let prepared = (|| -> Result<(Vec<LlamaToken>, Option<String>), LlmError> {
             if job.req.has_images() {
                 return Err(LlmError::request(&id, NO_VISION));
@@ -397,12 +397,12 @@ impl Engine<'_> {
         let (tokens, grammar) = match prepared {
             Ok(x) => x,
             Err(e) => {
-                self.pending.fetch_sub(units, Ordering::SeqCst);
+                self.pending.fetch_sub(sequences, Ordering::SeqCst);
                 (job.reply)(Err(e));
                 return;
             }
         };
-        let n = units;
+        let n = sequences;
         let seed = p.seed.unwrap_or_else(rand::random::<u64>);
         let prompt = Arc::new(tokens);
         let stop = Arc::new(p.stop.clone());
@@ -412,7 +412,7 @@ impl Engine<'_> {
                 Some(g) => match LlamaSampler::grammar(self.model, g, "root") {
                     Ok(s) => Some(s),
                     Err(e) => {
-                        self.pending.fetch_sub(units, Ordering::SeqCst);
+                        self.pending.fetch_sub(sequences, Ordering::SeqCst);
                         (job.reply)(Err(LlmError::request(
                             &id,
                             format!("json_schema: llama.cpp refused the grammar: {e}"),
@@ -448,7 +448,7 @@ impl Engine<'_> {
                 submitted: job.submitted,
                 reply: Some(job.reply),
                 cancel: job.cancel,
-                units,
+                units: sequences,
                 choices: vec![None; n],
                 remaining: n,
                 prompt_tokens: prompt.len() as u64,
