@@ -78,6 +78,16 @@ fn read_maybe_gz_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
     }
 }
 
+/// Picks `name` or `name.gz` inside `dir`, whichever exists (the plain file first).
+pub fn plain_or_gz(dir: &Path, name: &str) -> PathBuf {
+    let plain = dir.join(name);
+    if plain.exists() {
+        plain
+    } else {
+        dir.join(format!("{name}.gz"))
+    }
+}
+
 #[cfg(test)]
 mod gz_tests {
     use super::*;
@@ -100,15 +110,5 @@ mod gz_tests {
             "{e}"
         );
         assert_eq!(read_maybe_gz_bounded(&p, 64 << 20).unwrap().len(), 64 << 20);
-    }
-}
-
-/// Picks `name` or `name.gz` inside `dir`, whichever exists (the plain file first).
-pub fn plain_or_gz(dir: &Path, name: &str) -> PathBuf {
-    let plain = dir.join(name);
-    if plain.exists() {
-        plain
-    } else {
-        dir.join(format!("{name}.gz"))
     }
 }

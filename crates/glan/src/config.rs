@@ -339,7 +339,8 @@ mod tests {
     fn out_of_range_settings_are_refused_naming_the_key() {
         assert!(GlanConfig::default().check().is_ok());
         assert!(GlanConfig::for_size(Size::Quick).check().is_ok());
-        let cases: Vec<(fn(&mut GlanConfig), &str)> = vec![
+        type Edit = fn(&mut GlanConfig);
+        let cases: Vec<(Edit, &str)> = vec![
             (|c| c.subjects.per_query = 0, "subjects.per_query"),
             (
                 |c| {

@@ -121,6 +121,9 @@ fn fit_then_generate_keeps_names_and_shapes_and_mismatches_are_refused() {
     );
 }
 
+/// A hand edit of generator.json.
+type Edit = fn(&mut serde_json::Value);
+
 /// One line on stderr, exit 1 (an error, not a panic's 101), naming `what`.
 fn refused(o: &std::process::Output, what: &[&str]) {
     let err = String::from_utf8_lossy(&o.stderr);
@@ -197,32 +200,28 @@ fn bad_checkpoints_and_broken_generators_are_refused_in_one_line_not_a_panic() {
     // generator.json edited by hand: each a one-line refusal before any sampling.
     let original: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fitted.join("generator.json")).unwrap()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
-        (
-            "beta_t = 5",
-            Box::new(|v| v["fit"]["beta_t"] = 5.0.into()),
-            "beta_t",
-        ),
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("beta_t = 5", |v| v["fit"]["beta_t"] = 5.0.into(), "beta_t"),
         (
             "names and shapes of different lengths",
-            Box::new(|v| {
+            |v| {
                 v["shapes"].as_array_mut().unwrap().pop();
-            }),
+            },
             "names has 2 entries but shapes has 1",
         ),
         (
             "a bad latent shape",
-            Box::new(|v| v["latent_shape"] = serde_json::json!([4, 999])),
+            |v| v["latent_shape"] = serde_json::json!([4, 999]),
             "latent_shape",
         ),
         (
             "empty channels",
-            Box::new(|v| v["fit"]["ae"]["channels"] = serde_json::json!([])),
+            |v| v["fit"]["ae"]["channels"] = serde_json::json!([]),
             "channels",
         ),
         (
             "an empty tensor shape",
-            Box::new(|v| v["shapes"][0] = serde_json::json!([0])),
+            |v| v["shapes"][0] = serde_json::json!([0]),
             "no values",
         ),
     ];
