@@ -138,9 +138,17 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// `resp` with `Connection: close`: the request's body was not read, so the connection cannot
+/// carry another request, and a client must not reuse it.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
     if !authorized(&st, req.headers()) {
-        return unauthorized();
+        return closing(unauthorized());
     }
     let limit = st.cfg.max_body_bytes;
     let declared = req
@@ -149,11 +157,13 @@ async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return too_large(limit);
+        return closing(too_large(limit));
     }
     let body = match axum::body::to_bytes(req.into_body(), limit).await {
         Ok(b) => b,
-        Err(e) if pw_core::one_line(&e).contains("length limit") => return too_large(limit),
+        Err(e) if pw_core::one_line(&e).contains("length limit") => {
+            return closing(too_large(limit));
+        }
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -277,7 +287,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     Json(serde_json::json!({
         "status": "ok",
         "model": st.engine.info().name,
-        "pending_sequences": st.engine.pending(),
+        "pending": st.engine.pending(),
         "served": st.served.load(Ordering::Relaxed),
         "refused": st.refused.load(Ordering::Relaxed),
         "timed_out": st.cancelled.load(Ordering::Relaxed),

@@ -88,7 +88,7 @@ fn call(addr: SocketAddr, head: &str, body: &str) -> (u16, serde_json::Value) {
 fn pending(addr: SocketAddr) -> u64 {
     let (status, h) = call(addr, "GET /health HTTP/1.1", "");
     assert_eq!(status, 200, "{h}");
-    h["pending_sequences"].as_u64().unwrap()
+    h["pending"].as_u64().unwrap()
 }
 
 /// Waits until `pending` equals `want`; returns how long that took.

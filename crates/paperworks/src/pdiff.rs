@@ -63,7 +63,11 @@ pub fn run(g: &Global, cmd: &PdiffCommand) -> Result<()> {
                 ..defaults
             };
             let config = serde_json::to_value(&opts).unwrap_or_default();
-            let (k, p) = RunDir::scope(&out, config, g.seed, g.fresh, |_| {
+            let (k, p) = RunDir::scope(&out, config.clone(), g.seed, g.fresh, |run| {
+                // The fitted pieces are reused when present: only for the same checkpoints.
+                let files = pw_pdiff::run::checkpoint_files(checkpoints)?;
+                let inputs: Vec<&std::path::Path> = files.iter().map(|f| f.as_path()).collect();
+                run.check_inputs("pdiff fit", &inputs, config)?;
                 fit_checkpoints(checkpoints, &out, &opts)
             })?;
             println!("fitted on {k} checkpoints of {p} values: {}", out.display());

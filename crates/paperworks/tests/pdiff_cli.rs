@@ -170,6 +170,16 @@ fn bad_checkpoints_and_broken_generators_are_refused_in_one_line_not_a_panic() {
     let o = fit(&ckpts, &fitted);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
+    // Another checkpoint set must not reuse the fitted pieces of this one.
+    save_tensors(
+        &ckpts.join("c9.safetensors"),
+        &checkpoint(9, vec![6, 5]),
+        None,
+    )
+    .unwrap();
+    refused(&fit(&ckpts, &fitted), &["c9.safetensors is new", "--fresh"]);
+    std::fs::remove_file(ckpts.join("c9.safetensors")).unwrap();
+
     // A diverged checkpoint (NaN) and an empty tensor (shape [0]) are named, not fitted.
     let nan_dir = dir.path().join("nan");
     std::fs::create_dir_all(&nan_dir).unwrap();
