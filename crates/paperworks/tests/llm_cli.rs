@@ -281,3 +281,33 @@ fn complete_answers_caches_and_reports_bad_input_in_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_gguf_with_corrupt_metadata_is_refused_in_exactly_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::assets().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut head = vec![0u8; 1 << 20];
+    use std::io::Read;
+    std::fs::File::open(&src)
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    head[16..24].copy_from_slice(&0xFFFF_FFFFu64.to_le_bytes()); // n_kv
+    let bad = dir.path().join("badkv.gguf");
+    std::fs::write(&bad, &head).unwrap();
+    let out = common::bin()
+        .args(["--quiet", "--run-dir"])
+        .arg(dir.path().join("run"))
+        .args(["llm", "complete", "--model"])
+        .arg(&bad)
+        .arg("hi")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: model ") && err.contains("badkv.gguf"),
+        "{err}"
+    );
+}

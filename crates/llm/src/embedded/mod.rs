@@ -173,6 +173,9 @@ pub fn default_convert_dir() -> PathBuf {
 /// returned config points at the file to load.
 fn prepare(cfg: EmbeddedConfig) -> Result<EmbeddedConfig, LlmError> {
     check_gguf(&cfg.model)?;
+    // Installs our log callback before llama.cpp reads the file's metadata: otherwise its
+    // parser prints its complaints straight to stderr, beside our one-line error.
+    engine::backend()?;
     let mut cfg = cfg;
     if let Some(to) = cfg.weights.resolve(&cfg.model, cfg.gpu_layers) {
         let dir = cfg.convert_dir.clone().unwrap_or_else(default_convert_dir);
