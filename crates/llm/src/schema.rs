@@ -1,7 +1,8 @@
 //! Checking a parsed JSON value against a JSON schema: the subset that llama.cpp's grammar
 //! conversion and OpenAI's structured outputs use: `type` (object, array, string, integer,
 //! number, boolean), `properties`, `required`, `additionalProperties: false`, `items`,
-//! `minItems`/`maxItems`, `enum`, `maxLength`, `minimum`/`maximum`. Used after generation:
+//! `minItems`/`maxItems`, `enum`, `minLength`/`maxLength`, `pattern`, `minimum`/`maximum`.
+//! Used after generation:
 //! grammars guarantee the shape on the embedded backend, but not every constraint (llama.cpp
 //! does not enforce `minimum`/`maximum` on numbers) and not at all on a remote server.
 
@@ -62,6 +63,20 @@ pub fn validate(v: &serde_json::Value, s: &serde_json::Value) -> Result<(), Stri
                 && t.chars().count() as u64 > m
             {
                 return Err(format!("{t:?} longer than {m}"));
+            }
+            if let Some(m) = s.get("minLength").and_then(Value::as_u64)
+                && (t.chars().count() as u64) < m
+            {
+                return Err(format!("{t:?} shorter than {m}"));
+            }
+            if let Some(p) = s.get("pattern").and_then(Value::as_str) {
+                // JSON Schema's pattern matches anywhere in the string (ECMA-262 semantics);
+                // a pattern this engine cannot compile is said, never skipped.
+                let re = regex::Regex::new(p)
+                    .map_err(|e| format!("pattern {p:?} is not supported here: {e}"))?;
+                if !re.is_match(t) {
+                    return Err(format!("{t:?} does not match pattern {p:?}"));
+                }
             }
         }
         Some("integer") if !(v.is_i64() || v.is_u64()) => {
@@ -134,6 +149,37 @@ mod tests {
             validate(&json!({"name":"x","tags":[1.5]}), &s)
                 .unwrap_err()
                 .contains("not an integer")
+        );
+    }
+
+    #[test]
+    fn pattern_and_min_length_are_enforced_not_skipped() {
+        let s = json!({"type":"string","pattern":"^[A-Z][a-z]+\\?$","minLength":3});
+        assert_eq!(validate(&json!("Why?"), &s), Ok(()));
+        assert!(
+            validate(&json!("why?"), &s)
+                .unwrap_err()
+                .contains("does not match pattern")
+        );
+        assert!(
+            validate(&json!("A?"), &s)
+                .unwrap_err()
+                .contains("shorter than 3")
+        );
+        // unanchored, as JSON Schema means it
+        assert_eq!(
+            validate(
+                &json!("xx42yy"),
+                &json!({"type":"string","pattern":"[0-9]+"})
+            ),
+            Ok(())
+        );
+        // a pattern this engine cannot run is an error, not a pass
+        let lookahead = json!({"type":"string","pattern":"(?=a)a"});
+        assert!(
+            validate(&json!("a"), &lookahead)
+                .unwrap_err()
+                .contains("not supported")
         );
     }
 }
