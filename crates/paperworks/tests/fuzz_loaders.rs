@@ -349,3 +349,80 @@ fn response_cache_loader() {
         },
     );
 }
+
+/// The GGUF loader runs llama.cpp's parser, which could abort the process on a bad file: each
+/// case runs `paperworks llm complete` in a subprocess, which must exit 1 with one line (not
+/// 101 for a panic, not a signal).
+#[test]
+fn gguf_loader_in_a_subprocess() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let src = std::env::var_os("PAPERWORKS_ASSETS")
+        .map(|a| std::path::PathBuf::from(a).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+        .unwrap_or(src);
+    // the header, the metadata (vocabulary included) and the tensor infos: 4 MiB covers them
+    let mut valid = vec![0u8; 4 << 20];
+    std::fs::File::open(&src)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", src.display()))
+        .read_exact(&mut valid)
+        .unwrap();
+    let path = dir.path().join("m.gguf");
+    let cases: usize = std::env::var("PW_FUZZ_GGUF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES);
+    let mut rng = Rng(0x5EED_6600F);
+    let t0 = Instant::now();
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for case in 0..cases {
+        // mutations near the header and metadata, where the parser reads lengths and counts
+        let mut bytes = valid.clone();
+        let head = mutate(&valid[..64 << 10], &mut rng);
+        bytes.splice(..64 << 10, head);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_paperworks"))
+            .args(["--quiet", "--threads", "1", "--run-dir"])
+            .arg(dir.path().join("run"))
+            .args(["llm", "complete", "--weights", "keep", "--model"])
+            .arg(&path)
+            .arg("hi")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("GGUF case {case}: hung");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "GGUF case {case}: {status} (a signal or a panic): {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "GGUF case {case}: {err}");
+        let why = err.split(": ").last().unwrap_or("").trim();
+        let why: String = why.chars().take(40).collect();
+        *kinds.entry(why).or_default() += 1;
+    }
+    eprintln!(
+        "GGUF: {cases} mutated headers in {:.1} s, each refused in one line (exit 1), 0 crashes; {} kinds of refusal",
+        t0.elapsed().as_secs_f64(),
+        kinds.len()
+    );
+}
