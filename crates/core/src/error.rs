@@ -61,6 +61,23 @@ impl Error {
 /// Reads and parses a TOML file; errors are [`Error::Config`] naming the file and, for a
 /// parse error, the line (`line 3: unknown variant ...`).
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    // A configuration or taxonomy is kilobytes; a larger file is a wrong path, not a config.
+    const MAX_TOML_BYTES: u64 = 16 << 20;
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::Config {
+            path: path.into(),
+            reason: e.to_string(),
+        })?
+        .len();
+    if size > MAX_TOML_BYTES {
+        return Err(Error::Config {
+            path: path.into(),
+            reason: format!(
+                "{size} bytes: larger than the {} MiB a TOML configuration may be",
+                MAX_TOML_BYTES >> 20
+            ),
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
         path: path.into(),
         reason: e.to_string(),
@@ -110,6 +127,19 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_toml_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("huge.toml");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(17 << 20).unwrap(); // sparse: no 17 MiB written
+        let e = read_toml::<toml::Value>(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("huge.toml") && e.contains("larger than the 16 MiB"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn one_line_names_the_path_and_the_cause_once() {

@@ -301,7 +301,22 @@ pub fn run(g: &Global, cmd: &CommentsCommand) -> Result<()> {
                 "max_consecutive": max_consecutive, "min_inserted": min_inserted,
                 "min_density_after": min_density_after, "round": round,
             });
-            let s = RunDir::scope(&dir, config, g.seed, g.fresh, |run| {
+            let s = RunDir::scope(&dir, config.clone(), g.seed, g.fresh, |run| {
+                // The ledger holds comments of these units by this model: other code or
+                // settings must not resume from it.
+                let mut code = String::new();
+                for u in &units {
+                    code.push_str(&u.id);
+                    code.push('\0');
+                    code.push_str(&u.code);
+                    code.push('\0');
+                }
+                let units_hash = format!("{:016x}", pw_core::shard::stable_hash(&code));
+                run.check_inputs(
+                    "comments augment",
+                    &[],
+                    serde_json::json!({"settings": config, "seed": g.seed, "units": units_hash}),
+                )?;
                 augment(run.root(), &units, &opts)
             })?;
             println!(

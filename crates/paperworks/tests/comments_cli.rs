@@ -218,26 +218,38 @@ fn line_constrained_augmentation_on_the_embedded_model_keeps_code_intact() {
             r["inserted_lines"].as_u64().unwrap() > 0
         );
     }
-    // A rerun finds everything done.
-    let o = bin()
-        .args([
-            "--quiet",
-            "--run-dir",
-            rd.to_str().unwrap(),
-            "comments",
-            "augment",
-            stdlib.join("heapq.py").to_str().unwrap(),
-            "--limit",
-            "6",
-            "--model",
-            common::assets()
-                .join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-                .to_str()
-                .unwrap(),
-        ])
-        .output()
-        .unwrap();
+    // A rerun with the same settings finds everything done; one with another bias would mix
+    // two settings' comments in one ledger, and is refused.
+    let rerun = |bias: &str| {
+        bin()
+            .args([
+                "--quiet",
+                "--run-dir",
+                rd.to_str().unwrap(),
+                "comments",
+                "augment",
+                stdlib.join("heapq.py").to_str().unwrap(),
+                "--limit",
+                "6",
+                "--model",
+                common::assets()
+                    .join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+                    .to_str()
+                    .unwrap(),
+                "--bias",
+                bias,
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = rerun("2");
     assert!(String::from_utf8_lossy(&o.stdout).contains("(6 done before)"));
+    let o = rerun("0");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("settings changed") && err.contains("--fresh"),
+        "{err}"
+    );
 }
 
 #[test]
