@@ -220,28 +220,14 @@ pub fn run_stage(
                     "the generator returned no result",
                 ))
             });
-            let (reason, text) = match result {
+            // A refusal is deterministic: another seed gets the same answer, so no retry.
+            let (reason, text, retryable) = match result {
                 Err(e) if is_infrastructure(&e) => {
                     stop.get_or_insert(e);
                     continue;
                 }
-                Err(e @ LlmError::Refused { .. }) => {
-                    // Deterministic: another seed gets the same answer.
-                    rej.append(
-                        &it.id,
-                        &RejectRecord {
-                            id: it.id.clone(),
-                            meta: it.meta.clone(),
-                            reason: e.to_string(),
-                            text: None,
-                            attempts: k + 1,
-                        },
-                    )?;
-                    stats.rejected += 1;
-                    bar.inc(1);
-                    continue;
-                }
-                Err(e) => (e.to_string(), None),
+                Err(e @ LlmError::Refused { .. }) => (e.to_string(), None, false),
+                Err(e) => (e.to_string(), None, true),
                 Ok(c) => {
                     if c.cached {
                         stats.cached += 1;
@@ -271,11 +257,11 @@ pub fn run_stage(
                             bar.inc(1);
                             continue;
                         }
-                        Err(why) => (why, Some(text)),
+                        Err(why) => (why, Some(text), true),
                     }
                 }
             };
-            if k < opts.retries {
+            if retryable && k < opts.retries {
                 stats.retries += 1;
                 pending.push_back((it, k + 1));
             } else {
