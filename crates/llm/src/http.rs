@@ -62,7 +62,9 @@ struct Inner {
     client: reqwest::Client,
     endpoints: Vec<Endpoint>,
     api_key: Option<String>,
-    sem: tokio::sync::Semaphore,
+    /// Bounds requests in flight; in a batch a permit is held until the caller has taken the
+    /// answer (see [`Http::generate_batch`]).
+    sem: Arc<tokio::sync::Semaphore>,
     rr: AtomicU64,
     attempts: AtomicU64,
 }
@@ -154,7 +156,7 @@ impl Http {
             .collect();
         Ok(Http {
             inner: Arc::new(Inner {
-                sem: tokio::sync::Semaphore::new(cfg.concurrency),
+                sem: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
                 cfg,
                 client,
                 endpoints,
@@ -317,15 +319,25 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s))
 }
 
+async fn permit(inner: &Inner) -> Result<tokio::sync::OwnedSemaphorePermit, LlmError> {
+    inner
+        .sem
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| LlmError::Stopped("HTTP backend closed".into()))
+}
+
 async fn call(inner: Arc<Inner>, req: Request) -> Result<Completion, LlmError> {
+    let _permit = permit(&inner).await?;
+    call_holding(inner, req).await
+}
+
+/// One request with its retries; the caller holds a permit.
+async fn call_holding(inner: Arc<Inner>, req: Request) -> Result<Completion, LlmError> {
     if let Err(reason) = req.params.validate() {
         return Err(LlmError::request(&req.id, reason));
     }
-    let _permit = inner
-        .sem
-        .acquire()
-        .await
-        .map_err(|_| LlmError::Stopped("HTTP backend closed".into()))?;
     let body =
         openai::to_wire(&req, &inner.cfg.model).map_err(|e| LlmError::request(&req.id, e))?;
     let submitted = Instant::now();
@@ -381,22 +393,34 @@ impl Generator for Http {
         self.rt.block_on(call(self.inner.clone(), req.clone()))
     }
 
+    /// Sends the requests concurrently, at most `concurrency` at a time. A request's permit is
+    /// released only after `on_result` has returned for its answer, so answers received but
+    /// not yet stored by the caller (a cache's fsync, a ledger append) count against the bound:
+    /// a run killed at any moment loses at most `concurrency` paid answers, however slow the
+    /// disk.
     fn generate_batch(&self, reqs: Vec<Request>, on_result: &mut dyn FnMut(BatchResult)) {
-        let (tx, rx) = std::sync::mpsc::channel::<BatchResult>();
+        type Answer = (BatchResult, Option<tokio::sync::OwnedSemaphorePermit>);
+        let (tx, rx) = std::sync::mpsc::channel::<Answer>();
         let n = reqs.len();
         for req in reqs {
             let inner = self.inner.clone();
             let tx = tx.clone();
             self.rt.spawn(async move {
                 let id = req.id.clone();
-                let result = call(inner, req).await;
-                let _ = tx.send(BatchResult { id, result });
+                let (result, held) = match permit(&inner).await {
+                    Ok(p) => (call_holding(inner, req).await, Some(p)),
+                    Err(e) => (Err(e), None),
+                };
+                let _ = tx.send((BatchResult { id, result }, held));
             });
         }
         drop(tx);
         for _ in 0..n {
             match rx.recv() {
-                Ok(r) => on_result(r),
+                Ok((r, held)) => {
+                    on_result(r);
+                    drop(held);
+                }
                 Err(_) => break,
             }
         }

@@ -265,3 +265,61 @@ fn malformed_endpoint_urls_are_refused_at_construction() {
     .to_string();
     assert!(e.contains("not a url") && e.contains("not a URL"), "{e}");
 }
+
+/// Answers received but not yet taken by the caller count against `concurrency`: with a
+/// consumer slower than the endpoint (a cache's fsync on a slow disk), the server never holds
+/// more than `concurrency` requests beyond those the caller has taken, so a kill at any moment
+/// loses at most that many paid answers.
+#[test]
+fn a_slow_consumer_bounds_answers_received_but_not_yet_taken() {
+    #[derive(Default)]
+    struct Seen {
+        taken: AtomicU64,
+        received: AtomicU64,
+        most_ahead: AtomicU64,
+    }
+    async fn quick(State(st): State<Arc<Seen>>, _body: axum::body::Bytes) -> Response {
+        let r = st.received.fetch_add(1, Ordering::SeqCst) + 1;
+        let ahead = r - st.taken.load(Ordering::SeqCst);
+        st.most_ahead.fetch_max(ahead, Ordering::SeqCst);
+        ok_body("x", false)
+    }
+    let st = Arc::new(Seen::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(quick))
+        .with_state(st.clone());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let http = Http::new(HttpConfig {
+        endpoints: vec![format!("http://127.0.0.1:{port}/v1")],
+        model: "m".into(),
+        concurrency: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let reqs: Vec<Request> = (0..24)
+        .map(|i| Request::user(format!("id-{i}"), format!("q{i}"), GenParams::greedy(4)))
+        .collect();
+    let mut n = 0;
+    http.generate_batch(reqs, &mut |r| {
+        assert!(r.result.is_ok(), "{:?}", r.result);
+        std::thread::sleep(Duration::from_millis(15));
+        st.taken.fetch_add(1, Ordering::SeqCst);
+        n += 1;
+    });
+    assert_eq!(n, 24);
+    let ahead = st.most_ahead.load(Ordering::SeqCst);
+    assert!(
+        ahead <= 3,
+        "the server held {ahead} requests beyond those taken (concurrency 3)"
+    );
+    rt.shutdown_background();
+}
