@@ -116,13 +116,49 @@ impl InputPrint {
                 out.push(format!("{} is no longer an input", o.path));
             }
         }
-        if self.settings != old.settings {
-            out.push(format!(
-                "settings changed ({} -> {})",
-                old.settings, self.settings
-            ));
+        let mut keys = Vec::new();
+        diff_values("", &old.settings, &self.settings, &mut keys);
+        if !keys.is_empty() {
+            out.push(format!("settings changed ({})", keys.join(", ")));
         }
         out
+    }
+}
+
+/// The dotted keys where `new` differs from `old`, each with both values (shortened), so a
+/// refusal names what changed instead of printing two whole configurations.
+fn diff_values(at: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let short = |v: Option<&Value>| -> String {
+        let s = v.map_or_else(|| "(absent)".to_string(), Value::to_string);
+        if s.chars().count() > 60 {
+            format!("{}..", s.chars().take(57).collect::<String>())
+        } else {
+            s
+        }
+    };
+    if let (Value::Object(a), Value::Object(b)) = (old, new) {
+        let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
+        names.sort();
+        names.dedup();
+        for k in names {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            match (a.get(k), b.get(k)) {
+                (Some(x), Some(y)) => diff_values(&path, x, y, out),
+                (x, y) => out.push(format!("{path}: {} -> {}", short(x), short(y))),
+            }
+        }
+    } else if old != new {
+        let path = if at.is_empty() { "(all)" } else { at };
+        out.push(format!(
+            "{path}: {} -> {}",
+            short(Some(old)),
+            short(Some(new))
+        ));
     }
 }
 
@@ -630,7 +666,19 @@ mod tests {
             .check_inputs("label", &[&input], serde_json::json!({"k": 8}))
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("settings changed"), "{msg}");
+        assert!(msg.contains("settings changed (k: 4 -> 8)"), "{msg}");
+        let msg = rd
+            .check_inputs(
+                "label",
+                &[&input],
+                serde_json::json!({"k": 4, "model": {"gguf": "b.gguf"}}),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("model: (absent) -> {\"gguf\":\"b.gguf\"}"),
+            "only the changed key is named: {msg}"
+        );
         drop(rd);
         // --fresh forgets the old fingerprint with the old outputs
         let mut rd = open_at(&root, true).unwrap();

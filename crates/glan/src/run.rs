@@ -108,6 +108,34 @@ pub fn taxonomy(cfg: &GlanConfig, dir: &Path, g: &dyn Generator, seed: u64) -> R
     Ok(t)
 }
 
+/// What the stage ledgers of a run in `dir` are made from: the taxonomy file and the settings
+/// that change what is asked or how it is sampled (models, stage sizes, sampling, seed). For
+/// [`pw_core::RunDir::check_inputs`], so a rerun with other inputs is refused instead of
+/// resuming from ledgers they did not make. Filters, concurrency, cache and shard are left
+/// out: the dataset is filtered anew from the ledgers on every run, and the others do not
+/// change an answer.
+pub fn input_print(cfg: &GlanConfig, dir: &Path, seed: u64) -> (PathBuf, serde_json::Value) {
+    let taxonomy = cfg
+        .taxonomy
+        .file
+        .clone()
+        .unwrap_or_else(|| dir.join("taxonomy.toml"));
+    let stages: BTreeMap<&String, serde_json::Value> =
+        cfg.models.iter().map(|(k, m)| (k, m.identity())).collect();
+    let settings = serde_json::json!({
+        "seed": seed,
+        "model": cfg.model.identity(),
+        "answer_model": cfg.answer_model.as_ref().map(|m| m.identity()),
+        "stage_models": stages,
+        "subjects": cfg.subjects,
+        "syllabus": cfg.syllabus,
+        "homework": cfg.homework,
+        "answers": cfg.answers,
+        "max_disciplines": cfg.max_disciplines,
+    });
+    (taxonomy, settings)
+}
+
 fn ledger_path(dir: &Path, stage: &str, shard: Shard) -> PathBuf {
     dir.join(format!("{stage}{}.jsonl", shard.suffix()))
 }

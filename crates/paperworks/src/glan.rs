@@ -130,6 +130,8 @@ pub fn run(g: &Global, cmd: &GlanCommand, file: Option<GlanConfig>) -> Result<()
             let summary = RunDir::scope(&d, conf, g.seed, g.fresh, |run| {
                 let models = glan::open_models(&cfg, &d, &g.assets)?;
                 let tax = glan::taxonomy(&cfg, &d, models.for_stage("taxonomy"), g.seed)?;
+                let (tax_file, settings) = glan::input_print(&cfg, &d, g.seed);
+                run.check_inputs("glan run", &[&tax_file], settings)?;
                 let stats = glan::generate_stages(&cfg, &d, &models, &tax, g.seed, shard, until)?;
                 if until.is_some_and(|u| u != "answers") || shard != Shard::ALL {
                     return Ok(None);

@@ -214,20 +214,28 @@ pub fn run(g: &Global, cmd: &RecapCommand) -> Result<()> {
                     threads: g.threads,
                     ..Default::default()
                 };
-                let vision: Arc<dyn Generator> = pw_llm::backend::open(&http(
+                let vision_cfg = http(
                     clip_endpoint,
                     endpoint,
                     embedded.clone(),
                     cache("vision-cache.redb"),
-                ))
-                .map_err(|e| Error::Other(e.to_string()))?;
-                let llm: Arc<dyn Generator> = pw_llm::backend::open(&http(
-                    llm_endpoint,
-                    endpoint,
-                    embedded,
-                    cache("llm-cache.redb"),
-                ))
-                .map_err(|e| Error::Other(e.to_string()))?;
+                );
+                let llm_cfg = http(llm_endpoint, endpoint, embedded, cache("llm-cache.redb"));
+                // The caption ledgers belong to this video, these models and these sizes: a
+                // rerun with another of them is refused instead of resuming from them.
+                run.check_inputs(
+                    "recap caption",
+                    &[video.as_path()],
+                    serde_json::json!({
+                        "vision": vision_cfg.identity(), "llm": llm_cfg.identity(),
+                        "clip_seconds": clip_seconds, "frames": frames, "size": size,
+                        "segment_clips": segment_clips, "max_tokens": max_tokens,
+                    }),
+                )?;
+                let vision: Arc<dyn Generator> =
+                    pw_llm::backend::open(&vision_cfg).map_err(|e| Error::Other(e.to_string()))?;
+                let llm: Arc<dyn Generator> =
+                    pw_llm::backend::open(&llm_cfg).map_err(|e| Error::Other(e.to_string()))?;
                 caption_video(
                     vision.as_ref(),
                     llm.as_ref(),

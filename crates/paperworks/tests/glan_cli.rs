@@ -222,6 +222,35 @@ fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() 
         unique(&ids(&g("answers.jsonl")), "answers").len(),
         answers.len()
     );
+    // other inputs are refused, naming what changed, and nothing is asked or rewritten
+    let dataset = std::fs::read(g("glan.jsonl")).unwrap();
+    let settings = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        settings.replace("per_syllabus = 5", "per_syllabus = 6"),
+    )
+    .unwrap();
+    let out = cmd().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("homework.per_syllabus: 5 -> 6") && err.contains("--fresh"),
+        "{err}"
+    );
+    std::fs::write(&cfg, settings).unwrap();
+    let mut edited = std::fs::read_to_string(&tax).unwrap();
+    edited = edited.replace("\"Optics\"", "\"Optics\", \"Acoustics\"");
+    std::fs::write(&tax, edited).unwrap();
+    let out = cmd().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("tax.toml changed"), "{err}");
+    eprintln!("refused: {}", err.trim());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(std::fs::read(g("glan.jsonl")).unwrap(), dataset);
+    let asked: u32 = fake.bodies.lock().unwrap().values().sum();
+    assert_eq!(asked, paid, "a refused run asked the endpoint");
+
     eprintln!(
         "glan crash test: {mid_run}/5 kills mid-run; {} questions, {} answers, {} kept; {paid} requests paid, {twice} of them twice",
         homework.len(),

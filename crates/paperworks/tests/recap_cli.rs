@@ -213,6 +213,28 @@ fn caption_resumes_after_a_kill_and_writes_json_and_webvtt() {
     );
     assert!(h["summary"].as_str().unwrap().contains("cyclists"));
 
+    // Other sizes are refused instead of resuming from these captions.
+    let mut b = bin();
+    b.args([
+        "--quiet",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "recap",
+        "caption",
+    ])
+    .arg(bikes())
+    .args(["--clip-endpoint", &format!("http://127.0.0.1:{pv}/v1")])
+    .args(["--llm-endpoint", &format!("http://127.0.0.1:{pt}/v1")])
+    .args(["--clip-seconds", "1", "--frames", "3", "--size", "64"])
+    .args(["--segment-clips", "3"]);
+    let o = b.output().unwrap();
+    let err = one_line_error(&o);
+    assert!(
+        err.contains("frames: 2 -> 3") && err.contains("--fresh"),
+        "{err}"
+    );
+    assert_eq!(VISION_CALLS.load(Ordering::SeqCst), calls, "nothing asked");
+
     let vtt = std::fs::read_to_string(run.join("clips.vtt")).unwrap();
     assert!(
         vtt.starts_with("WEBVTT\n\n1\n00:00:00.000 --> 00:00:01.000\n"),
