@@ -99,9 +99,86 @@ pub fn validate(v: &serde_json::Value, s: &serde_json::Value) -> Result<(), Stri
     Ok(())
 }
 
+/// Checks a schema itself before it is turned into a grammar, walking every sub-schema:
+/// each `pattern` must compile, and each lower bound must not exceed its upper bound
+/// (`minLength`/`maxLength`, `minItems`/`maxItems`, `minProperties`/`maxProperties`,
+/// `minimum`/`maximum`), and each `$ref` must point into the schema. llama.cpp's grammar parser loops without end, allocating, on a
+/// repetition whose minimum exceeds its maximum, so these are refused here, naming the place.
+pub fn check(s: &serde_json::Value) -> Result<(), String> {
+    check_at(s, s, "")
+}
+
+fn check_at(root: &serde_json::Value, s: &serde_json::Value, at: &str) -> Result<(), String> {
+    use serde_json::Value;
+    let here = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match s {
+        Value::Object(o) => {
+            if let Some(p) = o.get("pattern") {
+                let p = p
+                    .as_str()
+                    .ok_or_else(|| format!("{}: not a string", here("pattern")))?;
+                regex::Regex::new(p).map_err(|e| {
+                    let why = e.to_string();
+                    let why = why.lines().last().unwrap_or("").trim();
+                    let why = why.strip_prefix("error: ").unwrap_or(why);
+                    format!("{}: {p:?} is not a valid pattern: {why}", here("pattern"))
+                })?;
+            }
+            if let Some(r) = o.get("$ref") {
+                let r = r.as_str().unwrap_or("");
+                let found = r
+                    .strip_prefix('#')
+                    .is_some_and(|ptr| root.pointer(ptr).is_some());
+                if !found {
+                    return Err(format!(
+                        "{}: {r:?} does not point into this schema (only local refs like \"#/$defs/x\" are followed)",
+                        here("$ref")
+                    ));
+                }
+            }
+            for (lo, hi) in [
+                ("minLength", "maxLength"),
+                ("minItems", "maxItems"),
+                ("minProperties", "maxProperties"),
+                ("minimum", "maximum"),
+            ] {
+                if let (Some(a), Some(b)) = (
+                    o.get(lo).and_then(Value::as_f64),
+                    o.get(hi).and_then(Value::as_f64),
+                ) && a > b
+                {
+                    return Err(format!("{}: {lo} {a} exceeds {hi} {b}", at_or_root(at)));
+                }
+            }
+            for (k, v) in o {
+                if k != "enum" && k != "const" && k != "default" && k != "examples" {
+                    check_at(root, v, &here(k))?;
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                check_at(root, v, &format!("{at}[{i}]"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn at_or_root(at: &str) -> &str {
+    if at.is_empty() { "(root)" } else { at }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::validate;
+    use super::{check, validate};
     use serde_json::json;
 
     #[test]
@@ -180,6 +257,45 @@ mod tests {
             validate(&json!("a"), &lookahead)
                 .unwrap_err()
                 .contains("not supported")
+        );
+    }
+
+    #[test]
+    fn schemas_that_would_hang_the_grammar_parser_are_refused_with_their_place() {
+        assert_eq!(
+            check(
+                &json!({"type":"object","properties":{"a":{"type":"string","pattern":"^[a-z]{2,5}$"}}})
+            ),
+            Ok(())
+        );
+        let e = check(
+            &json!({"type":"object","properties":{"a":{"type":"string","pattern":"^[a-z]{2,1}$"}}}),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("properties.a.pattern: "), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let e =
+            check(&json!({"type":"array","items":{"type":"string","minLength":5,"maxLength":2}}))
+                .unwrap_err();
+        assert_eq!(e, "items: minLength 5 exceeds maxLength 2");
+        let e = check(&json!({"type":"array","minItems":3,"maxItems":1})).unwrap_err();
+        assert_eq!(e, "(root): minItems 3 exceeds maxItems 1");
+        assert!(check(&json!({"type":"string","pattern":"^(a|b$"})).is_err());
+        let e = check(&json!({"type":"object","properties":{"a":{"$ref":"#/nope"}}})).unwrap_err();
+        assert!(
+            e.starts_with("properties.a.$ref: \"#/nope\" does not point"),
+            "{e}"
+        );
+        assert_eq!(
+            check(
+                &json!({"$defs":{"x":{"type":"integer"}},"type":"object","properties":{"a":{"$ref":"#/$defs/x"}}})
+            ),
+            Ok(())
+        );
+        // enum values are data, not schemas
+        assert_eq!(
+            check(&json!({"enum":[{"minLength":5,"maxLength":1}]})),
+            Ok(())
         );
     }
 }

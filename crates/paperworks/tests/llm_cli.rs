@@ -311,3 +311,61 @@ fn a_gguf_with_corrupt_metadata_is_refused_in_exactly_one_line() {
         "{err}"
     );
 }
+
+/// Schemas llama.cpp cannot use end in one line and exit 1, quickly: bounds that would make
+/// its grammar parser loop for ever, a dangling `$ref`, and a grammar its parser refuses
+/// (which it would otherwise print whole to stderr).
+#[test]
+fn a_refused_schema_is_one_line_never_a_hang_or_a_grammar_dump() {
+    for (schema, says) in [
+        (
+            r#"{"type":"string","pattern":"^[a-z]{2,1}$"}"#,
+            "invalid repetition count range",
+        ),
+        (
+            r#"{"type":"array","items":{"type":"string","minLength":5,"maxLength":2}}"#,
+            "items: minLength 5 exceeds maxLength 2",
+        ),
+        (
+            r##"{"type":"object","properties":{"a":{"$ref":"#/nope"}}}"##,
+            "properties.a.$ref",
+        ),
+        (
+            r#"{"type":"string","pattern":"^a{3000}$"}"#,
+            "llama.cpp refused the grammar made from it: number of repetitions exceeds",
+        ),
+    ] {
+        let mut child = bin()
+            .args([
+                "llm",
+                "complete",
+                "hi",
+                "--no-cache",
+                "--max-tokens",
+                "4",
+                "--ctx",
+                "256",
+            ])
+            .args(["--parallel", "1", "--json-schema", schema])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > std::time::Duration::from_secs(60) {
+                child.kill().unwrap();
+                panic!("{schema}: still running after 60 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{schema}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{schema}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(says),
+            "{schema}: {err}"
+        );
+    }
+}

@@ -77,6 +77,112 @@ pub(crate) fn take_last_error() -> Option<String> {
     (!pick.is_empty()).then(|| pick.join("; "))
 }
 
+/// One grammar sampler per sequence for a JSON-schema request. The schema is checked first
+/// (llama.cpp's grammar parser never returns on some impossible bounds); the conversion and
+/// the parse run with stderr captured, because llama.cpp writes their failures there (a
+/// parse error with the whole grammar after it, an incomplete conversion) instead of to its
+/// log: a failure becomes one line, a warning one `tracing` line.
+fn grammars_for(
+    model: &LlamaModel,
+    schema: &serde_json::Value,
+    n: usize,
+) -> Result<Vec<LlamaSampler>, String> {
+    crate::schema::check(schema)?;
+    let (converted, said) =
+        capture_stderr(|| llama_cpp_2::json_schema_to_grammar(&schema.to_string()));
+    let grammar = match converted {
+        Ok(g) => g,
+        Err(_) => {
+            let why = said
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("a $ref, keyword or pattern it does not support");
+            return Err(format!(
+                "llama.cpp cannot turn this schema into a grammar: {why}"
+            ));
+        }
+    };
+    for line in said.lines().filter(|l| !l.trim().is_empty()) {
+        match line.strip_prefix("WARNING: ") {
+            Some(w) => tracing::warn!("json_schema: {w}"),
+            None => eprintln!("{line}"),
+        }
+    }
+    let (made, said) = capture_stderr(|| {
+        (0..n)
+            .map(|_| LlamaSampler::grammar(model, &grammar, "root"))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match made {
+        Ok(v) => {
+            if !said.trim().is_empty() {
+                eprint!("{said}");
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            // "llama_grammar_parser::parse: error parsing grammar: <why>", then the grammar
+            let why = said
+                .lines()
+                .find_map(|l| l.split_once("error parsing grammar: ").map(|(_, w)| w))
+                .map(str::to_string)
+                .or_else(take_last_error)
+                .unwrap_or_else(|| e.to_string());
+            Err(format!("llama.cpp refused the grammar made from it: {why}"))
+        }
+    }
+}
+
+/// Runs `f` with file descriptor 2 pointed at an unlinked temporary file and returns what was
+/// written there. Captures are serialised; the descriptor is restored even if `f` panics.
+/// Another thread's stderr output in that window lands in the capture too, so callers print
+/// back what they do not consume. Without a temporary file, `f` runs uncaptured.
+fn capture_stderr<R>(f: impl FnOnce() -> R) -> (R, String) {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsRawFd;
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let path = std::env::temp_dir().join(format!(
+        "pw-stderr-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path);
+    let _ = std::fs::remove_file(&path);
+    let Ok(mut file) = file else {
+        return (f(), String::new());
+    };
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            unsafe {
+                libc::dup2(self.0, 2);
+                libc::close(self.0);
+            }
+        }
+    }
+    let saved = unsafe { libc::dup(2) };
+    if saved < 0 || unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
+        if saved >= 0 {
+            unsafe { libc::close(saved) };
+        }
+        return (f(), String::new());
+    }
+    let restore = Restore(saved);
+    let r = f();
+    drop(restore);
+    let mut said = String::new();
+    let _ = file
+        .rewind()
+        .and_then(|_| file.take(1 << 20).read_to_string(&mut said));
+    (r, said)
+}
+
 /// llama.cpp's process-wide initialisation, done once.
 pub(crate) fn backend() -> Result<&'static LlamaBackend, LlmError> {
     BACKEND
@@ -353,7 +459,7 @@ impl Engine<'_> {
         let id = job.req.id.clone();
         let p = &job.req.params;
         let sequences = p.n.max(1) as usize;
-        let prepared = (|| -> Result<(Vec<LlamaToken>, Option<String>), LlmError> {
+        let prepared = (|| -> Result<(Vec<LlamaToken>, Vec<LlamaSampler>), LlmError> {
             if job.req.has_images() {
                 return Err(LlmError::request(&id, NO_VISION));
             }
@@ -385,16 +491,14 @@ impl Engine<'_> {
                     ),
                 ));
             }
-            let grammar = match &p.json_schema {
-                Some(schema) => Some(
-                    llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-                        .map_err(|e| LlmError::request(&id, format!("json_schema: {e}")))?,
-                ),
-                None => None,
+            let grammars = match &p.json_schema {
+                Some(schema) => grammars_for(self.model, schema, sequences)
+                    .map_err(|e| LlmError::request(&id, format!("json_schema: {e}")))?,
+                None => Vec::new(),
             };
-            Ok((tokens, grammar))
+            Ok((tokens, grammars))
         })();
-        let (tokens, grammar) = match prepared {
+        let (tokens, mut grammars) = match prepared {
             Ok(x) => x,
             Err(e) => {
                 self.pending.fetch_sub(sequences, Ordering::SeqCst);
@@ -408,20 +512,7 @@ impl Engine<'_> {
         let stop = Arc::new(p.stop.clone());
         let mut units = Vec::with_capacity(n);
         for choice in 0..n {
-            let g = match &grammar {
-                Some(g) => match LlamaSampler::grammar(self.model, g, "root") {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        self.pending.fetch_sub(sequences, Ordering::SeqCst);
-                        (job.reply)(Err(LlmError::request(
-                            &id,
-                            format!("json_schema: llama.cpp refused the grammar: {e}"),
-                        )));
-                        return;
-                    }
-                },
-                None => None,
-            };
+            let g = grammars.pop();
             units.push(Unit {
                 job: self.next_job,
                 choice,
