@@ -3,6 +3,7 @@
 //! - [`rundir`]: run directories with `manifest.json` and `metrics.json`;
 //! - [`ledger`]: the append-only JSONL ledger that makes long stages resumable;
 //! - [`atomic`]: crash-safe whole-file writes (checkpoints, reports, configs);
+//! - [`cpath`]: UTF-8 names for files C libraries open (file names need not be UTF-8);
 //! - [`report`] and [`plot`]: `report.md` + self-contained `report.html` with embedded plots;
 //! - [`repro`]: the `Reproduction` interface the paper crates implement;
 //! - [`error`]: typed errors that print as one line naming the file at fault;
@@ -12,6 +13,7 @@
 //!   derivation; [`stopwatch`]: stage wall times for the report.
 
 pub mod atomic;
+pub mod cpath;
 pub mod error;
 pub mod jsonl;
 pub mod ledger;

@@ -397,7 +397,9 @@ impl RunDir {
     ) -> Result<T> {
         let mut run = RunDir::open(
             root,
-            std::env::args().collect(),
+            std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             config,
             seed,
             versions(),

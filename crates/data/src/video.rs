@@ -108,7 +108,8 @@ fn open(path: &Path) -> Result<ff::format::context::Input> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         ));
     }
-    ff::format::input(path).map_err(|e| {
+    let name = pw_core::cpath::OpenName::new(path)?;
+    ff::format::input(&name.as_path()).map_err(|e| {
         Error::invalid(
             path,
             format!("not a video FFmpeg can read ({e}): corrupt, truncated or not a video file"),

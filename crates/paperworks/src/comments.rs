@@ -296,7 +296,7 @@ pub fn run(g: &Global, cmd: &CommentsCommand) -> Result<()> {
                 ..AugmentOptions::default()
             };
             let config = serde_json::json!({
-                "units": units.len(), "unit": format!("{unit:?}"), "model": b.model,
+                "units": units.len(), "unit": format!("{unit:?}"), "model": b.model.as_ref().map(|m| m.to_string_lossy()),
                 "endpoints": b.endpoint, "bias": bias, "max_comment_tokens": max_comment_tokens,
                 "max_consecutive": max_consecutive, "min_inserted": min_inserted,
                 "min_density_after": min_density_after, "round": round,

@@ -45,6 +45,7 @@ struct Cli {
 pub(crate) struct Global {
     /// Run directory for outputs (default: runs/<command>).
     #[arg(long, global = true, value_name = "DIR")]
+    #[serde(serialize_with = "pw_core::cpath::lossy_opt")]
     pub(crate) run_dir: Option<PathBuf>,
     /// Seed for every random choice of the run.
     #[arg(long, global = true, default_value_t = 0)]
@@ -57,6 +58,7 @@ pub(crate) struct Global {
     pub(crate) quiet: bool,
     /// TOML file with the full configuration; command-line flags override it.
     #[arg(long, global = true, value_name = "FILE")]
+    #[serde(serialize_with = "pw_core::cpath::lossy_opt")]
     pub(crate) config: Option<PathBuf>,
     /// Clear the run directory's earlier outputs instead of resuming.
     #[arg(long, global = true)]
@@ -69,6 +71,7 @@ pub(crate) struct Global {
         default_value = "assets",
         value_name = "DIR"
     )]
+    #[serde(serialize_with = "pw_core::cpath::lossy")]
     pub(crate) assets: PathBuf,
 }
 

@@ -199,7 +199,7 @@ pub fn run(g: &Global, cmd: &RecapCommand) -> Result<()> {
             // A file FFmpeg cannot read is refused before any model is opened.
             pw_data::video::probe(video)?;
             let config = serde_json::json!({
-                "video": video, "clip_endpoint": clip_endpoint, "llm_endpoint": llm_endpoint,
+                "video": video.to_string_lossy(), "clip_endpoint": clip_endpoint, "llm_endpoint": llm_endpoint,
                 "clip_seconds": clip_seconds, "frames": frames, "size": size,
                 "segment_clips": segment_clips,
             });
@@ -285,7 +285,11 @@ pub fn run(g: &Global, cmd: &RecapCommand) -> Result<()> {
                 lr,
                 warmup: (steps / 12).max(1),
             };
-            let config = serde_json::json!({ "data": data, "features": features, "steps": steps });
+            let config = serde_json::json!({
+                "data": data.to_string_lossy(),
+                "features": features.to_string_lossy(),
+                "steps": steps,
+            });
             let sum = RunDir::scope(out, config, g.seed, g.fresh, |run| {
                 pw_recap::run::train(&pw_recap::run::TrainOptions {
                     data: data.clone(),

@@ -439,3 +439,71 @@ fn threads_beyond_the_bound_are_refused_in_one_line_before_any_work() {
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
     assert!(!rd.exists(), "nothing was started");
 }
+
+/// File and folder names need not be UTF-8 on Linux: a GGUF, a video and a source tree named
+/// with odd bytes, in a run directory named so too, are read, not refused or panicked on.
+#[test]
+fn file_names_that_are_not_utf8_are_read() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let video = assets().join("video/bikes.mp4");
+    let gguf = assets().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !video.exists() || !gguf.exists() {
+        println!("skipped: the assets are missing (run scripts/setup.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let odd = |name: &[u8]| dir.path().join(OsStr::from_bytes(name));
+    let (model, clip, tree, rd) = (
+        odd(b"m\xff.gguf"),
+        odd(b"v\xe9.mp4"),
+        odd(b"src\xfe"),
+        odd(b"run\xff"),
+    );
+    std::os::unix::fs::symlink(&gguf, &model).unwrap();
+    std::fs::copy(&video, &clip).unwrap();
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(
+        tree.join(OsStr::from_bytes(b"a\xfd.py")),
+        "def f():\n    # one comment\n    return 1\n",
+    )
+    .unwrap();
+
+    let o = bin()
+        .args([
+            "--quiet",
+            "llm",
+            "complete",
+            "hi",
+            "--max-tokens",
+            "3",
+            "--no-cache",
+        ])
+        .args(["--ctx", "256", "--parallel", "1", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "llm complete: {}", stderr(&o));
+
+    let o = bin()
+        .arg("--quiet")
+        .arg("--run-dir")
+        .arg(&rd)
+        .args(["videoprism", "embed", "--random-init"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "videoprism embed: {}", stderr(&o));
+    assert!(rd.join("embeddings.safetensors").is_file());
+    let manifest = std::fs::read_to_string(rd.join("manifest.json")).unwrap();
+    assert!(manifest.contains("v\u{fffd}.mp4"), "{manifest}");
+
+    let o = bin()
+        .args(["comments", "density"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "comments density: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Python"), "{out}");
+}

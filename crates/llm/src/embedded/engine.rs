@@ -207,8 +207,10 @@ pub(super) fn load_model(cfg: &EmbeddedConfig) -> Result<LlamaModel, LlmError> {
     let path = &cfg.model;
     let backend = backend()?;
     let mparams = LlamaModelParams::default().with_n_gpu_layers(cfg.gpu_layers);
+    let name =
+        pw_core::cpath::OpenName::new(path).map_err(|e| LlmError::model(path, e.to_string()))?;
     take_last_error();
-    LlamaModel::load_from_file(backend, path, &mparams).map_err(|e| {
+    LlamaModel::load_from_file(backend, name.as_path(), &mparams).map_err(|e| {
         let why = take_last_error().unwrap_or_else(|| e.to_string());
         LlmError::model(path, format!("llama.cpp could not load it: {why}"))
     })

@@ -173,7 +173,9 @@ pub fn ensure(src: &Path, to: Requant, cache: &Path, threads: usize) -> Result<P
             .unwrap_or(0)
     ));
     let cs = |p: &Path| {
-        CString::new(p.to_string_lossy().as_bytes()).map_err(|e| LlmError::model(p, e.to_string()))
+        // fopen takes the name's bytes as they are: no UTF-8 needed
+        CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
+            .map_err(|e| LlmError::model(p, e.to_string()))
     };
     let (csrc, ctmp) = (cs(src)?, cs(&tmp)?);
     tracing::info!(

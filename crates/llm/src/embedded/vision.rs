@@ -185,7 +185,14 @@ fn serve(
         ..MtmdContextParams::default()
     };
     take_last_error();
-    let mut mtmd = match MtmdContext::init_from_file(&mmproj.to_string_lossy(), &model, &params) {
+    let mmproj_name = match pw_core::cpath::OpenName::new(&mmproj) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = ready.send(Err(LlmError::model(&mmproj, e.to_string())));
+            return;
+        }
+    };
+    let mut mtmd = match MtmdContext::init_from_file(mmproj_name.as_str(), &model, &params) {
         Ok(c) => c,
         Err(e) => {
             let why = take_last_error().unwrap_or_else(|| e.to_string());
