@@ -6,13 +6,19 @@
 //! unparseable bodies are retried with exponential backoff and full jitter, never sooner than
 //! a `Retry-After` asks; after `max_retries` the request ends with an error that says what
 //! happened. 401/403/404 are not retried and concern the endpoint; other 4xx (400, 413, 422)
-//! are not retried and concern only the request ([`LlmError::Refused`]).
+//! are not retried and concern only the request ([`LlmError::Refused`]), and neither is a 500
+//! that repeats the same validation message (a deterministic failure).
+//!
+//! Servers differ in two ways this backend absorbs: where a JSON schema goes
+//! ([`SchemaDialect`]: `auto` moves to the next dialect when a server refuses the field, and
+//! remembers it per endpoint), and whether `n` is honoured (a server that returns fewer
+//! choices than asked gets further requests at distinct seeds until `n` are there).
 
-use crate::openai::{self, ChatResponse, ErrorBody};
+use crate::openai::{self, ChatResponse, ErrorBody, SchemaDialect};
 use crate::{BatchResult, Completion, Generator, LlmError, Request};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -34,6 +40,8 @@ pub struct HttpConfig {
     /// Longest wait for one attempt's whole response.
     pub timeout_s: f64,
     pub connect_timeout_s: f64,
+    /// Where the JSON schema of a structured request goes (see [`SchemaDialect`]).
+    pub structured_output: SchemaDialect,
 }
 
 impl Default for HttpConfig {
@@ -48,6 +56,7 @@ impl Default for HttpConfig {
             backoff_max_ms: 30_000,
             timeout_s: 300.0,
             connect_timeout_s: 10.0,
+            structured_output: SchemaDialect::Auto,
         }
     }
 }
@@ -55,6 +64,20 @@ impl Default for HttpConfig {
 struct Endpoint {
     url: String,
     outstanding: AtomicUsize,
+    /// The schema dialect this endpoint takes (a `DIALECTS` index); `auto` moves it on.
+    dialect: AtomicU8,
+}
+
+const DIALECTS: [SchemaDialect; 5] = [
+    SchemaDialect::Auto,
+    SchemaDialect::JsonSchema,
+    SchemaDialect::JsonObject,
+    SchemaDialect::GuidedJson,
+    SchemaDialect::Ollama,
+];
+
+fn dialect_index(d: SchemaDialect) -> u8 {
+    DIALECTS.iter().position(|x| *x == d).unwrap_or(0) as u8
 }
 
 struct Inner {
@@ -67,6 +90,8 @@ struct Inner {
     sem: Arc<tokio::sync::Semaphore>,
     rr: AtomicU64,
     attempts: AtomicU64,
+    /// Whether the "fewer choices than n" warning was given (once per backend).
+    n_warned: AtomicBool,
 }
 
 /// Counters of what the backend did (for tests and reports).
@@ -102,6 +127,42 @@ enum Attempt {
         reason: String,
         after: Option<Duration>,
     },
+    /// The server refused where the schema was put (any status): another dialect may do.
+    SchemaField(String),
+}
+
+/// Whether a server error reads as a check of the request failing (which the same request
+/// fails again) rather than as a passing fault ("Internal Server Error", overload).
+fn reads_as_validation(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    [
+        "validation",
+        "invalid",
+        "should be",
+        "must be",
+        "not supported",
+        "unsupported",
+        "expected",
+        "missing",
+        "required",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
+}
+
+/// Whether an error message is about the structured-output field (so another dialect may be
+/// accepted), e.g. llama-cpp-python's "Input should be 'text' or 'json_object'".
+fn names_schema_field(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    [
+        "response_format",
+        "json_schema",
+        "json_object",
+        "guided_json",
+        "guided_decoding",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
 }
 
 impl Http {
@@ -152,6 +213,7 @@ impl Http {
             .map(|e| Endpoint {
                 url: chat_url(e),
                 outstanding: AtomicUsize::new(0),
+                dialect: AtomicU8::new(dialect_index(cfg.structured_output)),
             })
             .collect();
         Ok(Http {
@@ -163,6 +225,7 @@ impl Http {
                 api_key,
                 rr: AtomicU64::new(0),
                 attempts: AtomicU64::new(0),
+                n_warned: AtomicBool::new(false),
             }),
             rt,
         })
@@ -272,6 +335,9 @@ impl Inner {
         let msg = serde_json::from_str::<ErrorBody>(&text)
             .map(|b| b.error.message)
             .unwrap_or_else(|_| excerpt(&text));
+        if req.params.json_schema.is_some() && names_schema_field(&msg) && code != 429 {
+            return Attempt::SchemaField(format!("HTTP {code}: {msg}"));
+        }
         if code == 429 || code == 408 || status.is_server_error() {
             return Attempt::Retry {
                 reason: format!("HTTP {code}: {msg}"),
@@ -333,27 +399,116 @@ async fn call(inner: Arc<Inner>, req: Request) -> Result<Completion, LlmError> {
     call_holding(inner, req).await
 }
 
-/// One request with its retries; the caller holds a permit.
+/// One request with its retries; the caller holds a permit. A server that returns fewer
+/// choices than `n` (many ignore `n`) is asked again for the rest, each time at a seed derived
+/// from the request's seed and the choice index, until `n` choices are there.
 async fn call_holding(inner: Arc<Inner>, req: Request) -> Result<Completion, LlmError> {
     if let Err(reason) = req.params.validate() {
         return Err(LlmError::request(&req.id, reason));
     }
-    let body =
-        openai::to_wire(&req, &inner.cfg.model).map_err(|e| LlmError::request(&req.id, e))?;
     let submitted = Instant::now();
+    let want = req.params.n.max(1) as usize;
+    let mut c = call_once(&inner, &req).await?;
+    c.choices.truncate(want);
+    let mut fills = 0;
+    while c.choices.len() < want {
+        if !inner.n_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the endpoint returned {} of {want} choices asked (it ignores n); the rest are \
+                 asked for in further requests at distinct seeds",
+                c.choices.len()
+            );
+        }
+        fills += 1;
+        if fills > want {
+            return Err(LlmError::Endpoint {
+                endpoint: inner.cfg.endpoints.join(","),
+                reason: format!(
+                    "returned {} of {want} choices after {fills} requests",
+                    c.choices.len()
+                ),
+            });
+        }
+        let mut more = req.clone();
+        let have = c.choices.len();
+        more.params.n = (want - have) as u32;
+        more.params.seed = Some(match req.params.seed {
+            Some(s) => s.wrapping_add((have as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            None => rand::random(),
+        });
+        let m = call_once(&inner, &more).await?;
+        c.usage.prompt_tokens += m.usage.prompt_tokens;
+        c.usage.completion_tokens += m.usage.completion_tokens;
+        c.choices.extend(m.choices.into_iter().take(want - have));
+    }
+    c.latency_ms = submitted.elapsed().as_secs_f64() * 1e3;
+    Ok(c)
+}
+
+/// One wire request with its retries (and, for a structured request under `auto`, its moves
+/// to the next schema dialect).
+async fn call_once(inner: &Inner, req: &Request) -> Result<Completion, LlmError> {
+    let body = openai::to_wire(req, &inner.cfg.model).map_err(|e| LlmError::request(&req.id, e))?;
+    let schema = req.params.json_schema.as_ref();
     let attempts = inner.cfg.max_retries + 1;
     let mut last = String::new();
     let mut last_ep = String::new();
-    for attempt in 0..attempts {
+    let mut last_500: Option<String> = None;
+    let mut attempt = 0;
+    let mut switches = 0;
+    while attempt < attempts {
         let ep = inner.pick();
+        let d = DIALECTS[ep.dialect.load(Ordering::Relaxed) as usize % DIALECTS.len()];
+        let body = body.clone().with_schema(schema, d);
         ep.outstanding.fetch_add(1, Ordering::Relaxed);
         inner.attempts.fetch_add(1, Ordering::Relaxed);
-        let outcome = inner.attempt(ep, &body, &req).await;
+        let outcome = inner.attempt(ep, &body, req).await;
         ep.outstanding.fetch_sub(1, Ordering::Relaxed);
         last_ep = ep.url.clone();
+        attempt += 1;
+        let outcome = match outcome {
+            Attempt::SchemaField(reason) => {
+                let next = (inner.cfg.structured_output == SchemaDialect::Auto)
+                    .then(|| d.next_to_try())
+                    .flatten();
+                match next {
+                    // At most one move per dialect; a move is not a retry.
+                    Some(n) if switches < DIALECTS.len() => {
+                        switches += 1;
+                        attempt -= 1;
+                        let _ = ep.dialect.compare_exchange(
+                            dialect_index(d),
+                            dialect_index(n),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                        tracing::warn!(
+                            "{}: refused the schema as {d} ({reason}); trying {n}",
+                            ep.url
+                        );
+                        continue;
+                    }
+                    _ => Attempt::Refused(format!(
+                        "{reason} (structured output sent as {d}; choose another with \
+                         --structured-output {})",
+                        SchemaDialect::NAMES
+                    )),
+                }
+            }
+            Attempt::Retry { reason, after } if reason.starts_with("HTTP 500") => {
+                if last_500.as_deref() == Some(reason.as_str()) && reads_as_validation(&reason) {
+                    Attempt::Refused(format!(
+                        "{reason} (twice the same answer: a deterministic failure, not retried)"
+                    ))
+                } else {
+                    last_500 = Some(reason.clone());
+                    Attempt::Retry { reason, after }
+                }
+            }
+            other => other,
+        };
         match outcome {
-            Attempt::Done(mut c) => {
-                c.latency_ms = submitted.elapsed().as_secs_f64() * 1e3;
+            Attempt::Done(c) => {
                 return Ok(c);
             }
             Attempt::Fatal(reason) => {
@@ -371,10 +526,11 @@ async fn call_holding(inner: Arc<Inner>, req: Request) -> Result<Completion, Llm
             Attempt::Retry { reason, after } => {
                 tracing::debug!(id = %req.id, attempt, %reason, "retrying");
                 last = reason;
-                if attempt + 1 < attempts {
-                    tokio::time::sleep(inner.backoff(attempt, after)).await;
+                if attempt < attempts {
+                    tokio::time::sleep(inner.backoff(attempt - 1, after)).await;
                 }
             }
+            Attempt::SchemaField(reason) => last = reason,
         }
     }
     Err(LlmError::RetriesExhausted {

@@ -28,6 +28,12 @@ pub struct ChatRequest {
     pub response_format: Option<ResponseFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// vLLM's structured-output field (the `guided_json` dialect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided_json: Option<serde_json::Value>,
+    /// Ollama's structured-output field (the `ollama` dialect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,6 +115,9 @@ pub struct ResponseFormat {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_schema: Option<JsonSchemaSpec>,
+    /// `{"type": "json_object", "schema": {...}}`: llama.cpp's server and llama-cpp-python.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -215,16 +224,106 @@ pub fn to_wire(req: &Request, model: &str) -> Result<ChatRequest, String> {
         },
         seed: p.seed,
         n: if p.n == 1 { None } else { Some(p.n) },
-        response_format: p.json_schema.as_ref().map(|s| ResponseFormat {
-            kind: "json_schema".into(),
-            json_schema: Some(JsonSchemaSpec {
-                name: "output".into(),
-                schema: Some(s.clone()),
-                strict: Some(true),
-            }),
-        }),
+        response_format: None,
         stream: None,
-    })
+        guided_json: None,
+        format: None,
+    }
+    .with_schema(p.json_schema.as_ref(), SchemaDialect::JsonSchema))
+}
+
+/// How a server is told the JSON schema an answer must follow. Servers differ: OpenAI and
+/// `paperworks serve` take `response_format: json_schema`; llama.cpp's server and
+/// llama-cpp-python take `response_format: {type: json_object, schema}` (the latter refuses
+/// `json_schema` with HTTP 500); vLLM takes `guided_json`; Ollama takes `format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaDialect {
+    /// `json_schema` first; on a refusal that names the field, the next of `json_object` and
+    /// `guided_json`, remembered per endpoint.
+    #[default]
+    Auto,
+    JsonSchema,
+    JsonObject,
+    GuidedJson,
+    Ollama,
+}
+
+impl SchemaDialect {
+    pub const NAMES: &'static str = "auto, json_schema, json_object, guided_json, ollama";
+
+    /// The dialect `auto` tries after this one, if any.
+    pub fn next_to_try(self) -> Option<SchemaDialect> {
+        match self {
+            SchemaDialect::Auto | SchemaDialect::JsonSchema => Some(SchemaDialect::JsonObject),
+            SchemaDialect::JsonObject => Some(SchemaDialect::GuidedJson),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for SchemaDialect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auto" => SchemaDialect::Auto,
+            "json_schema" => SchemaDialect::JsonSchema,
+            "json_object" => SchemaDialect::JsonObject,
+            "guided_json" => SchemaDialect::GuidedJson,
+            "ollama" => SchemaDialect::Ollama,
+            other => {
+                return Err(format!(
+                    "unknown structured-output dialect {other:?} (one of {})",
+                    SchemaDialect::NAMES
+                ));
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for SchemaDialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SchemaDialect::Auto => "auto",
+            SchemaDialect::JsonSchema => "json_schema",
+            SchemaDialect::JsonObject => "json_object",
+            SchemaDialect::GuidedJson => "guided_json",
+            SchemaDialect::Ollama => "ollama",
+        })
+    }
+}
+
+impl ChatRequest {
+    /// This request with `schema` (if any) put where `dialect` expects it, and nowhere else.
+    pub fn with_schema(mut self, schema: Option<&serde_json::Value>, d: SchemaDialect) -> Self {
+        self.response_format = None;
+        self.guided_json = None;
+        self.format = None;
+        let Some(s) = schema else { return self };
+        match d {
+            SchemaDialect::Auto | SchemaDialect::JsonSchema => {
+                self.response_format = Some(ResponseFormat {
+                    kind: "json_schema".into(),
+                    json_schema: Some(JsonSchemaSpec {
+                        name: "output".into(),
+                        schema: Some(s.clone()),
+                        strict: Some(true),
+                    }),
+                    schema: None,
+                })
+            }
+            SchemaDialect::JsonObject => {
+                self.response_format = Some(ResponseFormat {
+                    kind: "json_object".into(),
+                    json_schema: None,
+                    schema: Some(s.clone()),
+                })
+            }
+            SchemaDialect::GuidedJson => self.guided_json = Some(s.clone()),
+            SchemaDialect::Ollama => self.format = Some(s.clone()),
+        }
+        self
+    }
 }
 
 /// Our request for a wire request (the server side). `Err` says which field is wrong.
@@ -237,7 +336,11 @@ pub fn from_wire(w: &ChatRequest, id: String) -> Result<Request, String> {
         None => None,
         Some(rf) => match rf.kind.as_str() {
             "text" => None,
-            "json_object" => Some(serde_json::json!({ "type": "object" })),
+            "json_object" => Some(
+                rf.schema
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({ "type": "object" })),
+            ),
             "json_schema" => Some(
                 rf.json_schema
                     .as_ref()
@@ -247,6 +350,9 @@ pub fn from_wire(w: &ChatRequest, id: String) -> Result<Request, String> {
             other => return Err(format!("response_format.type {other:?} is not supported")),
         },
     };
+    let json_schema = json_schema
+        .or_else(|| w.guided_json.clone())
+        .or_else(|| w.format.clone().filter(|f| f.is_object()));
     let params = GenParams {
         temperature: w.temperature.unwrap_or(d.temperature),
         top_p: w.top_p.unwrap_or(d.top_p),
