@@ -25,6 +25,16 @@ pub fn derive(seed: u64, key: &str) -> u64 {
     fnv1a(key.as_bytes()) ^ seed.wrapping_mul(GOLDEN)
 }
 
+/// The largest integer every JSON reader keeps exactly: readers that parse numbers as float64
+/// (HF `datasets`, pandas, JavaScript) round integers above 2^53.
+pub const JSON_EXACT_MAX: u64 = (1 << 53) - 1;
+
+/// `seed` in 53 bits, for seeds written into records that users load with JSON readers (the
+/// seed in a record must be the one that was used, so it is reduced before use).
+pub fn json_exact(seed: u64) -> u64 {
+    seed & JSON_EXACT_MAX
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

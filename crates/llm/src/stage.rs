@@ -130,13 +130,15 @@ pub fn default_check(item: &StageItem, text: &str) -> Result<Value, String> {
 }
 
 /// The seed of attempt `k` of an item: the item's own seed (or one derived from its id) moved
-/// by k, so a retry is a new sample and not the cached failure again.
+/// by k, so a retry is a new sample and not the cached failure again. Kept within 53 bits: it
+/// is sent and recorded, and a JSON reader that reads numbers as float64 must read it back
+/// exactly.
 fn attempt_seed(item: &StageItem, k: u32) -> u64 {
     let base = item
         .params
         .seed
         .unwrap_or_else(|| pw_core::shard::stable_hash(&item.id));
-    base.wrapping_add((k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    pw_core::seed::json_exact(base.wrapping_add((k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
 }
 
 /// Errors that say nothing about the item: stop the stage, keep the item for a later run.
