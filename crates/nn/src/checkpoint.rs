@@ -70,12 +70,28 @@ pub fn save_tensors(
     pw_core::write_atomic(path, &to_safetensors_bytes(tensors, metadata)?)
 }
 
-/// Reads every tensor of a safetensors file as f32 (F32, F16, BF16 and F64 are converted).
+/// Reads every tensor of a safetensors file as f32 (F32, F16, BF16 and F64 are converted); a
+/// tensor of another dtype is an error naming it.
 pub fn load_tensors(path: &Path) -> Result<NamedTensors> {
+    let (out, others) = load_float_tensors(path)?;
+    if let Some((name, dtype)) = others.iter().next() {
+        return Err(Error::invalid(
+            path,
+            format!("tensor {name}: dtype {dtype} is not a float type"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The float tensors of a safetensors file as f32, and the names and dtypes of the others: a
+/// PyTorch state dict holds integer buffers too (BatchNorm's `num_batches_tracked` is I64),
+/// which a caller that models float parameters leaves out.
+pub fn load_float_tensors(path: &Path) -> Result<(NamedTensors, BTreeMap<String, String>)> {
     let bytes = std::fs::read(path).at(path)?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::invalid(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
+    let mut others = BTreeMap::new();
     for (name, view) in st.tensors() {
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
@@ -96,15 +112,13 @@ pub fn load_tensors(path: &Path) -> Result<NamedTensors> {
                 .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
                 .collect(),
             other => {
-                return Err(Error::invalid(
-                    path,
-                    format!("tensor {name}: dtype {other:?} is not a float type"),
-                ));
+                others.insert(name, format!("{other:?}"));
+                continue;
             }
         };
         out.insert(name, (view.shape().to_vec(), values));
     }
-    Ok(out)
+    Ok((out, others))
 }
 
 /// IEEE half to f32 (safetensors F16 and numpy `<f2` arrays).

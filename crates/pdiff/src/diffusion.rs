@@ -10,7 +10,7 @@ use crate::autoencoder::{ConvAeConfig, ConvAutoencoder};
 use pw_core::{Error, IoContext, Result, write_json_atomic};
 use pw_nn::burn::module::Module;
 use pw_nn::burn::tensor::{Device, Tensor, TensorData};
-use pw_nn::checkpoint::{NamedTensors, load_module, load_or_train, load_tensors};
+use pw_nn::checkpoint::{NamedTensors, load_float_tensors, load_module, load_or_train};
 use pw_nn::ddpm::{Denoiser, DenoiserConfig, Ema, Schedule, ddpm_loss, ddpm_sample};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::train::{StepOutput, train_loop};
@@ -27,17 +27,44 @@ pub struct ParamDataset {
 }
 
 impl ParamDataset {
-    /// Reads `paths` (safetensors), keeping `names` (all tensors of the first file when `None`).
-    /// Every file must hold the same tensors with the same shapes; an error names the file and
-    /// the tensor that differs.
+    /// Reads `paths` (safetensors), keeping `names` (all float tensors of the first file when
+    /// `None`; integer buffers such as `num_batches_tracked` are left out, as are unselected
+    /// tensors of any dtype). Every file must hold the same tensors with the same shapes; an
+    /// error names the file and the tensor that differs.
     pub fn from_files(paths: &[PathBuf], names: Option<&[String]>) -> Result<Self> {
         let first = paths
             .first()
             .ok_or_else(|| Error::Other("no checkpoints given".into()))?;
-        let t0 = load_tensors(first)?;
+        let (t0, others) = load_float_tensors(first)?;
         let names: Vec<String> = match names {
-            Some(n) => n.to_vec(),
-            None => t0.keys().cloned().collect(),
+            Some(n) => {
+                if let Some(bad) = n.iter().find(|x| others.contains_key(*x)) {
+                    return Err(Error::invalid(
+                        first,
+                        format!(
+                            "tensor {bad} is {}, not a float type: only float tensors can be modelled",
+                            others[bad]
+                        ),
+                    ));
+                }
+                n.to_vec()
+            }
+            None => {
+                if !others.is_empty() {
+                    tracing::info!(
+                        "{}: left out {} non-float tensors ({})",
+                        first.display(),
+                        others.len(),
+                        others
+                            .keys()
+                            .take(3)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                t0.keys().cloned().collect()
+            }
         };
         if names.is_empty() {
             return Err(Error::invalid(first, "no tensors to model"));
@@ -60,7 +87,7 @@ impl ParamDataset {
             let t = if p == first {
                 t0.clone()
             } else {
-                load_tensors(p)?
+                load_float_tensors(p)?.0
             };
             let mut row = Vec::new();
             for (n, shape) in names.iter().zip(&shapes) {

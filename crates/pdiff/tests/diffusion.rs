@@ -117,3 +117,55 @@ fn generator_samples_near_the_checkpoint_family_and_checks_its_input() {
         "{err}"
     );
 }
+
+/// A PyTorch state dict holds integer buffers beside the parameters (BatchNorm's
+/// `num_batches_tracked` is I64): they are left out when no tensors are named, selecting float
+/// tensors beside them works, and selecting one is refused naming its dtype.
+#[test]
+fn a_pytorch_state_dict_with_integer_buffers_is_modelled_on_its_float_tensors() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for k in 0..3 {
+        let w: Vec<f32> = (0..8).map(|i| (i + k) as f32 * 0.1).collect();
+        let b = vec![k as f32; 4];
+        let steps = (100 + k as i64).to_le_bytes();
+        let views = vec![
+            (
+                "bn.weight",
+                TensorView::new(Dtype::F32, vec![2, 4], bytemuck_bytes(&w)).unwrap(),
+            ),
+            (
+                "bn.bias",
+                TensorView::new(Dtype::F32, vec![4], bytemuck_bytes(&b)).unwrap(),
+            ),
+            (
+                "bn.num_batches_tracked",
+                TensorView::new(Dtype::I64, vec![], &steps).unwrap(),
+            ),
+        ];
+        let path = dir.path().join(format!("ckpt{k}.safetensors"));
+        std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+        paths.push(path);
+    }
+    let all = ParamDataset::from_files(&paths, None).unwrap();
+    assert_eq!(
+        all.names,
+        vec!["bn.bias".to_string(), "bn.weight".to_string()]
+    );
+    assert_eq!(all.dim(), 12);
+    let picked = ParamDataset::from_files(&paths, Some(&["bn.weight".to_string()])).unwrap();
+    assert_eq!(picked.dim(), 8);
+    let e = ParamDataset::from_files(&paths, Some(&["bn.num_batches_tracked".to_string()]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bn.num_batches_tracked is I64, not a float type"),
+        "{e}"
+    );
+}
+
+fn bytemuck_bytes(v: &[f32]) -> &[u8] {
+    // f32 slices as little-endian bytes (every supported target is little-endian)
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
