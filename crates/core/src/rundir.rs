@@ -37,6 +37,13 @@ const MANIFEST_FILE: &str = "manifest.json";
 
 /// The git revision this binary was built from (set by build.rs; "unknown" outside a checkout).
 pub const GIT_REVISION: &str = env!("PW_GIT_REVISION");
+/// `--version`: the package version and the git revision it was built from.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("PW_GIT_REVISION"),
+    ")"
+);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {

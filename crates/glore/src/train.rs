@@ -63,7 +63,9 @@ fn train_on<M: Module, E>(
         |_| true,
     );
     let curve: Vec<(usize, f32)> = logs.iter().map(|l| (l.step, l.loss)).collect();
-    tracing::info!("{label}: loss {:?}", curve.last());
+    if let Some((step, loss)) = curve.last() {
+        tracing::info!("{label}: loss {loss:.4} at step {step}");
+    }
     (model, curve)
 }
 

@@ -22,6 +22,9 @@ pub struct BackendArgs {
     pub model: Option<PathBuf>,
     /// OpenAI-compatible endpoint(s) to use instead of the embedded model, e.g.
     /// http://127.0.0.1:8000/v1 (comma-separated or repeated; requests go to the least busy).
+    /// Without --endpoint and --model, $OPENAI_BASE_URL is used when set, with the key in
+    /// $OPENAI_API_KEY (that key is never sent to an endpoint named here unless
+    /// --api-key-env OPENAI_API_KEY says so).
     #[arg(long, value_delimiter = ',', value_name = "URL")]
     pub endpoint: Vec<String>,
     /// Model name to send to the endpoints.
@@ -57,10 +60,29 @@ pub struct BackendArgs {
     /// HTTP: seconds to wait for one attempt.
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     pub timeout: f64,
+    /// Where an endpoint takes a JSON schema: auto (json_schema, then json_object + schema,
+    /// then guided_json, as the server refuses them), json_schema (OpenAI, vLLM, paperworks
+    /// serve), json_object (llama.cpp server, llama-cpp-python), guided_json (vLLM), ollama.
+    #[arg(long, default_value = "auto", value_name = "DIALECT")]
+    pub structured_output: pw_llm::openai::SchemaDialect,
 }
 
 impl BackendArgs {
     pub fn config(&self, g: &Global, cache: Option<PathBuf>) -> LlmConfig {
+        // The openai client's defaults: $OPENAI_BASE_URL when no backend is named, and then
+        // $OPENAI_API_KEY as its key (only for that URL, so the key does not travel to
+        // servers named on the command line).
+        let set = |v: &str| std::env::var(v).ok().filter(|s| !s.trim().is_empty());
+        let from_env = self.endpoint.is_empty() && self.model.is_none();
+        let (endpoints, api_key_env) = match set("OPENAI_BASE_URL").filter(|_| from_env) {
+            Some(url) => (
+                vec![url.trim().to_string()],
+                self.api_key_env
+                    .clone()
+                    .or_else(|| set("OPENAI_API_KEY").map(|_| "OPENAI_API_KEY".to_string())),
+            ),
+            None => (self.endpoint.clone(), self.api_key_env.clone()),
+        };
         let model = self
             .model
             .clone()
@@ -77,12 +99,13 @@ impl BackendArgs {
                 ..Default::default()
             },
             http: HttpConfig {
-                endpoints: self.endpoint.clone(),
+                endpoints,
                 model: self.api_model.clone(),
-                api_key_env: self.api_key_env.clone(),
+                api_key_env,
                 concurrency: self.concurrency,
                 max_retries: self.retries,
                 timeout_s: self.timeout,
+                structured_output: self.structured_output,
                 ..Default::default()
             },
             cache,
@@ -108,7 +131,7 @@ pub enum LlmCommand {
 
 #[derive(Args, Debug)]
 pub struct CompleteArgs {
-    /// The user message.
+    /// The user message; `-` reads it from standard input.
     pub prompt: String,
     /// A system message before it.
     #[arg(long)]
@@ -215,7 +238,20 @@ pub fn complete(g: &Global, a: &CompleteArgs, seed_given: bool) -> Result<()> {
     if let Some(s) = &a.system {
         messages.push(ChatMessage::system(s.clone()));
     }
-    messages.push(ChatMessage::user(a.prompt.clone()));
+    let prompt = if a.prompt == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s)
+            .map_err(|e| pw_core::Error::Other(format!("reading the prompt from stdin: {e}")))?;
+        if s.trim().is_empty() {
+            return Err(pw_core::Error::Other(
+                "the prompt read from stdin is empty".into(),
+            ));
+        }
+        s.trim_end_matches('\n').to_string()
+    } else {
+        a.prompt.clone()
+    };
+    messages.push(ChatMessage::user(prompt));
     let params = GenParams {
         temperature: a.temperature,
         top_p: a.top_p,

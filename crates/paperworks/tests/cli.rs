@@ -507,3 +507,79 @@ fn file_names_that_are_not_utf8_are_read() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("Python"), "{out}");
 }
+
+/// The habits of command-line tools: `--version` names the git revision, `llm complete -` reads
+/// the prompt from stdin, logs carry no colour codes into a pipe, and $OPENAI_BASE_URL is the
+/// endpoint when no backend is named.
+#[test]
+fn version_stdin_plain_logs_and_the_openai_base_url() {
+    let o = run(&["--version"]);
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && v.contains("(git "), "{v}");
+
+    let gguf = assets().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if gguf.exists() {
+        use std::io::Write;
+        let mut child = bin()
+            .args([
+                "llm",
+                "complete",
+                "-",
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "8",
+            ])
+            .args(["--no-cache", "--ctx", "256", "--parallel", "1", "--model"])
+            .arg(&gguf)
+            // a pattern llama.cpp cannot convert: its warning is a log line
+            .args([
+                "--json-schema",
+                r#"{"type":"string","pattern":"^\\p{L}+ Paris$"}"#,
+            ])
+            .env_remove("NO_COLOR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"What is the capital of France?\n")
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("WARN"), "{err}");
+        // "-" is stdin, not a prompt: an empty stdin is refused
+        let o = bin()
+            .args(["llm", "complete", "-", "--no-cache", "--model"])
+            .arg(&gguf)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(error_line(&o).contains("stdin is empty"), "{}", stderr(&o));
+        assert!(!err.contains('\u{1b}'), "colour codes in a pipe: {err:?}");
+    } else {
+        println!("skipped the stdin check: {} is missing", gguf.display());
+    }
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let o = bin()
+        .args(["llm", "complete", "hi", "--retries", "0", "--no-cache"])
+        .env("OPENAI_BASE_URL", &url)
+        .output()
+        .unwrap();
+    let line = error_line(&o);
+    assert!(
+        line.contains(&url) && line.contains("cannot connect"),
+        "{line}"
+    );
+}
