@@ -34,6 +34,16 @@ pub struct ChatRequest {
     /// Ollama's structured-output field (the `ollama` dialect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<serde_json::Value>,
+    /// Read only to refuse them clearly on the server side (this server has no tool calling
+    /// and no log-probabilities); never sent.
+    #[serde(default, skip_serializing)]
+    pub tools: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub functions: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub logprobs: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub top_logprobs: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -228,6 +238,10 @@ pub fn to_wire(req: &Request, model: &str) -> Result<ChatRequest, String> {
         stream: None,
         guided_json: None,
         format: None,
+        tools: None,
+        functions: None,
+        logprobs: None,
+        top_logprobs: None,
     }
     .with_schema(p.json_schema.as_ref(), SchemaDialect::JsonSchema))
 }
@@ -328,8 +342,27 @@ impl ChatRequest {
 
 /// Our request for a wire request (the server side). `Err` says which field is wrong.
 pub fn from_wire(w: &ChatRequest, id: String) -> Result<Request, String> {
-    if w.stream == Some(true) {
-        return Err("stream: streaming is not supported; send stream=false".into());
+    let given = |v: &Option<serde_json::Value>| {
+        v.as_ref().is_some_and(|x| {
+            !x.is_null() && x != &serde_json::json!(false) && x != &serde_json::json!([])
+        })
+    };
+    if given(&w.tools) || given(&w.functions) {
+        return Err("tools: tool and function calling are not supported by this server".into());
+    }
+    if given(&w.logprobs) || given(&w.top_logprobs) {
+        return Err("logprobs: log-probabilities are not supported by this server".into());
+    }
+    for (i, m) in w.messages.iter().enumerate() {
+        if !matches!(
+            m.role.as_str(),
+            "system" | "developer" | "user" | "assistant"
+        ) {
+            return Err(format!(
+                "messages[{i}].role: {:?} is not one of system, developer, user, assistant",
+                m.role
+            ));
+        }
     }
     let d = GenParams::default();
     let json_schema = match &w.response_format {
@@ -378,7 +411,15 @@ pub fn from_wire(w: &ChatRequest, id: String) -> Result<Request, String> {
         messages: w
             .messages
             .iter()
-            .map(|m| ChatMessage::new(m.role.clone(), m.content.to_content()))
+            .map(|m| {
+                // OpenAI's newer name for the system role; chat templates know "system"
+                let role = if m.role == "developer" {
+                    "system"
+                } else {
+                    &m.role
+                };
+                ChatMessage::new(role.to_string(), m.content.to_content())
+            })
             .collect(),
         params,
     })
@@ -518,5 +559,44 @@ mod tests {
                 .unwrap_err()
                 .contains("response_format")
         );
+        // what this server cannot do is said, not silently ignored
+        for (body, says) in [
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#,
+                "tools:",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"logprobs":true}"#,
+                "logprobs:",
+            ),
+            (
+                r#"{"messages":[{"role":"wizard","content":"x"}]}"#,
+                "messages[0].role",
+            ),
+        ] {
+            let w: ChatRequest = serde_json::from_str(body).unwrap();
+            let e = from_wire(&w, "r".into()).unwrap_err();
+            assert!(e.starts_with(says), "{body}: {e}");
+        }
+        let w: ChatRequest = serde_json::from_str(
+            r#"{"messages":[{"role":"developer","content":"be brief"},{"role":"user","content":"x"}],"tools":[],"logprobs":false,"stream":true}"#,
+        )
+        .unwrap();
+        let r = from_wire(&w, "r".into()).unwrap();
+        assert_eq!(r.messages[0].role, "system");
+        // the structured-output dialects a client may send all arrive as the schema
+        for body in [
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object","schema":{"type":"integer"}}}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"guided_json":{"type":"integer"}}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"format":{"type":"integer"}}"#,
+        ] {
+            let w: ChatRequest = serde_json::from_str(body).unwrap();
+            let r = from_wire(&w, "r".into()).unwrap();
+            assert_eq!(
+                r.params.json_schema,
+                Some(serde_json::json!({"type":"integer"})),
+                "{body}"
+            );
+        }
     }
 }

@@ -14,6 +14,11 @@
 //!
 //! The bearer token is checked (in constant time, scheme case-insensitive) before the body is
 //! read, and every error, 404 and 413 included, is OpenAI's error JSON.
+//!
+//! `stream: true` answers as OpenAI does: server-sent events, one `chat.completion.chunk` per
+//! piece of text as the engine decodes it (a first chunk with the role, a last one with each
+//! choice's `finish_reason` and the `usage`), then `data: [DONE]`. A client that leaves
+//! mid-stream cancels its sequences as any other.
 
 use crate::openai::{self, ErrorBody};
 use crate::{Embedded, LlmError};
@@ -187,9 +192,12 @@ async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> R
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", e),
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let cancel = Arc::new(AtomicBool::new(false));
-    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let cancel_on_drop = CancelOnDrop(cancel.clone());
+    if wire.stream == Some(true) {
+        return stream_chat(st, req, cancel, cancel_on_drop);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let submitted = st.engine.submit(
         req,
         st.cfg.max_queue,
@@ -198,33 +206,8 @@ async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> R
             let _ = tx.send(r);
         }),
     );
-    match submitted {
-        Ok(()) => {}
-        Err(LlmError::Overloaded(n)) => {
-            st.refused.fetch_add(1, Ordering::Relaxed);
-            let mut resp = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_exceeded",
-                format!("server busy: {n} sequences queued; retry later"),
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return resp;
-        }
-        Err(e @ LlmError::Request { .. }) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                e.to_string(),
-            );
-        }
-        Err(e) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                e.to_string(),
-            );
-        }
+    if let Err(e) = submitted {
+        return submit_error(&st, e);
     }
     let answer = match tokio::time::timeout(st.cfg.request_timeout, rx).await {
         Ok(a) => a,
@@ -262,6 +245,189 @@ async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> R
             "the engine dropped the request",
         ),
     }
+}
+
+/// The answer to a request the engine would not take.
+fn submit_error(st: &AppState, e: LlmError) -> Response {
+    match e {
+        LlmError::Overloaded(n) => {
+            st.refused.fetch_add(1, Ordering::Relaxed);
+            let mut resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                format!("server busy: {n} sequences queued; retry later"),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
+        e @ LlmError::Request { .. } => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            e.to_string(),
+        ),
+        e => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            e.to_string(),
+        ),
+    }
+}
+
+enum Event {
+    Delta(usize, String),
+    Done(Result<crate::Completion, LlmError>),
+}
+
+/// What the SSE body holds between chunks; dropping it (the client left) cancels the request.
+struct Streaming {
+    st: Arc<AppState>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    _cancel_on_drop: CancelOnDrop,
+    cancel: Arc<AtomicBool>,
+    deadline: tokio::time::Instant,
+    head: Option<String>,
+    id: String,
+    model: String,
+    created: u64,
+    done: bool,
+}
+
+impl Streaming {
+    fn chunk(&self, choices: serde_json::Value, usage: Option<serde_json::Value>) -> String {
+        let mut v = serde_json::json!({
+            "id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk",
+            "created": self.created, "model": self.model, "choices": choices,
+        });
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        format!("data: {v}\n\n")
+    }
+
+    /// The next piece of the event stream, `None` at its end.
+    async fn next(&mut self) -> Option<String> {
+        if let Some(h) = self.head.take() {
+            return Some(h);
+        }
+        if self.done {
+            return None;
+        }
+        let event = tokio::time::timeout_at(self.deadline, self.rx.recv()).await;
+        Some(match event {
+            Ok(Some(Event::Delta(i, text))) => self.chunk(
+                serde_json::json!([{"index": i, "delta": {"content": text}, "finish_reason": null}]),
+                None,
+            ),
+            Ok(Some(Event::Done(Ok(c)))) => {
+                self.done = true;
+                self.st.served.fetch_add(1, Ordering::Relaxed);
+                let choices: Vec<serde_json::Value> = c
+                    .choices
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ch)| {
+                        serde_json::json!({"index": i, "delta": {}, "finish_reason": ch.finish_reason})
+                    })
+                    .collect();
+                let usage = serde_json::json!({
+                    "prompt_tokens": c.usage.prompt_tokens,
+                    "completion_tokens": c.usage.completion_tokens,
+                    "total_tokens": c.usage.prompt_tokens + c.usage.completion_tokens,
+                });
+                format!(
+                    "{}data: [DONE]\n\n",
+                    self.chunk(serde_json::Value::from(choices), Some(usage))
+                )
+            }
+            Ok(Some(Event::Done(Err(e)))) => {
+                self.done = true;
+                let kind = match e {
+                    LlmError::Request { .. } => "invalid_request_error",
+                    _ => "server_error",
+                };
+                let body = serde_json::to_string(&ErrorBody::new(kind, e.to_string()))
+                    .unwrap_or_default();
+                format!("data: {body}\n\n")
+            }
+            Ok(None) => return None,
+            Err(_) => {
+                self.done = true;
+                self.cancel.store(true, Ordering::Relaxed);
+                self.st.cancelled.fetch_add(1, Ordering::Relaxed);
+                let msg = format!(
+                    "no answer within the server's request timeout of {:.0} s; cancelled",
+                    self.st.cfg.request_timeout.as_secs_f64()
+                );
+                let body =
+                    serde_json::to_string(&ErrorBody::new("timeout", msg)).unwrap_or_default();
+                format!("data: {body}\n\n")
+            }
+        })
+    }
+}
+
+/// `stream: true`: the request goes to the engine with a delta callback, and the answer is an
+/// SSE body that forwards each delta as a chunk.
+fn stream_chat(
+    st: Arc<AppState>,
+    req: crate::Request,
+    cancel: Arc<AtomicBool>,
+    cancel_on_drop: CancelOnDrop,
+) -> Response {
+    use crate::Generator;
+    let (etx, erx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let deltas = etx.clone();
+    let on_delta: crate::embedded::OnDelta = Arc::new(move |i, text: &str| {
+        let _ = deltas.send(Event::Delta(i, text.to_string()));
+    });
+    let n = req.params.n.max(1) as usize;
+    let id = req.id.clone();
+    let submitted = st.engine.submit_streaming(
+        req,
+        st.cfg.max_queue,
+        Some(cancel.clone()),
+        Some(on_delta),
+        Box::new(move |r| {
+            let _ = etx.send(Event::Done(r));
+        }),
+    );
+    if let Err(e) = submitted {
+        return submit_error(&st, e);
+    }
+    let mut s = Streaming {
+        deadline: tokio::time::Instant::now() + st.cfg.request_timeout,
+        model: st.engine.model(),
+        st,
+        rx: erx,
+        _cancel_on_drop: cancel_on_drop,
+        cancel,
+        head: None,
+        id,
+        created: now_secs(),
+        done: false,
+    };
+    let roles: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})
+        })
+        .collect();
+    s.head = Some(s.chunk(serde_json::Value::from(roles), None));
+    let body = futures_util::stream::unfold(s, |mut s| async move {
+        let piece = s.next().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(piece)),
+            s,
+        ))
+    });
+    let mut resp = axum::body::Body::from_stream(body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
 }
 
 async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {

@@ -171,3 +171,101 @@ fn http_backend_against_serve_chat_schema_auth_and_limits() {
     });
     drop(server); // graceful stop: the serve future returns Ok
 }
+
+/// `stream: true`: server-sent chunks whose deltas concatenate to the answer the same request
+/// gets without streaming (greedy), a first chunk with the role, a last one with the finish
+/// reason and usage, then `[DONE]`; a stop sequence never leaks into the deltas.
+#[test]
+fn streaming_deltas_add_up_to_the_plain_answer_and_end_with_usage_and_done() {
+    let server = start(None);
+    let url = format!("http://{}/v1/chat/completions", server.addr);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ask = |stream: bool, stop: Option<&str>| {
+        let mut body = serde_json::json!({
+            "model": "smol", "temperature": 0, "max_tokens": 40, "seed": 3, "stream": stream,
+            "messages": [{"role": "user", "content": "Name three colours of the rainbow."}],
+        });
+        if let Some(s) = stop {
+            body["stop"] = serde_json::json!([s]);
+        }
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (ct, r.text().await.unwrap())
+        })
+    };
+    let (_, plain) = ask(false, None);
+    let plain: serde_json::Value = serde_json::from_str(&plain).unwrap();
+    let want = plain["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let parse = |sse: &str| {
+        let events: Vec<&str> = sse
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| e.strip_prefix("data: ").expect("each event is a data line"))
+            .collect();
+        assert_eq!(*events.last().unwrap(), "[DONE]", "{sse}");
+        let chunks: Vec<serde_json::Value> = events[..events.len() - 1]
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        chunks
+    };
+    let (ct, sse) = ask(true, None);
+    assert_eq!(ct, "text/event-stream");
+    let chunks = parse(&sse);
+    assert!(
+        chunks.len() >= 4,
+        "a role chunk, deltas, a last chunk: {sse}"
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, want, "the deltas add up to the plain answer");
+    let last = chunks.last().unwrap();
+    assert_eq!(
+        last["choices"][0]["finish_reason"],
+        plain["choices"][0]["finish_reason"]
+    );
+    assert_eq!(last["usage"], plain["usage"]);
+
+    // a stop sequence taken from inside the answer: cut there, never streamed
+    let words: Vec<&str> = want.split_whitespace().collect();
+    if words.len() >= 3 {
+        let stop = words[2];
+        let (_, sse) = ask(true, Some(stop));
+        let chunks = parse(&sse);
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert!(!text.contains(stop), "{stop:?} leaked: {text:?}");
+        assert!(want.starts_with(&text), "{text:?} vs {want:?}");
+        assert_eq!(
+            chunks.last().unwrap()["choices"][0]["finish_reason"],
+            "stop"
+        );
+    }
+}

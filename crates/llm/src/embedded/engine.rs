@@ -364,6 +364,45 @@ struct Unit {
     stop: Arc<Vec<String>>,
     last: LlamaToken,
     logit_idx: Option<i32>,
+    /// Bytes of `out` already handed to `on_delta`.
+    sent: usize,
+    on_delta: Option<super::OnDelta>,
+}
+
+impl Unit {
+    /// Hands the decided part of the new text to `on_delta`: all of it when `done`, else
+    /// without a tail that could begin a stop sequence or that ends inside a UTF-8 character.
+    fn stream(&mut self, done: bool) {
+        let Some(f) = &self.on_delta else { return };
+        let mut upto = self.out.len();
+        if !done {
+            for s in self.stop.iter().map(String::as_bytes) {
+                for k in (1..s.len().min(self.out.len() + 1)).rev() {
+                    if self.out.ends_with(&s[..k]) {
+                        upto = upto.min(self.out.len() - k);
+                        break;
+                    }
+                }
+            }
+            upto = self.sent.max(utf8_complete(&self.out[..upto]));
+        }
+        if upto > self.sent {
+            f(
+                self.choice,
+                &String::from_utf8_lossy(&self.out[self.sent..upto]),
+            );
+            self.sent = upto;
+        }
+    }
+}
+
+/// The length of `b` without an incomplete UTF-8 character at its end.
+fn utf8_complete(b: &[u8]) -> usize {
+    match std::str::from_utf8(b) {
+        Ok(_) => b.len(),
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        Err(_) => b.len(),
+    }
 }
 
 struct Engine<'m> {
@@ -532,6 +571,8 @@ impl Engine<'_> {
                 stop: stop.clone(),
                 last: LlamaToken(0),
                 logit_idx: None,
+                sent: 0,
+                on_delta: job.on_delta.clone(),
             });
         }
         self.jobs.insert(
@@ -620,6 +661,8 @@ impl Engine<'_> {
                     || u.prompt.len() as u32 + u.n_gen + 1 >= self.ctx_per_seq
                 {
                     reason = Some(finish::LENGTH);
+                } else {
+                    u.stream(false);
                 }
             }
             if let Some(r) = reason {
@@ -670,7 +713,8 @@ impl Engine<'_> {
     }
 
     fn finish_slot(&mut self, s: usize, reason: &str) {
-        let u = self.slots[s].take().expect("slot is active");
+        let mut u = self.slots[s].take().expect("slot is active");
+        u.stream(true);
         let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
         let Some(job) = self.jobs.get_mut(&u.job) else {
             return;

@@ -101,6 +101,11 @@ pub struct ModelInfo {
 
 pub(crate) type Reply = Box<dyn FnOnce(Result<Completion, LlmError>) + Send>;
 
+/// Receives a request's text as it is generated: (choice, new text). Text that could still
+/// turn out to begin a stop sequence, and incomplete UTF-8, are held back until decided; the
+/// deltas of a choice concatenate to its final text.
+pub type OnDelta = Arc<dyn Fn(usize, &str) + Send + Sync>;
+
 pub(crate) struct Job {
     pub req: Request,
     pub submitted: std::time::Instant,
@@ -108,6 +113,7 @@ pub(crate) struct Job {
     /// Set by the submitter when nobody waits for the answer any more (the server's client
     /// went away, a deadline passed): the engine drops the job's sequences at its next step.
     pub cancel: Option<Arc<AtomicBool>>,
+    pub on_delta: Option<OnDelta>,
 }
 
 /// Handle to the engine thread. Cheap to share (`Arc`); dropping the last handle stops the
@@ -257,6 +263,18 @@ impl Embedded {
         cancel: Option<Arc<AtomicBool>>,
         reply: Reply,
     ) -> Result<(), LlmError> {
+        self.submit_streaming(req, limit, cancel, None, reply)
+    }
+
+    /// [`Embedded::submit`], with the text handed to `on_delta` as it is generated.
+    pub fn submit_streaming(
+        &self,
+        req: Request,
+        limit: usize,
+        cancel: Option<Arc<AtomicBool>>,
+        on_delta: Option<OnDelta>,
+        reply: Reply,
+    ) -> Result<(), LlmError> {
         if let Err(reason) = req.params.validate() {
             return Err(LlmError::request(&req.id, reason));
         }
@@ -278,6 +296,7 @@ impl Embedded {
             submitted: std::time::Instant::now(),
             reply,
             cancel,
+            on_delta,
         };
         let tx = self
             .tx
