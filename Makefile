@@ -34,7 +34,7 @@ bench: setup
 	@if $(PEER_PYTHON) -c 'import torch' 2>/dev/null; then \
 		$(PEER_PYTHON) crates/videoprism/benches/videoprism_peer.py; \
 	else echo "skipped the PyTorch peer of the VideoPrism encoder step: $(PEER_PYTHON) has no torch (set PEER_PYTHON)"; fi
-	$(CARGO) build --release -p paperworks
+	$(CARGO) build --release --workspace
 	./target/release/paperworks llm bench --quiet
 
 lint:

@@ -1,6 +1,7 @@
-// Records, for run manifests, the git revision (or "unknown" outside a checkout) and the
-// versions of the dependencies that decide a run's numbers, read from the workspace's
-// Cargo.lock, so a manifest never states a version by hand.
+// Records, for run manifests, the versions of the dependencies that decide a run's numbers,
+// read from the workspace's Cargo.lock, so a manifest never states a version by hand. (The git
+// revision is the binary's: crates/paperworks/build.rs, so a commit does not rebuild pw-core
+// and everything above it.)
 use std::path::Path;
 
 /// The dependencies whose versions a manifest records.
@@ -15,19 +16,6 @@ const RECORDED: &[&str] = &[
 ];
 
 fn main() {
-    let rev = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=PW_GIT_REVISION={rev}");
-    for p in ["../../.git/HEAD", "../../.git/refs/heads"] {
-        if Path::new(p).exists() {
-            println!("cargo:rerun-if-changed={p}");
-        }
-    }
     let lock = Path::new("../../Cargo.lock");
     println!("cargo:rerun-if-changed=../../Cargo.lock");
     let text = std::fs::read_to_string(lock).unwrap_or_default();

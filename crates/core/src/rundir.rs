@@ -35,15 +35,19 @@ pub fn versions() -> BTreeMap<String, String> {
 pub const LOCK_FILE: &str = ".paperworks.lock";
 const MANIFEST_FILE: &str = "manifest.json";
 
-/// The git revision this binary was built from (set by build.rs; "unknown" outside a checkout).
-pub const GIT_REVISION: &str = env!("PW_GIT_REVISION");
-/// `--version`: the package version and the git revision it was built from.
-pub const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (git ",
-    env!("PW_GIT_REVISION"),
-    ")"
-);
+static GIT_REVISION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the git revision the running binary was built from, for manifests. The binary's
+/// build script knows it and sets it at start; the libraries do not bake it in, so a commit
+/// rebuilds the binary crate only, not every crate that depends on pw-core.
+pub fn set_git_revision(rev: &str) {
+    let _ = GIT_REVISION.set(rev.to_string());
+}
+
+/// The revision [`set_git_revision`] recorded ("unknown" when none was).
+pub fn git_revision() -> &'static str {
+    GIT_REVISION.get().map_or("unknown", String::as_str)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -371,7 +375,7 @@ impl RunDir {
             command,
             config,
             seed,
-            git_revision: GIT_REVISION.to_string(),
+            git_revision: git_revision().to_string(),
             versions,
             started_at: now(),
             ended_at: None,

@@ -29,7 +29,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(
     name = "paperworks",
-    version = pw_core::rundir::LONG_VERSION,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("PW_GIT_REVISION"), ")"),
     about,
     long_about,
     propagate_version = true
@@ -385,6 +385,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    pw_core::rundir::set_git_revision(env!("PW_GIT_REVISION"));
     pw_nn::alloc::tune_mimalloc_for_tensors();
     let matches = Cli::command().get_matches();
     let seed_given = matches.value_source("seed") == Some(clap::parser::ValueSource::CommandLine);
