@@ -1,9 +1,19 @@
 //! Step labels in the formats PRM trainers read, so a PRM can be trained elsewhere on a large
 //! model from `paperworks glore label` output.
 //!
-//! - TRL `PRMTrainer`: `{"prompt": question, "completions": [step, ...], "labels": [bool, ...]}`.
-//! - Math-Shepherd / OpenRLHF: `{"input": "...step ки\n...", "label": "...step +\n..."}`: every
-//!   step ends with the tag `ки`, which the label string replaces by `+` or `-`.
+//! - TRL's stepwise supervision (`PRMTrainer`, last shipped in TRL 1.13 under
+//!   `trl.experimental.prm`): `{"prompt": question, "completions": [step, ...], "labels":
+//!   [bool, ...]}`.
+//! - Math-Shepherd / OpenRLHF: `{"input": "...step ки\n...", "label": "...step +\n...",
+//!   "value": ["+", "-", ...]}`: every step ends with the tag `ки`; `label` is Math-Shepherd's
+//!   string form (the tag replaced by `+` or `-`), `value` the list form OpenRLHF's
+//!   `ProcessRewardDataset` asserts (`--input_key input --label_key value --placeholder_token ки
+//!   --reward_tokens + -`, as its Math-Shepherd example).
+//!
+//! Both carry `kept`: per step, whether the SORM's class balancing kept it for our own
+//! training (every step's label is exported; a trainer that wants the balanced set masks the
+//! others). A rollout whose question and steps repeat another's (greedy-like samples) is
+//! exported once.
 
 use crate::label::Labelled;
 use pw_core::Result;
@@ -18,12 +28,18 @@ pub struct TrlRow {
     pub prompt: String,
     pub completions: Vec<String>,
     pub labels: Vec<bool>,
+    #[serde(default)]
+    pub kept: Vec<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShepherdRow {
     pub input: String,
     pub label: String,
+    #[serde(default)]
+    pub value: Vec<String>,
+    #[serde(default)]
+    pub kept: Vec<bool>,
 }
 
 pub fn trl_row(l: &Labelled) -> TrlRow {
@@ -31,6 +47,7 @@ pub fn trl_row(l: &Labelled) -> TrlRow {
         prompt: l.question.clone(),
         completions: l.lines.clone(),
         labels: l.labels.clone(),
+        kept: l.keep.clone(),
     }
 }
 
@@ -48,7 +65,15 @@ pub fn shepherd_row(question: &str, steps: &[String], labels: &[bool]) -> Shephe
         input.push_str(STEP_TAG);
         label.push(if y { '+' } else { '-' });
     }
-    ShepherdRow { input, label }
+    ShepherdRow {
+        input,
+        label,
+        value: labels[..steps.len().min(labels.len())]
+            .iter()
+            .map(|&y| if y { "+" } else { "-" }.to_string())
+            .collect(),
+        kept: Vec::new(),
+    }
 }
 
 /// (question, steps, labels) back from a Math-Shepherd row; errors say what is malformed.
@@ -99,14 +124,24 @@ pub fn write_exports(dir: &Path, suffix: &str, labelled: &[Labelled]) -> Result<
     Ok(e)
 }
 
+/// The rollouts to export: the first of each (question, steps).
+fn distinct(labelled: &[Labelled]) -> impl Iterator<Item = &Labelled> {
+    let mut seen = std::collections::HashSet::new();
+    labelled
+        .iter()
+        .filter(move |l| seen.insert((l.question.as_str(), l.lines.clone())))
+}
+
 pub fn write_trl(path: &Path, labelled: &[Labelled]) -> Result<()> {
-    write_jsonl(path, labelled.iter().map(trl_row))
+    write_jsonl(path, distinct(labelled).map(trl_row))
 }
 
 pub fn write_math_shepherd(path: &Path, labelled: &[Labelled]) -> Result<()> {
-    let rows: Vec<ShepherdRow> = labelled
-        .iter()
-        .map(|l| shepherd_row(&l.question, &l.lines, &l.labels))
+    let rows: Vec<ShepherdRow> = distinct(labelled)
+        .map(|l| ShepherdRow {
+            kept: l.keep.clone(),
+            ..shepherd_row(&l.question, &l.lines, &l.labels)
+        })
         .collect();
     write_jsonl(path, rows)
 }
@@ -144,14 +179,19 @@ mod tests {
         good.lines = vec!["5 + 3 = 8".into(), "#### 8".into()];
         good.labels = vec![true, true];
         let mut mixed = labelled();
+        mixed.lines = vec!["5 + 3 = 9".into(), "So #### 9".into()];
         mixed.labels = vec![true, false];
-        let all = vec![labelled(), good, mixed];
+        mixed.keep = vec![true, false];
+        // a repeat of the first rollout (same question and steps) is exported once
+        let all = vec![labelled(), good, mixed, labelled()];
 
         let trl = dir.path().join("trl.jsonl");
         write_trl(&trl, &all).unwrap();
         let rows: Vec<TrlRow> = read_rows(&trl).unwrap();
         assert_eq!(rows.len(), 3);
-        for (r, l) in rows.iter().zip(&all) {
+        assert_eq!(rows[2].kept, vec![true, false]);
+        let all = &all[..3];
+        for (r, l) in rows.iter().zip(all) {
             assert_eq!(
                 (&r.prompt, &r.completions, &r.labels),
                 (&l.question, &l.lines, &l.labels)
@@ -159,9 +199,10 @@ mod tests {
         }
 
         let ms = dir.path().join("ms.jsonl");
-        write_math_shepherd(&ms, &all).unwrap();
+        write_math_shepherd(&ms, all).unwrap();
         let rows: Vec<ShepherdRow> = read_rows(&ms).unwrap();
-        for (r, l) in rows.iter().zip(&all) {
+        assert_eq!(rows.len(), 3);
+        for (r, l) in rows.iter().zip(all) {
             assert_eq!(r.input.matches(STEP_TAG).count(), l.lines.len());
             assert!(!r.label.contains(STEP_TAG));
             let (q, steps, labels) = parse_shepherd(r).unwrap();
@@ -171,7 +212,13 @@ mod tests {
             );
         }
         assert_eq!(rows[2].label.lines().nth(1), Some("5 + 3 = 9 +"));
-        assert_eq!(rows[2].input.lines().nth(2), Some("#### 9 ки"));
+        assert_eq!(rows[2].input.lines().nth(2), Some("So #### 9 ки"));
+        // OpenRLHF's list form beside Math-Shepherd's string form
+        assert_eq!(rows[2].value, vec!["+", "-"]);
+        assert_eq!(rows[2].kept, vec![true, false]);
+        for r in &rows {
+            assert_eq!(r.value.len(), r.input.matches(STEP_TAG).count());
+        }
     }
 
     #[test]
@@ -179,6 +226,8 @@ mod tests {
         let r = ShepherdRow {
             input: "q\nstep".into(),
             label: "q\nstep +".into(),
+            value: vec!["+".into()],
+            kept: vec![true],
         };
         assert!(
             parse_shepherd(&r)

@@ -52,22 +52,42 @@ fn generate(dir: &Path, n: usize) -> PathBuf {
     f
 }
 
-/// Every rollout has one label per line, every output file one row per rollout, and the TRL
-/// and Math-Shepherd rows agree with the labels.
+/// Every rollout has one label per line, the exports one row per distinct rollout (question
+/// and steps), and the TRL and Math-Shepherd rows agree with the labels, with OpenRLHF's list
+/// form and the balancing flags.
 fn check_label_outputs(rd: &Path, rollouts: usize) -> Vec<Value> {
     let labels = rows(&rd.join("labels.jsonl"));
     assert_eq!(labels.len(), rollouts);
     let ids: HashSet<&str> = labels.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), rollouts, "duplicate rollouts");
+    let mut seen = HashSet::new();
+    let distinct: Vec<&Value> = labels
+        .iter()
+        .filter(|l| seen.insert((l["question"].to_string(), l["lines"].to_string())))
+        .collect();
     let trl = rows(&rd.join("prm_trl.jsonl"));
     let ms = rows(&rd.join("math_shepherd.jsonl"));
-    assert_eq!((trl.len(), ms.len()), (rollouts, rollouts));
-    for ((l, t), m) in labels.iter().zip(&trl).zip(&ms) {
+    assert_eq!((trl.len(), ms.len()), (distinct.len(), distinct.len()));
+    for ((l, t), m) in distinct.iter().zip(&trl).zip(&ms) {
         let n = l["lines"].as_array().unwrap().len();
         assert_eq!(l["labels"].as_array().unwrap().len(), n, "{l}");
         assert_eq!(t["labels"], l["labels"]);
         assert_eq!(t["completions"], l["lines"]);
+        assert_eq!(t["kept"], l["keep"]);
         assert_eq!(m["input"].as_str().unwrap().matches("ки").count(), n);
+        let value: Vec<&str> = m["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = l["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|y| if y.as_bool().unwrap() { "+" } else { "-" })
+            .collect();
+        assert_eq!(value, want, "OpenRLHF's list form");
     }
     labels
 }
