@@ -49,6 +49,42 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Escaped text with Markdown's inline code (`x`) as `<code>`, so backticks written for the
+/// Markdown report do not show in the HTML one.
+fn inline_html(s: &str) -> String {
+    let parts: Vec<&str> = s.split('`').collect();
+    if parts.len() < 3 {
+        return html_escape(s);
+    }
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i % 2 == 1 && i + 1 < parts.len() {
+            let _ = write!(out, "<code>{}</code>", html_escape(p));
+        } else {
+            if i % 2 == 1 {
+                out.push('`');
+            }
+            out.push_str(&html_escape(p));
+        }
+    }
+    out
+}
+
+/// The CSS class of a table cell that states a claim's verdict, so verdicts read at a glance.
+fn verdict_class(cell: &str) -> Option<&'static str> {
+    match cell {
+        VERDICT_HELD => Some("held"),
+        VERDICT_NOT_HELD => Some("not-held"),
+        VERDICT_UNDECIDED => Some("undecided"),
+        _ => None,
+    }
+}
+
+/// The words a report uses for a claim's verdict.
+pub const VERDICT_HELD: &str = "held";
+pub const VERDICT_NOT_HELD: &str = "not held";
+pub const VERDICT_UNDECIDED: &str = "undecided";
+
 fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
@@ -137,6 +173,8 @@ impl Report {
 body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}}\
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:.25em .6em;text-align:left}}\
 th{{background:#eee}}pre{{background:#f6f6f6;padding:.6em;overflow-x:auto}}img{{max-width:100%}}\
+code{{background:#f0f0f0;padding:0 .2em}}td.held{{background:#dff3dc;color:#17601a;font-weight:bold}}\
+td.not-held{{background:#fbe0de;color:#8a1c12;font-weight:bold}}td.undecided{{background:#eee;color:#555}}\
 </style></head><body>\n<h1>{t}</h1>\n",
             t = html_escape(&self.title)
         );
@@ -147,7 +185,7 @@ th{{background:#eee}}pre{{background:#f6f6f6;padding:.6em;overflow-x:auto}}img{{
                     let _ = writeln!(h, "<h{l}>{}</h{l}>", html_escape(t));
                 }
                 Block::Paragraph(t) => {
-                    let _ = writeln!(h, "<p>{}</p>", html_escape(t));
+                    let _ = writeln!(h, "<p>{}</p>", inline_html(t));
                 }
                 Block::Code(t) => {
                     let _ = writeln!(h, "<pre>{}</pre>", html_escape(t));
@@ -161,7 +199,14 @@ th{{background:#eee}}pre{{background:#f6f6f6;padding:.6em;overflow-x:auto}}img{{
                     for r in &t.rows {
                         h.push_str("<tr>");
                         for c in r {
-                            let _ = write!(h, "<td>{}</td>", html_escape(c));
+                            match verdict_class(c) {
+                                Some(k) => {
+                                    let _ = write!(h, "<td class=\"{k}\">{}</td>", html_escape(c));
+                                }
+                                None => {
+                                    let _ = write!(h, "<td>{}</td>", inline_html(c));
+                                }
+                            }
                         }
                         h.push_str("</tr>\n");
                     }
@@ -216,6 +261,36 @@ th{{background:#eee}}pre{{background:#f6f6f6;padding:.6em;overflow-x:auto}}img{{
 mod tests {
     use super::*;
     use crate::plot::{Plot, PlotKind, Series};
+
+    #[test]
+    fn inline_code_becomes_code_and_verdicts_are_coloured_in_html() {
+        assert_eq!(
+            inline_html("run `make test` & <see>"),
+            "run <code>make test</code> &amp; &lt;see&gt;"
+        );
+        assert_eq!(inline_html("a lone ` stays"), "a lone ` stays");
+        assert_eq!(inline_html("`a` and `b"), "<code>a</code> and `b");
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Report::new("Claims");
+        let mut t = Table::new(["claim", "verdict"]);
+        t.row(["`x` beats y", VERDICT_HELD]);
+        t.row(["z", VERDICT_NOT_HELD]);
+        t.row(["w", VERDICT_UNDECIDED]);
+        r.table(t);
+        r.write(dir.path()).unwrap();
+        let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+        assert!(html.contains("<td><code>x</code> beats y</td>"), "{html}");
+        assert!(html.contains("<td class=\"held\">held</td>"), "{html}");
+        assert!(
+            html.contains("<td class=\"not-held\">not held</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td class=\"undecided\">undecided</td>"),
+            "{html}"
+        );
+        assert!(!html.contains('`'), "no raw backticks: {html}");
+    }
 
     #[test]
     fn report_writes_markdown_and_self_contained_html() {

@@ -180,7 +180,9 @@ pub fn run_reproductions(
             "No reproduction was selected, so nothing was measured and no claim is reported.",
         );
     }
-    let mut summary = Table::new(["system", "claim", "paper", "measured", "held"]);
+    let mut summary = Table::new(["system", "claim", "paper", "measured", "verdict"]);
+    // held, not held, undecided
+    let mut tally = [0usize; 3];
     let mut sections: Vec<Block> = Vec::new();
     let mut failures = Vec::new();
     for r in selected {
@@ -206,13 +208,18 @@ pub fn run_reproductions(
                         Some(x) => (
                             x.measured.clone(),
                             match x.held {
-                                Some(true) => "held",
-                                Some(false) => "did NOT hold",
-                                None => "undecided",
+                                Some(true) => crate::report::VERDICT_HELD,
+                                Some(false) => crate::report::VERDICT_NOT_HELD,
+                                None => crate::report::VERDICT_UNDECIDED,
                             },
                         ),
-                        None => ("not measured".to_string(), "undecided"),
+                        None => ("not measured".to_string(), crate::report::VERDICT_UNDECIDED),
                     };
+                    tally[match held {
+                        crate::report::VERDICT_HELD => 0,
+                        crate::report::VERDICT_NOT_HELD => 1,
+                        _ => 2,
+                    }] += 1;
                     summary.row([
                         r.name().to_string(),
                         c.text.to_string(),
@@ -237,14 +244,30 @@ pub fn run_reproductions(
                     "FAILED after {wall:.1} s: {line}"
                 )));
                 for c in r.claims() {
-                    summary.row([r.name(), c.text, c.paper_figure, "run failed", "undecided"]);
+                    tally[2] += 1;
+                    summary.row([
+                        r.name(),
+                        c.text,
+                        c.paper_figure,
+                        "run failed",
+                        crate::report::VERDICT_UNDECIDED,
+                    ]);
                 }
                 failures.push(format!("{}: {line}", r.name()));
             }
         }
     }
     if !selected.is_empty() {
-        report.heading(1, "Claims").table(summary);
+        let [h, n, u] = tally;
+        metrics.set("claims.held", h);
+        metrics.set("claims.total", h + n + u);
+        report
+            .heading(1, "Claims")
+            .paragraph(format!(
+                "{h} of {} claims held, {n} not held, {u} undecided at this size.",
+                h + n + u
+            ))
+            .table(summary);
     }
     report.extend(sections);
     run.write_metrics(&metrics)?;

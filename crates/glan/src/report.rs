@@ -85,7 +85,7 @@ pub fn dataset_blocks(d: &DatasetSummary) -> Vec<Block> {
         .per_discipline
         .values()
         .enumerate()
-        .map(|(i, &n)| (i as f64 + 1.0, n as f64))
+        .map(|(i, &n)| (i as f64, n as f64))
         .collect();
     let names: Vec<String> = d
         .per_discipline
@@ -117,10 +117,12 @@ pub fn dataset_blocks(d: &DatasetSummary) -> Vec<Block> {
             title: "GLAN pairs per discipline".into(),
             x_label: "discipline (numbered as listed below)".into(),
             y_label: "kept pairs".into(),
-            kind: PlotKind::Scatter,
-            series: vec![Series::new("pairs", per)],
+            kind: PlotKind::Bars,
+            series: vec![Series::new("kept pairs", per)],
             log_y: false,
-            x_labels: Vec::new(),
+            x_labels: (1..=d.per_discipline.len())
+                .map(|i| i.to_string())
+                .collect(),
         }),
         Block::Paragraph(format!("Disciplines: {}.", names.join("; "))),
     ]

@@ -125,6 +125,20 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
     );
     assert!(report.contains("| madbench |"), "and MAD-Bench: {report}");
     assert!(report.contains("| recap |"), "and Video ReCap: {report}");
+    // the verdicts at a glance: a count line, and the count agrees with the table and metrics
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rd.join("metrics.json")).unwrap()).unwrap();
+    let (held, total) = (
+        metrics["claims.held"].as_u64().unwrap(),
+        metrics["claims.total"].as_u64().unwrap(),
+    );
+    assert!(
+        report.contains(&format!("{held} of {total} claims held")),
+        "{report}"
+    );
+    assert_eq!(report.matches(" | held |").count() as u64, held, "{report}");
+    let html = std::fs::read_to_string(rd.join("report.html")).unwrap();
+    assert!(!html.contains('`'), "raw backticks in the HTML report");
     assert!(rd.join("recap/hcap/test.json").exists());
     assert!(rd.join("comments/augment/comments.parquet").exists());
     assert!(rd.join("glore/label-train/prm_trl.jsonl").exists());
