@@ -61,6 +61,99 @@ pub fn to_safetensors_bytes(
     safetensors::serialize(views, metadata).map_err(|e| Error::Other(format!("safetensors: {e}")))
 }
 
+/// Writes `tensors` to `path` atomically, each in the dtype `dtypes` names for it (`F16`,
+/// `BF16`, `F64`; F32 when absent or unknown), rounding to nearest even.
+pub fn save_tensors_as(
+    path: &Path,
+    tensors: &NamedTensors,
+    dtypes: &BTreeMap<String, String>,
+) -> Result<()> {
+    let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, (shape, values))| {
+            let (dt, b): (Dtype, Vec<u8>) = match dtypes.get(name).map(String::as_str) {
+                Some("F16") => (
+                    Dtype::F16,
+                    values
+                        .iter()
+                        .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+                        .collect(),
+                ),
+                Some("BF16") => (
+                    Dtype::BF16,
+                    values
+                        .iter()
+                        .flat_map(|&v| f32_to_bf16(v).to_le_bytes())
+                        .collect(),
+                ),
+                Some("F64") => (
+                    Dtype::F64,
+                    values
+                        .iter()
+                        .flat_map(|&v| (v as f64).to_le_bytes())
+                        .collect(),
+                ),
+                _ => (Dtype::F32, bytemuck::cast_slice(values).to_vec()),
+            };
+            (name.clone(), dt, shape.clone(), b)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, dt, shape, b)| TensorView::new(*dt, shape.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
+    let out = safetensors::serialize(views, None)
+        .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
+    pw_core::write_atomic(path, &out)
+}
+
+/// f32 to bfloat16, rounding to nearest even (NaN stays NaN).
+pub fn f32_to_bf16(v: f32) -> u16 {
+    let b = v.to_bits();
+    if v.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    let round = 0x7fff + ((b >> 16) & 1);
+    (b.wrapping_add(round) >> 16) as u16
+}
+
+/// f32 to IEEE half, rounding to nearest even; overflow becomes infinity.
+pub fn f32_to_f16(v: f32) -> u16 {
+    let b = v.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let mant = b & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if mant != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        // subnormal: shift the mantissa (with its implicit 1) into place, rounding to even
+        let m = mant | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rest = m & ((1u32 << shift) - 1);
+        let mut h = m >> shift;
+        if rest > half || (rest == half && h & 1 == 1) {
+            h += 1;
+        }
+        return sign | h as u16;
+    }
+    let mut h = ((e as u32) << 10) | (mant >> 13);
+    let rest = mant & 0x1fff;
+    if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) {
+        h += 1; // a carry into the exponent is the right rounding (up to infinity)
+    }
+    sign | h as u16
+}
+
 /// Writes `tensors` to `path` atomically.
 pub fn save_tensors(
     path: &Path,
@@ -87,11 +180,26 @@ pub fn load_tensors(path: &Path) -> Result<NamedTensors> {
 /// PyTorch state dict holds integer buffers too (BatchNorm's `num_batches_tracked` is I64),
 /// which a caller that models float parameters leaves out.
 pub fn load_float_tensors(path: &Path) -> Result<(NamedTensors, BTreeMap<String, String>)> {
+    let (out, _, others) = load_float_tensors_typed(path)?;
+    Ok((out, others))
+}
+
+/// Float tensors, their stored dtypes by name, and the dtypes of the non-float tensors left out.
+pub type TypedTensors = (
+    NamedTensors,
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+);
+
+/// [`load_float_tensors`], with each float tensor's stored dtype (`F32`, `F16`, `BF16`, `F64`)
+/// so what is written back can keep it.
+pub fn load_float_tensors_typed(path: &Path) -> Result<TypedTensors> {
     let bytes = std::fs::read(path).at(path)?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::invalid(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     let mut others = BTreeMap::new();
+    let mut dtypes = BTreeMap::new();
     for (name, view) in st.tensors() {
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
@@ -116,9 +224,10 @@ pub fn load_float_tensors(path: &Path) -> Result<(NamedTensors, BTreeMap<String,
                 continue;
             }
         };
+        dtypes.insert(name.clone(), format!("{:?}", view.dtype()));
         out.insert(name, (view.shape().to_vec(), values));
     }
-    Ok((out, others))
+    Ok((out, dtypes, others))
 }
 
 /// IEEE half to f32 (safetensors F16 and numpy `<f2` arrays).
@@ -251,5 +360,40 @@ mod tests {
         assert_eq!(f16_to_f32(0xc000), -2.0);
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+
+    #[test]
+    fn half_and_bfloat_conversions_round_trip_and_round_to_even() {
+        for v in [
+            0.0f32, -0.0, 1.0, -2.5, 0.1, 65504.0, 6.1e-5, 5.96e-8, 1e-3, 2.71,
+        ] {
+            let h = f16_to_f32(f32_to_f16(v));
+            assert!((h - v).abs() <= v.abs() * 1e-3 + 6e-8, "f16 {v} -> {h}");
+            let b = f32::from_bits((f32_to_bf16(v) as u32) << 16);
+            assert!((b - v).abs() <= v.abs() * 8e-3, "bf16 {v} -> {b}");
+        }
+        assert_eq!(f32_to_f16(1e6), 0x7c00, "overflow is infinity");
+        assert!(f16_to_f32(f32_to_f16(f32::NAN)).is_nan());
+        // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties go to the even (1.0)
+        assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11)), 0x3c00);
+        assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.safetensors");
+        let mut t = NamedTensors::new();
+        t.insert("a".into(), (vec![2], vec![0.5, -1.25]));
+        t.insert("b".into(), (vec![1], vec![3.0]));
+        t.insert("c".into(), (vec![1], vec![0.75]));
+        let dtypes: BTreeMap<String, String> = [("a", "F16"), ("b", "BF16")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        save_tensors_as(&p, &t, &dtypes).unwrap();
+        let (back, kinds, others) = load_float_tensors_typed(&p).unwrap();
+        assert!(others.is_empty());
+        assert_eq!(back, t, "exact for values the narrow types hold");
+        assert_eq!(kinds["a"], "F16");
+        assert_eq!(kinds["b"], "BF16");
+        assert_eq!(kinds["c"], "F32");
     }
 }

@@ -2,7 +2,9 @@
 //! the same tensor names and shapes, and a checkpoint with a mismatched shape is refused with
 //! one line naming the file and the tensor.
 
-use pw_nn::checkpoint::{NamedTensors, load_tensors, save_tensors};
+use pw_nn::checkpoint::{
+    NamedTensors, load_float_tensors_typed, load_tensors, save_tensors, save_tensors_as,
+};
 use std::process::Command;
 
 fn bin() -> Command {
@@ -36,11 +38,13 @@ fn fit_then_generate_keeps_names_and_shapes_and_mismatches_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ckpts = dir.path().join("ckpts");
     std::fs::create_dir_all(&ckpts).unwrap();
+    // the weight stored as half precision (as many PyTorch checkpoints are), the bias as f32
+    let dtypes = [("layer.weight".to_string(), "F16".to_string())].into();
     for i in 0..8 {
-        save_tensors(
+        save_tensors_as(
             &ckpts.join(format!("step-{i:02}.safetensors")),
             &checkpoint(i, vec![6, 5]),
-            None,
+            &dtypes,
         )
         .unwrap();
     }
@@ -92,6 +96,10 @@ fn fit_then_generate_keeps_names_and_shapes_and_mismatches_are_refused() {
             assert_eq!(shape, &original[k].0, "{k}");
             assert!(values.iter().all(|v| v.is_finite()));
         }
+        let (_, kinds, _) =
+            load_float_tensors_typed(&out.join(format!("gen-{i:04}.safetensors"))).unwrap();
+        assert_eq!(kinds["layer.weight"], "F16", "written in the inputs' dtype");
+        assert_eq!(kinds["layer.bias"], "F32");
     }
 
     save_tensors(

@@ -106,6 +106,7 @@ fn main() {
         names: SUBSET.iter().map(|s| s.to_string()).collect(),
         shapes: vec![vec![H1], vec![H1], vec![256], vec![256]],
         rows: Vec::new(),
+        dtypes: Default::default(),
     };
     let feats: Vec<f32> = (0..15_000 * H1)
         .map(|i| ((i % 97) as f32 - 48.0) * 0.02)

@@ -10,7 +10,9 @@ use crate::autoencoder::{ConvAeConfig, ConvAutoencoder};
 use pw_core::{Error, IoContext, Result, write_json_atomic};
 use pw_nn::burn::module::Module;
 use pw_nn::burn::tensor::{Device, Tensor, TensorData};
-use pw_nn::checkpoint::{NamedTensors, load_float_tensors, load_module, load_or_train};
+use pw_nn::checkpoint::{
+    NamedTensors, load_float_tensors, load_float_tensors_typed, load_module, load_or_train,
+};
 use pw_nn::ddpm::{Denoiser, DenoiserConfig, Ema, Schedule, ddpm_loss, ddpm_sample};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::train::{StepOutput, train_loop};
@@ -24,6 +26,9 @@ pub struct ParamDataset {
     pub names: Vec<String>,
     pub shapes: Vec<Vec<usize>>,
     pub rows: Vec<Vec<f32>>,
+    /// Each tensor's stored dtype in the first checkpoint (`F16`, `BF16`, ...; F32 when
+    /// absent), so generated checkpoints are written as the inputs were.
+    pub dtypes: std::collections::BTreeMap<String, String>,
 }
 
 impl ParamDataset {
@@ -35,7 +40,7 @@ impl ParamDataset {
         let first = paths
             .first()
             .ok_or_else(|| Error::Other("no checkpoints given".into()))?;
-        let (t0, others) = load_float_tensors(first)?;
+        let (t0, mut dtypes, others) = load_float_tensors_typed(first)?;
         let names: Vec<String> = match names {
             Some(n) => {
                 if let Some(bad) = n.iter().find(|x| others.contains_key(*x)) {
@@ -117,10 +122,12 @@ impl ParamDataset {
             }
             rows.push(row);
         }
+        dtypes.retain(|k, _| names.contains(k));
         Ok(ParamDataset {
             names,
             shapes,
             rows,
+            dtypes,
         })
     }
 
@@ -299,6 +306,16 @@ impl GeneratorFile {
                 self.names.len(),
                 self.shapes.len()
             ));
+        }
+        for (name, dt) in &self.dtypes {
+            if !self.names.contains(name) {
+                return Err(format!("dtypes names {name}, which is not among names"));
+            }
+            if !matches!(dt.as_str(), "F32" | "F16" | "BF16" | "F64") {
+                return Err(format!(
+                    "dtypes: {name} is {dt:?}, not one of F32, F16, BF16, F64"
+                ));
+            }
         }
         if self.names.is_empty() {
             return Err("names is empty: the generator makes no tensor".into());
@@ -479,6 +496,7 @@ pub fn fit(
         names: ds.names.clone(),
         shapes: ds.shapes.clone(),
         latent_shape,
+        dtypes: ds.dtypes.clone(),
     };
     write_json_atomic(dir.join("generator.json"), &manifest)?;
     Ok(ParamGenerator {
@@ -499,6 +517,9 @@ pub struct GeneratorFile {
     pub names: Vec<String>,
     pub shapes: Vec<Vec<usize>>,
     pub latent_shape: [usize; 2],
+    /// The inputs' dtypes by tensor (absent in files written before: F32).
+    #[serde(default)]
+    pub dtypes: std::collections::BTreeMap<String, String>,
 }
 
 impl ParamGenerator {
@@ -522,6 +543,7 @@ impl ParamGenerator {
             names: f.names,
             shapes: f.shapes,
             rows: Vec::new(),
+            dtypes: f.dtypes,
         };
         Ok((
             ParamGenerator {

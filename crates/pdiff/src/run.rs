@@ -4,7 +4,7 @@
 
 use crate::diffusion::{FitConfig, ParamDataset, ParamGenerator, fit};
 use pw_core::{Error, IoContext, Result};
-use pw_nn::checkpoint::save_tensors;
+use pw_nn::checkpoint::save_tensors_as;
 use pw_nn::{DeviceKind, device, seed_everything};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -103,7 +103,7 @@ pub fn generate_files(generator: &Path, n: usize, out: &Path, seed: u64) -> Resu
     let mut paths = Vec::with_capacity(n);
     for (i, row) in rows.iter().enumerate() {
         let p = out.join(format!("gen-{i:04}.safetensors"));
-        save_tensors(&p, &layout.to_named(row), None)?;
+        save_tensors_as(&p, &layout.to_named(row), &layout.dtypes)?;
         paths.push(p);
     }
     Ok(paths)
