@@ -456,9 +456,16 @@ async fn call_once(inner: &Inner, req: &Request) -> Result<Completion, LlmError>
     let mut last_500: Option<String> = None;
     let mut attempt = 0;
     let mut switches = 0;
+    // A dialect this request moved an endpoint to: kept for the endpoint only once it is
+    // answered, so one bad schema cannot move a server off the dialect it does take.
+    let mut trying: Option<(String, SchemaDialect)> = None;
+    let mut first_refusal: Option<String> = None;
     while attempt < attempts {
         let ep = inner.pick();
-        let d = DIALECTS[ep.dialect.load(Ordering::Relaxed) as usize % DIALECTS.len()];
+        let d = match &trying {
+            Some((url, d)) if *url == ep.url => *d,
+            _ => DIALECTS[ep.dialect.load(Ordering::Relaxed) as usize % DIALECTS.len()],
+        };
         let body = body.clone().with_schema(schema, d);
         ep.outstanding.fetch_add(1, Ordering::Relaxed);
         inner.attempts.fetch_add(1, Ordering::Relaxed);
@@ -476,23 +483,31 @@ async fn call_once(inner: &Inner, req: &Request) -> Result<Completion, LlmError>
                     Some(n) if switches < DIALECTS.len() => {
                         switches += 1;
                         attempt -= 1;
-                        let _ = ep.dialect.compare_exchange(
-                            dialect_index(d),
-                            dialect_index(n),
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
+                        trying = Some((ep.url.clone(), n));
                         tracing::warn!(
                             "{}: refused the schema as {d} ({reason}); trying {n}",
                             ep.url
                         );
+                        let sent = if d == SchemaDialect::Auto {
+                            SchemaDialect::JsonSchema
+                        } else {
+                            d
+                        };
+                        first_refusal.get_or_insert_with(|| format!("as {sent}: {reason}"));
                         continue;
                     }
-                    _ => Attempt::Refused(format!(
-                        "{reason} (structured output sent as {d}; choose another with \
-                         --structured-output {})",
-                        SchemaDialect::NAMES
-                    )),
+                    _ => Attempt::Refused(match &first_refusal {
+                        Some(first) => format!(
+                            "the schema was refused {first}; as {d}: {reason} (choose a \
+                             dialect with --structured-output {})",
+                            SchemaDialect::NAMES
+                        ),
+                        None => format!(
+                            "{reason} (structured output sent as {d}; choose another with \
+                             --structured-output {})",
+                            SchemaDialect::NAMES
+                        ),
+                    }),
                 }
             }
             Attempt::Retry { reason, after } if reason.starts_with("HTTP 500") => {
@@ -509,6 +524,11 @@ async fn call_once(inner: &Inner, req: &Request) -> Result<Completion, LlmError>
         };
         match outcome {
             Attempt::Done(c) => {
+                if let Some((url, n)) = &trying
+                    && *url == ep.url
+                {
+                    ep.dialect.store(dialect_index(*n), Ordering::Relaxed);
+                }
                 return Ok(c);
             }
             Attempt::Fatal(reason) => {

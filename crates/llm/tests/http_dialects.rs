@@ -48,6 +48,31 @@ async fn llama_cpp_python(State(st): State<Arc<Seen>>, body: axum::body::Bytes) 
     .into_response()
 }
 
+/// Like OpenAI given a schema it will not take: every dialect refused with a 400.
+async fn openai_bad_schema(State(st): State<Arc<Seen>>, body: axum::body::Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    st.bodies.lock().unwrap().push(v.clone());
+    if v.get("guided_json").is_some() {
+        return error(400, "Unrecognized request argument supplied: guided_json");
+    }
+    if v["response_format"]["type"] == "json_object" {
+        return error(
+            400,
+            "Invalid parameter: 'response_format.schema' is not permitted",
+        );
+    }
+    if v["response_format"]["type"] == "json_schema" {
+        return error(
+            400,
+            "Invalid schema for response_format 'output': 'additionalProperties' is required",
+        );
+    }
+    axum::Json(json!({
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "plain"}, "finish_reason": "stop"}]
+    }))
+    .into_response()
+}
+
 async fn always_500(State(st): State<Arc<Seen>>, body: axum::body::Bytes) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap();
     st.bodies.lock().unwrap().push(v);
@@ -171,4 +196,36 @@ fn a_500_that_repeats_its_message_is_not_retried_again() {
     assert!(matches!(e, LlmError::Refused { .. }), "{e}");
     assert!(e.to_string().contains("deterministic"), "{e}");
     assert_eq!(st.bodies.lock().unwrap().len(), 2, "7 attempts before");
+}
+
+/// A schema the server refuses in every dialect: the error keeps the first, informative
+/// refusal, and the endpoint is not moved off the dialect it takes.
+#[test]
+fn a_schema_refused_in_every_dialect_keeps_the_first_reason_and_the_endpoint_its_dialect() {
+    let st = Arc::new(Seen::default());
+    let (_rt, url) = serve(
+        Router::new()
+            .route("/v1/chat/completions", post(openai_bad_schema))
+            .with_state(st.clone()),
+    );
+    let http = Http::new(HttpConfig {
+        endpoints: vec![url],
+        backoff_base_ms: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let e = http.generate(&structured("a", 1)).unwrap_err();
+    assert!(matches!(e, LlmError::Refused { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("refused as json_schema: HTTP 400: Invalid schema for response_format"),
+        "{msg}"
+    );
+    assert_eq!(st.bodies.lock().unwrap().len(), 3, "one try per dialect");
+    let _ = http.generate(&structured("b", 1));
+    let b = st.bodies.lock().unwrap();
+    assert_eq!(
+        b[3]["response_format"]["type"], "json_schema",
+        "the next request starts from the endpoint's dialect again"
+    );
 }
