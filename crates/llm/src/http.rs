@@ -448,8 +448,11 @@ async fn call_holding(inner: Arc<Inner>, req: Request) -> Result<Completion, Llm
 /// One wire request with its retries (and, for a structured request under `auto`, its moves
 /// to the next schema dialect).
 async fn call_once(inner: &Inner, req: &Request) -> Result<Completion, LlmError> {
-    let body = openai::to_wire(req, &inner.cfg.model).map_err(|e| LlmError::request(&req.id, e))?;
+    let mut body =
+        openai::to_wire(req, &inner.cfg.model).map_err(|e| LlmError::request(&req.id, e))?;
     let schema = req.params.json_schema.as_ref();
+    // The dialect `body` carries now (`to_wire` writes json_schema); rewritten only on a change.
+    let mut carried = SchemaDialect::JsonSchema;
     let attempts = inner.cfg.max_retries + 1;
     let mut last = String::new();
     let mut last_ep = String::new();
@@ -466,61 +469,26 @@ async fn call_once(inner: &Inner, req: &Request) -> Result<Completion, LlmError>
             Some((url, d)) if *url == ep.url => *d,
             _ => DIALECTS[ep.dialect.load(Ordering::Relaxed) as usize % DIALECTS.len()],
         };
-        let body = body.clone().with_schema(schema, d);
+        let sent = if d == SchemaDialect::Auto {
+            SchemaDialect::JsonSchema
+        } else {
+            d
+        };
+        if schema.is_some() && sent != carried {
+            body = std::mem::take(&mut body).with_schema(schema, sent);
+            carried = sent;
+        }
         ep.outstanding.fetch_add(1, Ordering::Relaxed);
         inner.attempts.fetch_add(1, Ordering::Relaxed);
         let outcome = inner.attempt(ep, &body, req).await;
         ep.outstanding.fetch_sub(1, Ordering::Relaxed);
         last_ep = ep.url.clone();
         attempt += 1;
-        let outcome = match outcome {
-            Attempt::SchemaField(reason) => {
-                let next = (inner.cfg.structured_output == SchemaDialect::Auto)
-                    .then(|| d.next_to_try())
-                    .flatten();
-                match next {
-                    // At most one move per dialect; a move is not a retry.
-                    Some(n) if switches < DIALECTS.len() => {
-                        switches += 1;
-                        attempt -= 1;
-                        trying = Some((ep.url.clone(), n));
-                        tracing::warn!(
-                            "{}: refused the schema as {d} ({reason}); trying {n}",
-                            ep.url
-                        );
-                        let sent = if d == SchemaDialect::Auto {
-                            SchemaDialect::JsonSchema
-                        } else {
-                            d
-                        };
-                        first_refusal.get_or_insert_with(|| format!("as {sent}: {reason}"));
-                        continue;
-                    }
-                    _ => Attempt::Refused(match &first_refusal {
-                        Some(first) => format!(
-                            "the schema was refused {first}; as {d}: {reason} (choose a \
-                             dialect with --structured-output {})",
-                            SchemaDialect::NAMES
-                        ),
-                        None => format!(
-                            "{reason} (structured output sent as {d}; choose another with \
-                             --structured-output {})",
-                            SchemaDialect::NAMES
-                        ),
-                    }),
-                }
-            }
-            Attempt::Retry { reason, after } if reason.starts_with("HTTP 500") => {
-                if last_500.as_deref() == Some(reason.as_str()) && reads_as_validation(&reason) {
-                    Attempt::Refused(format!(
-                        "{reason} (twice the same answer: a deterministic failure, not retried)"
-                    ))
-                } else {
-                    last_500 = Some(reason.clone());
-                    Attempt::Retry { reason, after }
-                }
-            }
-            other => other,
+        let refused = |reason| {
+            Err(LlmError::Refused {
+                endpoint: ep.url.clone(),
+                reason,
+            })
         };
         match outcome {
             Attempt::Done(c) => {
@@ -537,20 +505,58 @@ async fn call_once(inner: &Inner, req: &Request) -> Result<Completion, LlmError>
                     reason,
                 });
             }
-            Attempt::Refused(reason) => {
-                return Err(LlmError::Refused {
-                    endpoint: ep.url.clone(),
-                    reason,
-                });
+            Attempt::Refused(reason) => return refused(reason),
+            Attempt::SchemaField(reason) => {
+                let next = (inner.cfg.structured_output == SchemaDialect::Auto)
+                    .then(|| d.next_to_try())
+                    .flatten();
+                match next {
+                    // At most one move per dialect; a move is not a retry.
+                    Some(n) if switches < DIALECTS.len() => {
+                        switches += 1;
+                        attempt -= 1;
+                        trying = Some((ep.url.clone(), n));
+                        tracing::warn!(
+                            "{}: refused the schema as {sent} ({reason}); trying {n}",
+                            ep.url
+                        );
+                        first_refusal.get_or_insert_with(|| format!("as {sent}: {reason}"));
+                    }
+                    _ => {
+                        return refused(match &first_refusal {
+                            Some(first) => format!(
+                                "the schema was refused {first}; as {sent}: {reason} (choose a \
+                                 dialect with --structured-output {})",
+                                SchemaDialect::NAMES
+                            ),
+                            None => format!(
+                                "{reason} (structured output sent as {sent}; choose another \
+                                 with --structured-output {})",
+                                SchemaDialect::NAMES
+                            ),
+                        });
+                    }
+                }
+            }
+            Attempt::Retry { reason, .. }
+                if reason.starts_with("HTTP 500")
+                    && last_500.as_deref() == Some(reason.as_str())
+                    && reads_as_validation(&reason) =>
+            {
+                return refused(format!(
+                    "{reason} (twice the same answer: a deterministic failure, not retried)"
+                ));
             }
             Attempt::Retry { reason, after } => {
                 tracing::debug!(id = %req.id, attempt, %reason, "retrying");
+                if reason.starts_with("HTTP 500") {
+                    last_500 = Some(reason.clone());
+                }
                 last = reason;
                 if attempt < attempts {
                     tokio::time::sleep(inner.backoff(attempt - 1, after)).await;
                 }
             }
-            Attempt::SchemaField(reason) => last = reason,
         }
     }
     Err(LlmError::RetriesExhausted {

@@ -12,6 +12,8 @@ use pw_llm::{GenParams, Generator, Http, HttpConfig, LlmError, Request};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 #[derive(Default)]
 struct Seen {
     bodies: Mutex<Vec<Value>>,
@@ -79,18 +81,27 @@ async fn always_500(State(st): State<Arc<Seen>>, body: axum::body::Bytes) -> Res
     error(500, "prompt template is missing a field")
 }
 
-fn serve(app: Router) -> (tokio::runtime::Runtime, String) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    rt.spawn(async move { axum::serve(listener, app).await });
-    (rt, url)
+/// An HTTP backend on the fake `handler` (retries quick), with the fake's record.
+fn backend<H, T>(handler: H, dialect: SchemaDialect) -> (tokio::runtime::Runtime, Http, Arc<Seen>)
+where
+    H: axum::handler::Handler<T, Arc<Seen>>,
+    T: 'static,
+{
+    let st = Arc::new(Seen::default());
+    let (rt, url) = common::serve_on_loopback(
+        Router::new()
+            .route("/v1/chat/completions", post(handler))
+            .with_state(st.clone()),
+    );
+    let http = Http::new(HttpConfig {
+        endpoints: vec![url],
+        structured_output: dialect,
+        max_retries: 6,
+        backoff_base_ms: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    (rt, http, st)
 }
 
 fn structured(id: &str, n: u32) -> Request {
@@ -108,18 +119,7 @@ fn structured(id: &str, n: u32) -> Request {
 
 #[test]
 fn auto_finds_json_object_and_fills_n_when_the_server_ignores_it() {
-    let st = Arc::new(Seen::default());
-    let (_rt, url) = serve(
-        Router::new()
-            .route("/v1/chat/completions", post(llama_cpp_python))
-            .with_state(st.clone()),
-    );
-    let http = Http::new(HttpConfig {
-        endpoints: vec![url],
-        backoff_base_ms: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    let (_rt, http, st) = backend(llama_cpp_python, SchemaDialect::Auto);
     let c = http.generate(&structured("a", 4)).unwrap();
     assert_eq!(c.choices.len(), 4, "{c:?}");
     let seeds: std::collections::HashSet<String> =
@@ -152,19 +152,7 @@ fn auto_finds_json_object_and_fills_n_when_the_server_ignores_it() {
 
 #[test]
 fn an_explicit_dialect_the_server_refuses_is_one_refusal_naming_it() {
-    let st = Arc::new(Seen::default());
-    let (_rt, url) = serve(
-        Router::new()
-            .route("/v1/chat/completions", post(llama_cpp_python))
-            .with_state(st.clone()),
-    );
-    let http = Http::new(HttpConfig {
-        endpoints: vec![url],
-        structured_output: SchemaDialect::JsonSchema,
-        backoff_base_ms: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    let (_rt, http, st) = backend(llama_cpp_python, SchemaDialect::JsonSchema);
     let e = http.generate(&structured("a", 1)).unwrap_err();
     assert!(matches!(e, LlmError::Refused { .. }), "{e}");
     let msg = e.to_string();
@@ -177,19 +165,7 @@ fn an_explicit_dialect_the_server_refuses_is_one_refusal_naming_it() {
 
 #[test]
 fn a_500_that_repeats_its_message_is_not_retried_again() {
-    let st = Arc::new(Seen::default());
-    let (_rt, url) = serve(
-        Router::new()
-            .route("/v1/chat/completions", post(always_500))
-            .with_state(st.clone()),
-    );
-    let http = Http::new(HttpConfig {
-        endpoints: vec![url],
-        max_retries: 6,
-        backoff_base_ms: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    let (_rt, http, st) = backend(always_500, SchemaDialect::Auto);
     let e = http
         .generate(&Request::user("x", "hi", GenParams::greedy(4)))
         .unwrap_err();
@@ -202,18 +178,7 @@ fn a_500_that_repeats_its_message_is_not_retried_again() {
 /// refusal, and the endpoint is not moved off the dialect it takes.
 #[test]
 fn a_schema_refused_in_every_dialect_keeps_the_first_reason_and_the_endpoint_its_dialect() {
-    let st = Arc::new(Seen::default());
-    let (_rt, url) = serve(
-        Router::new()
-            .route("/v1/chat/completions", post(openai_bad_schema))
-            .with_state(st.clone()),
-    );
-    let http = Http::new(HttpConfig {
-        endpoints: vec![url],
-        backoff_base_ms: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    let (_rt, http, st) = backend(openai_bad_schema, SchemaDialect::Auto);
     let e = http.generate(&structured("a", 1)).unwrap_err();
     assert!(matches!(e, LlmError::Refused { .. }), "{e}");
     let msg = e.to_string();

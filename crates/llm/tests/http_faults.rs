@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 #[derive(Default)]
 struct Faults {
     attempts: Mutex<HashMap<String, Vec<Instant>>>,
@@ -285,21 +287,13 @@ fn a_slow_consumer_bounds_answers_received_but_not_yet_taken() {
         ok_body("x", false)
     }
     let st = Arc::new(Seen::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = Router::new()
-        .route("/v1/chat/completions", post(quick))
-        .with_state(st.clone());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (rt, url) = common::serve_on_loopback(
+        Router::new()
+            .route("/v1/chat/completions", post(quick))
+            .with_state(st.clone()),
+    );
     let http = Http::new(HttpConfig {
-        endpoints: vec![format!("http://127.0.0.1:{port}/v1")],
+        endpoints: vec![url],
         model: "m".into(),
         concurrency: 3,
         ..Default::default()

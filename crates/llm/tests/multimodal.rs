@@ -46,21 +46,13 @@ async fn vision(State(seen): State<Seen>, body: String) -> axum::Json<serde_json
 #[test]
 fn images_travel_as_data_uris_and_the_cache_keys_on_their_bytes() {
     let seen: Seen = Arc::default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = Router::new()
-        .route("/v1/chat/completions", post(vision))
-        .with_state(seen.clone());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let (_rt, url) = common::serve_on_loopback(
+        Router::new()
+            .route("/v1/chat/completions", post(vision))
+            .with_state(seen.clone()),
+    );
     let http = Http::new(HttpConfig {
-        endpoints: vec![format!("http://127.0.0.1:{port}/v1")],
+        endpoints: vec![url],
         model: "vlm".into(),
         max_retries: 0,
         ..Default::default()

@@ -45,33 +45,28 @@ pub fn module_tensors<M: Module>(module: &M) -> NamedTensors {
     c.out
 }
 
-/// Serialises named tensors to safetensors bytes, with optional string metadata.
+/// Serialises named tensors to safetensors bytes (F32), with optional string metadata.
 pub fn to_safetensors_bytes(
     tensors: &NamedTensors,
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>> {
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(name, (shape, values))| {
-            let bytes: &[u8] = bytemuck::cast_slice(values);
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v))
-        })
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
-    safetensors::serialize(views, metadata).map_err(|e| Error::Other(format!("safetensors: {e}")))
+    to_safetensors_bytes_as(tensors, &BTreeMap::new(), metadata)
 }
 
-/// Writes `tensors` to `path` atomically, each in the dtype `dtypes` names for it (`F16`,
-/// `BF16`, `F64`; F32 when absent or unknown), rounding to nearest even.
-pub fn save_tensors_as(
-    path: &Path,
+/// [`to_safetensors_bytes`] with each tensor in the dtype `dtypes` names for it (`F16`,
+/// `BF16`, `F64`; F32, written without a copy, when absent or unknown), rounding to nearest
+/// even.
+pub fn to_safetensors_bytes_as(
     tensors: &NamedTensors,
     dtypes: &BTreeMap<String, String>,
-) -> Result<()> {
-    let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    use std::borrow::Cow;
+    // In the map's order, zipped with it below.
+    let encoded: Vec<(Dtype, Cow<'_, [u8]>)> = tensors
         .iter()
-        .map(|(name, (shape, values))| {
-            let (dt, b): (Dtype, Vec<u8>) = match dtypes.get(name).map(String::as_str) {
+        .map(|(name, (_, values))| {
+            let (dt, b): (Dtype, Cow<'_, [u8]>) = match dtypes.get(name).map(String::as_str) {
                 Some("F16") => (
                     Dtype::F16,
                     values
@@ -93,19 +88,30 @@ pub fn save_tensors_as(
                         .flat_map(|&v| (v as f64).to_le_bytes())
                         .collect(),
                 ),
-                _ => (Dtype::F32, bytemuck::cast_slice(values).to_vec()),
+                _ => (Dtype::F32, Cow::Borrowed(bytemuck::cast_slice(values))),
             };
-            (name.clone(), dt, shape.clone(), b)
+            (dt, b)
         })
         .collect();
-    let views: Vec<(String, TensorView<'_>)> = bytes
+    let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
-        .map(|(n, dt, shape, b)| TensorView::new(*dt, shape.clone(), b).map(|v| (n.clone(), v)))
+        .zip(&encoded)
+        .map(|((name, (shape, _)), (dt, b))| {
+            TensorView::new(*dt, shape.clone(), b).map(|v| (name.clone(), v))
+        })
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
-    let out = safetensors::serialize(views, None)
-        .map_err(|e| Error::Other(format!("safetensors: {e}")))?;
-    pw_core::write_atomic(path, &out)
+    safetensors::serialize(views, metadata).map_err(|e| Error::Other(format!("safetensors: {e}")))
+}
+
+/// Writes `tensors` to `path` atomically, each in the dtype `dtypes` names for it (see
+/// [`to_safetensors_bytes_as`]).
+pub fn save_tensors_as(
+    path: &Path,
+    tensors: &NamedTensors,
+    dtypes: &BTreeMap<String, String>,
+) -> Result<()> {
+    pw_core::write_atomic(path, &to_safetensors_bytes_as(tensors, dtypes, None)?)
 }
 
 /// f32 to bfloat16, rounding to nearest even (NaN stays NaN).

@@ -128,7 +128,7 @@ fn caption_resumes_after_a_kill_and_writes_json_and_webvtt() {
         common::serve_on_loopback(Router::new().route("/v1/chat/completions", post(text)));
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let args = |b: &mut Command| {
+    let args_with = |b: &mut Command, frames: &str| {
         b.args([
             "--quiet",
             "--run-dir",
@@ -143,13 +143,14 @@ fn caption_resumes_after_a_kill_and_writes_json_and_webvtt() {
             "--clip-seconds",
             "1",
             "--frames",
-            "2",
+            frames,
             "--size",
             "64",
             "--segment-clips",
             "3",
         ]);
     };
+    let args = |b: &mut Command| args_with(b, "2");
     // Killed once some clips are in the ledger.
     let mut b = bin();
     args(&mut b);
@@ -215,18 +216,7 @@ fn caption_resumes_after_a_kill_and_writes_json_and_webvtt() {
 
     // Other sizes are refused instead of resuming from these captions.
     let mut b = bin();
-    b.args([
-        "--quiet",
-        "--run-dir",
-        run.to_str().unwrap(),
-        "recap",
-        "caption",
-    ])
-    .arg(bikes())
-    .args(["--clip-endpoint", &format!("http://127.0.0.1:{pv}/v1")])
-    .args(["--llm-endpoint", &format!("http://127.0.0.1:{pt}/v1")])
-    .args(["--clip-seconds", "1", "--frames", "3", "--size", "64"])
-    .args(["--segment-clips", "3"]);
+    args_with(&mut b, "3");
     let o = b.output().unwrap();
     let err = one_line_error(&o);
     assert!(

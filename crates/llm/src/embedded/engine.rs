@@ -81,37 +81,26 @@ pub(crate) fn take_last_error() -> Option<String> {
 /// (llama.cpp's grammar parser never returns on some impossible bounds); the conversion and
 /// the parse run with stderr captured, because llama.cpp writes their failures there (a
 /// parse error with the whole grammar after it, an incomplete conversion) instead of to its
-/// log: a failure becomes one line, a warning one `tracing` line.
+/// log: a failure becomes one line, a warning one `tracing` line. A schema's grammar is
+/// converted once and kept in `converted` (a stage sends one schema many times).
 fn grammars_for(
     model: &LlamaModel,
+    converted: &mut HashMap<String, String>,
     schema: &serde_json::Value,
     n: usize,
 ) -> Result<Vec<LlamaSampler>, String> {
-    crate::schema::check(schema)?;
-    let (converted, said) =
-        capture_stderr(|| llama_cpp_2::json_schema_to_grammar(&schema.to_string()));
-    let grammar = match converted {
-        Ok(g) => g,
-        Err(_) => {
-            let why = said
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or("a $ref, keyword or pattern it does not support");
-            return Err(format!(
-                "llama.cpp cannot turn this schema into a grammar: {why}"
-            ));
+    let text = schema.to_string();
+    if !converted.contains_key(&text) {
+        let g = convert(schema, &text)?;
+        if converted.len() >= 256 {
+            converted.clear();
         }
-    };
-    for line in said.lines().filter(|l| !l.trim().is_empty()) {
-        match line.strip_prefix("WARNING: ") {
-            Some(w) => tracing::warn!("json_schema: {w}"),
-            None => eprintln!("{line}"),
-        }
+        converted.insert(text.clone(), g);
     }
+    let grammar = &converted[&text];
     let (made, said) = capture_stderr(|| {
         (0..n)
-            .map(|_| LlamaSampler::grammar(model, &grammar, "root"))
+            .map(|_| LlamaSampler::grammar(model, grammar, "root"))
             .collect::<Result<Vec<_>, _>>()
     });
     match made {
@@ -132,6 +121,32 @@ fn grammars_for(
             Err(format!("llama.cpp refused the grammar made from it: {why}"))
         }
     }
+}
+
+/// A checked schema as GBNF, through llama.cpp's converter with its stderr captured.
+fn convert(schema: &serde_json::Value, text: &str) -> Result<String, String> {
+    crate::schema::check(schema)?;
+    let (converted, said) = capture_stderr(|| llama_cpp_2::json_schema_to_grammar(text));
+    let grammar = match converted {
+        Ok(g) => g,
+        Err(_) => {
+            let why = said
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("a $ref, keyword or pattern it does not support");
+            return Err(format!(
+                "llama.cpp cannot turn this schema into a grammar: {why}"
+            ));
+        }
+    };
+    for line in said.lines().filter(|l| !l.trim().is_empty()) {
+        match line.strip_prefix("WARNING: ") {
+            Some(w) => tracing::warn!("json_schema: {w}"),
+            None => eprintln!("{line}"),
+        }
+    }
+    Ok(grammar)
 }
 
 /// Runs `f` with file descriptor 2 pointed at an unlinked temporary file and returns what was
@@ -334,6 +349,7 @@ pub(super) fn run(
         one: LlamaTokenDataArray::new(Vec::with_capacity(1), false),
         full: LlamaTokenDataArray::new(Vec::new(), false),
         masked: Vec::new(),
+        converted: HashMap::new(),
     };
     engine.serve(rx);
 }
@@ -421,6 +437,8 @@ struct Engine<'m> {
     one: LlamaTokenDataArray,
     full: LlamaTokenDataArray,
     masked: Vec<f32>,
+    /// JSON-schema text -> its GBNF grammar (see [`grammars_for`]).
+    converted: HashMap<String, String>,
 }
 
 impl Engine<'_> {
@@ -533,7 +551,7 @@ impl Engine<'_> {
                 ));
             }
             let grammars = match &p.json_schema {
-                Some(schema) => grammars_for(self.model, schema, sequences)
+                Some(schema) => grammars_for(self.model, &mut self.converted, schema, sequences)
                     .map_err(|e| LlmError::request(&id, format!("json_schema: {e}")))?,
                 None => Vec::new(),
             };

@@ -147,3 +147,19 @@ pub fn start_serve(
         thread: Some(thread),
     }
 }
+
+/// Serves `app` (a fake OpenAI-compatible endpoint) on a free loopback port from its own
+/// runtime, kept alive by the caller; returns the runtime and the base URL (`http://.../v1`).
+pub fn serve_on_loopback(app: axum::Router) -> (tokio::runtime::Runtime, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (rt, url)
+}
