@@ -36,15 +36,20 @@ pub fn default_model(assets: &Path) -> PathBuf {
     assets.join(paths::SMOLLM2)
 }
 
-/// The strongest code model in `assets`: Qwen2.5-Coder-0.5B when setup fetched it, else
-/// SmolLM2-135M.
-pub fn code_model(assets: &Path) -> PathBuf {
+/// The strongest instruct model in `assets`, for stages that write data a user keeps:
+/// Qwen2.5-Coder-0.5B-Instruct when setup fetched it, else SmolLM2-135M-Instruct.
+pub fn instruct_model(assets: &Path) -> PathBuf {
     let qwen = assets.join(paths::QWEN_CODER);
     if qwen.is_file() {
         qwen
     } else {
         default_model(assets)
     }
+}
+
+/// The strongest code model in `assets` (the same Qwen2.5-Coder, else SmolLM2).
+pub fn code_model(assets: &Path) -> PathBuf {
+    instruct_model(assets)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

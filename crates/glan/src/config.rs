@@ -17,13 +17,15 @@ pub struct Sampling {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GlanConfig {
-    /// Model for taxonomy, subjects, syllabus and homework (default: the embedded SmolLM2).
+    /// Model for taxonomy, subjects, syllabus, homework and the judge (default: the strongest
+    /// instruct GGUF in the assets: Qwen2.5-Coder-0.5B-Instruct when setup fetched it, else
+    /// SmolLM2-135M-Instruct).
     pub model: LlmConfig,
     /// Model for the answers. The paper used a cheaper model (GPT-3.5-turbo) than for the
     /// questions (GPT-4). Default: the same as `model`.
     pub answer_model: Option<LlmConfig>,
     /// Per-stage models, keyed by stage (`taxonomy`, `subjects`, `syllabus`, `homework`,
-    /// `answers`), e.g. `[glan.models.syllabus.http]`. A stage without an entry uses
+    /// `answers`, `judge`), e.g. `[glan.models.syllabus.http]`. A stage without an entry uses
     /// `answer_model` (answers) or `model`.
     pub models: std::collections::BTreeMap<String, LlmConfig>,
     /// Response cache off (on by default: a resumed run pays nothing twice).
@@ -35,6 +37,11 @@ pub struct GlanConfig {
     /// Sec. 2.4: answers at temperature 0.7, top-p 0.95.
     pub answers: Sampling,
     pub filters: FilterConfig,
+    /// The quality stage after the answers: a model scores every pair.
+    pub judge: JudgeConfig,
+    /// Share of the kept pairs put in the `test` split of the SFT export (`sft/test.jsonl`),
+    /// chosen by a stable hash of the pair's id.
+    pub sft_test_share: f64,
     /// Extra attempts (new seed) when an output does not parse or validate.
     pub retries: u32,
     /// Use only the first N disciplines of the taxonomy (0: all).
@@ -89,6 +96,45 @@ pub struct HomeworkConfig {
     pub sampling: Sampling,
 }
 
+/// The judge stage (ours; the paper filters nothing by model): any Generator replies, under a
+/// JSON schema, with a reason and a 1-10 score for each of four criteria (is it a question, is
+/// it answerable, does it use the key concepts, is the answer correct and complete).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// Run the judge stage and filter by it.
+    pub enabled: bool,
+    /// A pair passes when every criterion scores at least this (fixed before any run: above
+    /// the middle of the 1-10 scale).
+    pub min_score: u32,
+    /// Greedy by default: a verdict should not depend on a sample.
+    pub sampling: Sampling,
+    /// Before the pairs, judge the hand-labelled sample shipped with the crate
+    /// (`judge.hand.jsonl`) and measure the judge against its labels. A judge whose Cohen's
+    /// kappa with the labels is under `min_kappa` cannot tell good pairs from bad ones: its
+    /// verdicts are still written, but it removes nothing. (Sharded runs skip it; the judge
+    /// then filters.)
+    pub calibrate: bool,
+    /// Fixed before any run: 0.2, the lower edge of "fair" agreement (Landis and Koch).
+    pub min_kappa: f64,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        JudgeConfig {
+            enabled: true,
+            min_score: 6,
+            sampling: Sampling {
+                temperature: 0.0,
+                top_p: 1.0,
+                max_tokens: 256,
+            },
+            calibrate: true,
+            min_kappa: 0.2,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilterConfig {
@@ -105,6 +151,20 @@ pub struct FilterConfig {
     pub max_answer_words: usize,
     /// Share of letters that must be ASCII (a cheap English check).
     pub min_ascii_letters: f64,
+    /// Remove answers that stopped at `answers.max_tokens` (cut mid-sentence).
+    pub drop_truncated: bool,
+    /// Remove questions that neither hold a question mark nor open a sentence with a question
+    /// word or an exercise verb.
+    pub question_form: bool,
+    /// Highest share of word 3-grams of the question or the answer that repeat an earlier one.
+    pub max_repetition: f64,
+    /// Highest share of the answer's word 3-grams that copy the question.
+    pub max_echo: f64,
+    /// Lowest share of the question's and of the answer's words (3+ letters, LaTeX commands
+    /// left out) found in the word list; 0 turns the detector off.
+    pub min_dictionary_share: f64,
+    /// The word list (Debian's wamerican, which scripts/setup.sh installs).
+    pub dictionary: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -131,6 +191,8 @@ impl Default for GlanConfig {
                 max_tokens: 512,
             },
             filters: FilterConfig::default(),
+            judge: JudgeConfig::default(),
+            sft_test_share: 0.05,
             retries: 2,
             max_disciplines: 0,
         }
@@ -218,6 +280,12 @@ impl Default for FilterConfig {
             min_answer_words: 3,
             max_answer_words: 2000,
             min_ascii_letters: 0.9,
+            drop_truncated: true,
+            question_form: true,
+            max_repetition: 0.3,
+            max_echo: 0.5,
+            min_dictionary_share: 0.8,
+            dictionary: PathBuf::from("/usr/share/dict/words"),
         }
     }
 }
@@ -279,6 +347,22 @@ impl GlanConfig {
                 f.near_duplicate
             ));
         }
+        for (k, v) in [
+            ("filters.max_repetition", f.max_repetition),
+            ("filters.max_echo", f.max_echo),
+            ("filters.min_dictionary_share", f.min_dictionary_share),
+            ("sft_test_share", self.sft_test_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{k} {v} must be in [0, 1]"));
+            }
+        }
+        if !(1..=10).contains(&self.judge.min_score) {
+            return Err(format!(
+                "judge.min_score {} must be in 1..=10 (the scores are 1-10)",
+                self.judge.min_score
+            ));
+        }
         if !(0.0..=1.0).contains(&f.min_ascii_letters) {
             return Err(format!(
                 "filters.min_ascii_letters {} must be in [0, 1]",
@@ -293,6 +377,7 @@ impl GlanConfig {
         self.syllabus.sampling.validate("syllabus.sampling")?;
         self.homework.sampling.validate("homework.sampling")?;
         self.answers.validate("answers")?;
+        self.judge.sampling.validate("judge.sampling")?;
         Ok(())
     }
 }
@@ -311,7 +396,6 @@ impl ReproConfig for GlanConfig {
             ..Default::default()
         };
         c.subjects.queries = 2;
-        c.subjects.per_query = 3;
         c.syllabus.min_sessions = 3;
         c.syllabus.max_sessions = 5;
         c.syllabus.key_concepts = 3;
@@ -319,13 +403,23 @@ impl ReproConfig for GlanConfig {
             max_tokens: 900,
             ..c.syllabus.sampling
         };
-        c.homework.per_syllabus = 14;
+        // Sized for about 15 minutes on 2 cores with Qwen2.5-Coder-0.5B (measured per stage:
+        // homework ~1.8 s a question, answers ~58 tokens/s over 8 parallel sequences, the
+        // judge ~4 s a pair). At 320 answer tokens half the answers were cut off.
+        c.subjects.per_query = 2;
+        c.homework.per_syllabus = 8;
         c.homework.sampling.max_tokens = 160;
-        c.answers.max_tokens = 200;
+        c.answers.max_tokens = 448;
+        // A 0.5B model at the paper's T 1.0 (set for GPT-4) drifts into other languages and
+        // invented terms within a syllabus; 0.7 keeps it on topic. Subjects keep T 1.0, where
+        // the paper wants variety.
+        c.syllabus.sampling.temperature = 0.7;
+        c.homework.sampling.temperature = 0.7;
         if size == Size::Full {
             c.max_disciplines = 8;
             c.subjects.queries = 4;
-            c.answers.max_tokens = 400;
+            c.subjects.per_query = 3;
+            c.homework.per_syllabus = 14;
         }
         c
     }
@@ -360,6 +454,12 @@ mod tests {
             ),
             (|c| c.homework.hard_fraction = 1.5, "homework.hard_fraction"),
             (|c| c.filters.near_duplicate = 0.0, "filters.near_duplicate"),
+            (|c| c.filters.max_echo = 1.5, "filters.max_echo"),
+            (|c| c.judge.min_score = 11, "judge.min_score"),
+            (
+                |c| c.judge.sampling.max_tokens = 0,
+                "judge.sampling.max_tokens",
+            ),
         ];
         for (edit, key) in cases {
             let mut c = GlanConfig::default();

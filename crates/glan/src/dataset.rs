@@ -3,6 +3,7 @@
 //! and the JSONL / Parquet writers.
 
 use crate::config::FilterConfig;
+use crate::quality::{DetectorLimits, Dictionary, Verdict, detect};
 use pw_core::{Error, Result};
 use pw_data::dedup::{Contamination, Duplicate, NearDuplicates, words};
 use pw_llm::ChatMessage;
@@ -69,13 +70,74 @@ pub fn pairs(answers: &[StageRecord]) -> Vec<Pair> {
         .collect()
 }
 
-/// A pair the filters removed, and why.
+/// A pair the filters removed, and why (with its texts, so `filtered.jsonl` shows what went).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Removed {
     pub id: String,
     pub filter: String,
     pub reason: String,
+    #[serde(default)]
+    pub question: String,
+    #[serde(default)]
+    pub answer: String,
 }
+
+/// What the judge stage said of a pair.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JudgeOutcome {
+    /// The judge stage is off.
+    Off,
+    Verdict(Verdict),
+    /// The judge's replies did not parse or validate after the retries: the reject's reason.
+    Rejected(String),
+    /// No verdict and no reject (the stage has not run on this pair).
+    Missing,
+}
+
+/// An answered pair with what the filters need beyond its texts.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub pair: Pair,
+    /// The answer stopped at `answers.max_tokens`.
+    pub truncated: bool,
+    pub judge: JudgeOutcome,
+}
+
+/// The filters' settings and the resources they read.
+pub struct Filters<'a> {
+    pub cfg: &'a FilterConfig,
+    pub bench: &'a Contamination,
+    /// The word list of the dictionary detector (`None`: detector off).
+    pub dict: Option<&'a Dictionary>,
+    /// `judge.min_score`.
+    pub judge_min: u32,
+}
+
+impl Filters<'_> {
+    pub fn limits(&self) -> DetectorLimits {
+        DetectorLimits {
+            question_form: self.cfg.question_form,
+            max_repetition: self.cfg.max_repetition,
+            max_echo: self.cfg.max_echo,
+            min_dictionary_share: self.cfg.min_dictionary_share,
+        }
+    }
+}
+
+/// The filters in the order they apply; `filtered.jsonl` names them.
+pub const FILTERS: [&str; 11] = [
+    "length",
+    "language",
+    "truncated",
+    "question_form",
+    "repetition",
+    "echo",
+    "dictionary",
+    "contamination",
+    "judge",
+    "exact_duplicate",
+    "near_duplicate",
+];
 
 /// Loads the benchmark texts (`field` of each JSONL line; .gz allowed) into one index.
 pub fn contamination_index(
@@ -125,27 +187,21 @@ fn ascii_letter_share(text: &str) -> f64 {
     }
 }
 
-/// Applies the filters in order (length, language, duplicates, contamination); returns the
-/// kept pairs, the removed ones with reasons, and counts per filter.
+/// Applies the filters in the order of [`FILTERS`]; returns the kept pairs, the removed ones
+/// with reasons, and counts per filter. The judge comes after the cheap filters and before the
+/// duplicate check, so a pair the judge removes does not make a later, better copy a duplicate.
 pub fn filter(
-    pairs: Vec<Pair>,
-    cfg: &FilterConfig,
-    bench: &Contamination,
+    candidates: Vec<Candidate>,
+    f: &Filters,
 ) -> (Vec<Pair>, Vec<Removed>, BTreeMap<String, usize>) {
+    let cfg = f.cfg;
+    let limits = f.limits();
     let mut kept = Vec::new();
     let mut removed = Vec::new();
-    let mut counts: BTreeMap<String, usize> = [
-        "length",
-        "language",
-        "exact_duplicate",
-        "near_duplicate",
-        "contamination",
-    ]
-    .iter()
-    .map(|k| (k.to_string(), 0))
-    .collect();
+    let mut counts: BTreeMap<String, usize> = FILTERS.iter().map(|k| (k.to_string(), 0)).collect();
     let mut dups = NearDuplicates::new(cfg.near_duplicate);
-    for p in pairs {
+    for c in candidates {
+        let p = c.pair;
         let q = &p.messages[0].text();
         let a = &p.messages[1].text();
         let (qw, aw) = (words(q).len(), words(a).len());
@@ -159,11 +215,20 @@ pub fn filter(
             || ascii_letter_share(a) < cfg.min_ascii_letters
         {
             Some(("language", "too few ASCII letters for English".into()))
-        } else if let Some(b) = bench.matches(q).or_else(|| bench.matches(a)) {
+        } else if cfg.drop_truncated && c.truncated {
+            Some((
+                "truncated",
+                "the answer stopped at answers.max_tokens".into(),
+            ))
+        } else if let Some(d) = detect(&limits, f.dict, q, a) {
+            Some(d)
+        } else if let Some(b) = f.bench.matches(q).or_else(|| f.bench.matches(a)) {
             Some((
                 "contamination",
                 format!("shares a {}-gram with {b}", cfg.ngram),
             ))
+        } else if let Some(why) = judge_fails(&c.judge, f.judge_min) {
+            Some(("judge", why))
         } else {
             match dups.check(&p.id, q) {
                 Ok(()) => None,
@@ -178,17 +243,78 @@ pub fn filter(
         };
         match verdict {
             None => kept.push(p),
-            Some((f, reason)) => {
-                *counts.entry(f.to_string()).or_default() += 1;
+            Some((name, reason)) => {
+                *counts.entry(name.to_string()).or_default() += 1;
                 removed.push(Removed {
+                    question: q.to_string(),
+                    answer: a.to_string(),
                     id: p.id,
-                    filter: f.into(),
+                    filter: name.into(),
                     reason,
                 });
             }
         }
     }
     (kept, removed, counts)
+}
+
+/// Why the judge removes a pair, if it does.
+pub fn judge_fails(j: &JudgeOutcome, min_score: u32) -> Option<String> {
+    match j {
+        JudgeOutcome::Off => None,
+        JudgeOutcome::Verdict(v) if v.passes(min_score) => None,
+        JudgeOutcome::Verdict(v) => Some(format!(
+            "scored under {min_score}: {} ({})",
+            v.failing(min_score),
+            v.reason
+        )),
+        JudgeOutcome::Rejected(r) => {
+            Some(format!("no verdict: the judge's reply was rejected ({r})"))
+        }
+        JudgeOutcome::Missing => Some("no verdict: the judge stage has not scored it".into()),
+    }
+}
+
+/// One row of the SFT export: the chat messages only, the shape TRL's `SFTTrainer` and
+/// axolotl's `chat_template` datasets read.
+#[derive(Serialize, Deserialize)]
+pub struct SftRow {
+    pub messages: Vec<ChatMessage>,
+}
+
+/// Splits the kept pairs into train and test by a stable hash of their ids (`test_share` of
+/// them in test, at least one when there are two pairs or more) and writes
+/// `<dir>/train.jsonl` and `<dir>/test.jsonl`. Returns (train, test) sizes.
+pub fn write_sft(dir: &std::path::Path, kept: &[Pair], test_share: f64) -> Result<(usize, usize)> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let cut = (test_share.clamp(0.0, 1.0) * 10_000.0) as u64;
+    let bucket = |p: &Pair| pw_core::seed::mix(pw_core::shard::stable_hash(&p.id)) % 10_000;
+    let mut test: Vec<bool> = kept.iter().map(|p| bucket(p) < cut).collect();
+    if kept.len() >= 2
+        && test_share > 0.0
+        && !test.iter().any(|&t| t)
+        && let Some(i) = (0..kept.len()).min_by_key(|&i| bucket(&kept[i]))
+    {
+        test[i] = true;
+    }
+    let row = |p: &Pair| SftRow {
+        messages: p.messages.clone(),
+    };
+    let train: Vec<SftRow> = kept
+        .iter()
+        .zip(&test)
+        .filter(|(_, t)| !**t)
+        .map(|(p, _)| row(p))
+        .collect();
+    let tst: Vec<SftRow> = kept
+        .iter()
+        .zip(&test)
+        .filter(|(_, t)| **t)
+        .map(|(p, _)| row(p))
+        .collect();
+    pw_core::jsonl::write_jsonl(&dir.join("train.jsonl"), &train)?;
+    pw_core::jsonl::write_jsonl(&dir.join("test.jsonl"), &tst)?;
+    Ok((train.len(), tst.len()))
 }
 
 /// Distinct-n: distinct word n-grams over all n-grams of the questions.
@@ -319,24 +445,109 @@ mod tests {
         ];
         rows[1].messages[1].content =
             "Water evaporates, condenses into clouds and falls as rain.".into();
-        let (kept, removed, counts) = filter(rows, &FilterConfig::default(), &bench);
+        rows.push(pair(
+            8,
+            "10, Device: Precious Heart: electronic device and Solar Power",
+        ));
+        rows.push(pair(
+            9,
+            "Explain why the boiling point of water drops at high altitude.",
+        ));
+        rows.push(pair(
+            10,
+            "Explain how a lever multiplies force, using the idea of torque about a pivot, step by step.",
+        ));
+        let verdict = |s: u32| {
+            JudgeOutcome::Verdict(Verdict {
+                reason: "r".into(),
+                scores: crate::quality::Scores {
+                    is_question: 9,
+                    answerable: 9,
+                    uses_key_concepts: 9,
+                    answer_correct: s,
+                },
+            })
+        };
+        let cands: Vec<Candidate> = rows
+            .into_iter()
+            .map(|p| {
+                let n: usize = p.id.rsplit('h').next().unwrap().parse().unwrap();
+                Candidate {
+                    truncated: n == 7,
+                    judge: match n {
+                        9 => verdict(2),
+                        10 => JudgeOutcome::Rejected("output is not JSON".into()),
+                        _ => verdict(8),
+                    },
+                    pair: p,
+                }
+            })
+            .collect();
+        let cfg = FilterConfig {
+            min_dictionary_share: 0.0,
+            ..Default::default()
+        };
+        let f = Filters {
+            cfg: &cfg,
+            bench: &bench,
+            dict: None,
+            judge_min: 6,
+        };
+        let (kept, removed, counts) = filter(cands, &f);
         let kept_ids: Vec<&str> = kept.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(kept_ids, ["d#q0/s0/h0", "d#q0/s0/h1", "d#q0/s0/h7"]);
+        assert_eq!(kept_ids, ["d#q0/s0/h0", "d#q0/s0/h1"]);
         for (f, n) in [
             ("exact_duplicate", 1),
             ("near_duplicate", 1),
             ("contamination", 1),
             ("length", 1),
             ("language", 1),
+            ("truncated", 1),
+            ("question_form", 1),
+            ("judge", 2),
         ] {
             assert_eq!(counts[f], n, "{f}: {counts:?}");
         }
-        assert_eq!(removed.len(), 5);
+        assert_eq!(removed.len(), 9);
+        let why = |id: &str| {
+            removed
+                .iter()
+                .find(|r| r.id.ends_with(id))
+                .map(|r| r.reason.clone())
+                .unwrap()
+        };
+        assert!(why("h9").contains("answer_correct 2"), "{}", why("h9"));
+        assert!(why("h10").contains("output is not JSON"), "{}", why("h10"));
+        assert!(
+            removed
+                .iter()
+                .all(|r| !r.question.is_empty() && !r.answer.is_empty())
+        );
         assert!(
             removed
                 .iter()
                 .any(|r| r.filter == "contamination" && r.reason.contains("HumanEval.jsonl:1"))
         );
+    }
+
+    #[test]
+    fn sft_export_splits_by_id_and_holds_only_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<Pair> = (0..40)
+            .map(|i| pair(i, &format!("Question number {i} about levers?")))
+            .collect();
+        let (train, test) = write_sft(dir.path(), &rows, 0.1).unwrap();
+        assert_eq!(train + test, 40);
+        assert!((1..=10).contains(&test), "{test}");
+        let again = tempfile::tempdir().unwrap();
+        assert_eq!(write_sft(again.path(), &rows, 0.1).unwrap(), (train, test));
+        let text = std::fs::read_to_string(dir.path().join("test.jsonl")).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first.as_object().unwrap().len(), 1, "{first}");
+        assert_eq!(first["messages"][0]["role"], "user");
+        assert!(first["messages"][1]["content"].is_string());
+        // two pairs: one of them goes to test even when the hash puts none there
+        assert_eq!(write_sft(dir.path(), &rows[..2], 0.0001).unwrap(), (1, 1));
     }
 
     #[test]

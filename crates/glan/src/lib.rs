@@ -7,8 +7,12 @@
 //!    (class sessions with key concepts), 4. homework questions from one session (basic) or two
 //!    (harder) and 1-5 of their key concepts, 5. answers by a separately chosen model
 //!    (`pipeline.rs`), each a resumable pw-llm stage with JSON schemas, retries and rejects;
-//! 6. filters (length, language, exact/near duplicates, benchmark contamination) and the
-//!    JSONL / Parquet dataset in chat `messages` form with provenance (`dataset.rs`);
+//! 6. a judge stage (ours): a model scores each pair 1-10 on four criteria (`pipeline.rs`,
+//!    `quality.rs`);
+//! 7. filters (length, language, truncation, cheap detectors: question form, repetition, echo,
+//!    dictionary words; contamination, the judge, exact/near duplicates; `quality.rs`) and the
+//!    JSONL / Parquet dataset in chat `messages` form with provenance, plus the SFT export
+//!    (`sft/train.jsonl`, `sft/test.jsonl`) for TRL and axolotl (`dataset.rs`);
 //!    the real-use entry points (stages, shards, merge, the dataset and its report) in
 //!    `run.rs`; the claims and report section in `report.rs`; the miniature's orchestration
 //!    in `reproduce.rs`; configuration (paper values as defaults, sizes) in `config.rs`.
@@ -21,6 +25,7 @@ pub mod config;
 pub mod dataset;
 pub mod parquet;
 pub mod pipeline;
+pub mod quality;
 pub mod report;
 pub mod reproduce;
 pub mod run;

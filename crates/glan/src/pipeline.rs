@@ -218,7 +218,9 @@ pub fn homework_items(recs: &[StageRecord], cfg: &GlanConfig, seed: u64) -> Resu
                     ChatMessage::user(format!(
                         "The syllabus of the course \"{}\":\n{syllabus}\n\nThe students have \
                          learned sessions 1 to {upto}. Write one {} homework question that \
-                         tests {} using these key concepts: {}. Answer in JSON.",
+                         tests {} using these key concepts: {}. The question must stand on its \
+                         own: state every quantity it needs and refer to no options, figures \
+                         or texts that it does not hold. Answer in JSON.",
                         subject.name,
                         if hard { "challenging" } else { "basic" },
                         sel.join(" and "),
@@ -239,18 +241,93 @@ pub fn homework_items(recs: &[StageRecord], cfg: &GlanConfig, seed: u64) -> Resu
     Ok(out)
 }
 
-/// Step 5 (Sec. 2.4): an answer per question, by the answer model.
+/// Step 5 (Sec. 2.4): an answer per question, by the answer model. The system message asks for
+/// an answer that fits `answers.max_tokens` (half a word a token, leaving room for formulas and
+/// markup), so fewer answers are
+/// cut off and removed as truncated.
 pub fn answer_items(recs: &[StageRecord], cfg: &GlanConfig, seed: u64) -> Vec<StageItem> {
+    let words = (cfg.answers.max_tokens as f64 * 0.5).round().max(20.0) as u32;
     recs.iter()
         .filter_map(|r| {
             let q = r.output["question"].as_str()?.trim().to_string();
             Some(StageItem {
                 id: r.id.clone(),
-                messages: vec![ChatMessage::user(q.clone())],
+                messages: vec![
+                    ChatMessage::system(format!(
+                        "You are a knowledgeable tutor. Answer the homework question \
+                         correctly and completely, in at most {words} words.",
+                    )),
+                    ChatMessage::user(q.clone()),
+                ],
                 params: params(&cfg.answers, seed_for(seed, &format!("{}/a", r.id)), None),
                 meta: json!({"question": q, "question_model": r.model,
                              "question_seed": r.seed, "homework": r.meta}),
             })
+        })
+        .collect()
+}
+
+/// The judge's request for one pair: the discipline, the key concepts, the question and the
+/// answer, and the four criteria to score 1-10 (see [`crate::quality::Verdict`]).
+pub fn judge_item(
+    id: &str,
+    discipline: &str,
+    key_concepts: &[String],
+    question: &str,
+    answer: &str,
+    cfg: &GlanConfig,
+    seed: u64,
+) -> StageItem {
+    let criteria: String = crate::quality::CRITERIA
+        .iter()
+        .map(|(name, what)| format!("- {name}: {what}\n"))
+        .collect();
+    StageItem {
+        id: id.to_string(),
+        messages: vec![
+            ChatMessage::system(
+                "You are a strict grader of homework datasets. Bad questions and wrong \
+                 answers must get low scores.",
+            ),
+            ChatMessage::user(format!(
+                "Discipline: {discipline}\nKey concepts: {}\n\nQuestion:\n{question}\n\n\
+                 Answer:\n{answer}\n\nScore each criterion from 1 (not at all) to 10 \
+                 (fully):\n{criteria}First give a one-sentence reason, then the scores. \
+                 Answer in JSON.",
+                key_concepts.join(", ")
+            )),
+        ],
+        params: params(
+            &cfg.judge.sampling,
+            seed_for(seed, &format!("{id}/judge")),
+            Some(crate::quality::verdict_schema()),
+        ),
+        meta: json!({}),
+    }
+}
+
+/// Step 6 (ours): the judge's request for every answered pair.
+pub fn judge_items(recs: &[StageRecord], cfg: &GlanConfig, seed: u64) -> Vec<StageItem> {
+    recs.iter()
+        .map(|r| {
+            let m = &r.meta;
+            let list: Vec<String> = m["homework"]["key_concepts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
+            judge_item(
+                &r.id,
+                m["homework"]["subject"]["discipline"]["name"]
+                    .as_str()
+                    .unwrap_or_default(),
+                &list,
+                m["question"].as_str().unwrap_or_default(),
+                r.text.trim(),
+                cfg,
+                seed,
+            )
         })
         .collect()
 }

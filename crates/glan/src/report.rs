@@ -51,8 +51,8 @@ pub fn stage_table(stats: &BTreeMap<String, StageStats>) -> Table {
         "wall s",
         "tokens/s",
     ]);
-    for name in run::STAGES {
-        if let Some(s) = stats.get(name) {
+    for name in run::STAGES.iter().chain([&run::CALIBRATION_STAGE]) {
+        if let Some(s) = stats.get(*name) {
             t.row([
                 name.to_string(),
                 s.items.to_string(),
@@ -93,7 +93,43 @@ pub fn dataset_blocks(d: &DatasetSummary) -> Vec<Block> {
         .enumerate()
         .map(|(i, k)| format!("{}: {k}", i + 1))
         .collect();
-    vec![
+    let share = |n: usize, of: usize| {
+        if of == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.0}%", 100.0 * n as f64 / of as f64)
+        }
+    };
+    let mut quality = format!(
+        "Quality: {} of {} answered pairs ({}) pass the cheap detectors (question form, \
+         repetition, echo of the question, dictionary words).",
+        d.detectors_pass,
+        d.answered,
+        share(d.detectors_pass, d.answered)
+    );
+    if d.judged > 0 {
+        quality.push_str(&format!(
+            " {} of {} judged pairs ({}) pass the judge (every criterion at least the \
+             configured score). Detectors against the judge: {}.{}",
+            d.judge_pass,
+            d.judged,
+            share(d.judge_pass, d.judged),
+            d.detectors_vs_judge.describe(),
+            if d.judge_filters {
+                ""
+            } else {
+                " The judge removed nothing: on the hand-labelled sample it could not tell good \
+                 pairs from bad ones (kappa under judge.min_kappa); its verdicts are in \
+                 judge.jsonl."
+            }
+        ));
+    }
+    quality.push_str(&format!(
+        " SFT export (sft/train.jsonl, sft/test.jsonl; `messages` only, for TRL and \
+         axolotl): {} train, {} test.",
+        d.sft_train, d.sft_test
+    ));
+    let mut blocks = vec![
         Block::Paragraph(format!(
             "{} answered pairs, {} kept after the filters, from {} disciplines. Diversity of the \
              kept questions: distinct-2 {:.3}, distinct-3 {:.3}, mean pairwise word-set Jaccard \
@@ -110,6 +146,12 @@ pub fn dataset_blocks(d: &DatasetSummary) -> Vec<Block> {
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
+        Block::Paragraph(quality),
+    ];
+    if let Some(h) = &d.hand {
+        blocks.push(hand_labelled_block(h));
+    }
+    blocks.extend([
         Block::Table(f),
         Block::Table(r),
         Block::Plot(Plot {
@@ -125,7 +167,81 @@ pub fn dataset_blocks(d: &DatasetSummary) -> Vec<Block> {
                 .collect(),
         }),
         Block::Paragraph(format!("Disciplines: {}.", names.join("; "))),
-    ]
+    ]);
+    if !d.samples_kept.is_empty() {
+        blocks.push(Block::Paragraph(format!(
+            "{} kept pairs, chosen at random (by a hash of their ids):",
+            d.samples_kept.len()
+        )));
+        blocks.push(Block::Code(samples_text(&d.samples_kept)));
+    }
+    if !d.samples_removed.is_empty() {
+        blocks.push(Block::Paragraph(format!(
+            "{} removed pairs, chosen the same way, with the filter that removed them:",
+            d.samples_removed.len()
+        )));
+        blocks.push(Block::Code(samples_text(&d.samples_removed)));
+    }
+    blocks
+}
+
+/// Longest answer text shown per sample (characters).
+const SAMPLE_CHARS: usize = 600;
+
+fn clip(s: &str, n: usize) -> String {
+    let t = s.trim();
+    if t.chars().count() <= n {
+        t.to_string()
+    } else {
+        format!("{} [...]", t.chars().take(n).collect::<String>().trim_end())
+    }
+}
+
+fn samples_text(samples: &[run::Sample]) -> String {
+    samples
+        .iter()
+        .map(|s| {
+            let mut t = format!("[{}]", s.id);
+            if let (Some(f), Some(r)) = (&s.filter, &s.reason) {
+                t.push_str(&format!(" removed by {f}: {}", clip(r, 200)));
+            }
+            format!(
+                "{t}\nuser: {}\nassistant: {}",
+                clip(&s.question, SAMPLE_CHARS),
+                clip(&s.answer, SAMPLE_CHARS)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// The paragraph on the hand-labelled sample.
+pub fn hand_labelled_block(h: &run::HandLabelledAgreement) -> Block {
+    Block::Paragraph(format!(
+        "Hand-labelled sample ({} pairs shipped in crates/glan/data/hand_labelled.jsonl, {} \
+         labelled good: hand-written reference pairs; real SmolLM2 and Qwen outputs and \
+         hand-written failures labelled bad). The cheap detectors pass {} of the good and {} \
+         of the bad; against the labels: {}. The judge passes {} of the good and {} of the \
+         bad; against the labels: {}{}. {}",
+        h.pairs,
+        h.good,
+        h.detectors.both_pass,
+        h.detectors.second_only,
+        h.detectors.describe(),
+        h.judge.both_pass,
+        h.judge.second_only,
+        h.judge.describe(),
+        if h.judge_rejected > 0 {
+            format!("; {} replies rejected after retries", h.judge_rejected)
+        } else {
+            String::new()
+        },
+        if h.judge_informative {
+            "The judge filters."
+        } else {
+            "Under judge.min_kappa: the judge does not filter."
+        }
+    ))
 }
 
 /// What one reproduction run measured.
@@ -213,10 +329,12 @@ pub fn outcome(m: Measured) -> ReproOutcome {
     }
     let mut blocks = vec![
         Block::Paragraph(format!(
-            "Model {} (answers: {}). Wall {wall:.1} s; {completion} completion tokens \
+            "Model {} (answers: {}; judge: the question model unless configured). Wall {wall:.1} s; {completion} completion tokens \
              generated at {:.1} tokens/s over the generation stages. Outputs: glan.jsonl and \
-             glan.parquet (chat `messages` + provenance), filtered.jsonl (removed pairs with \
-             the filter and reason), <stage>.rejects.jsonl (items that failed their schema \
+             glan.parquet (chat `messages` + provenance), sft/ (the SFT export), \
+             filtered.jsonl (removed pairs with the filter, reason and texts), judge.jsonl \
+             (the judge's scores and reasons), quality.jsonl (every pair's detector, \
+             truncation and judge signals), <stage>.rejects.jsonl (items that failed their schema \
              after {} retries), taxonomy.toml.",
             models.0,
             models.1,

@@ -1,5 +1,6 @@
-//! The miniature reproduction: the whole pipeline on the embedded SmolLM2 (or any configured
-//! model) for a 2-discipline taxonomy, measured.
+//! The miniature reproduction: the whole pipeline on the strongest instruct GGUF in the assets
+//! (Qwen2.5-Coder-0.5B-Instruct, else SmolLM2; or any configured model) for a 2-discipline
+//! taxonomy, measured.
 //!
 //! The paper's headline (Mistral-7B fine-tuned on 10M GLAN pairs: GSM8K 43.4 -> 80.8, HumanEval
 //! 28.0 -> 48.8) needs a 7B fine-tune on millions of pairs and is out of reach here; the

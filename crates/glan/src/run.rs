@@ -2,8 +2,9 @@
 //! JSONL + Parquet, resumable at every step, `--shard I/N` over disciplines, `merge` of shards.
 
 use crate::config::GlanConfig;
-use crate::dataset;
+use crate::dataset::{self, Candidate, Filters, JudgeOutcome};
 use crate::pipeline;
+use crate::quality::{Agreement, Dictionary, Verdict, detect};
 use crate::taxonomy::{self, Taxonomy};
 use pw_core::{Error, Ledger, Result, Shard};
 use pw_llm::stage::{StageOptions, StageRecord, StageStats, default_check, run_stage};
@@ -13,9 +14,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub const STAGES: [&str; 4] = ["subjects", "syllabus", "homework", "answers"];
+pub const STAGES: [&str; 5] = ["subjects", "syllabus", "homework", "answers", "judge"];
 
-pub const ALL_STAGES: [&str; 5] = ["taxonomy", "subjects", "syllabus", "homework", "answers"];
+pub const ALL_STAGES: [&str; 6] = [
+    "taxonomy", "subjects", "syllabus", "homework", "answers", "judge",
+];
 
 /// The models of the stages, behind one shared response cache.
 pub struct Models {
@@ -40,7 +43,7 @@ impl Models {
 
 fn with_default_model(mut m: LlmConfig, assets: &Path) -> LlmConfig {
     if !m.uses_http() && m.embedded.model.as_os_str().is_empty() {
-        m.embedded.model = pw_data::assets::default_model(assets);
+        m.embedded.model = pw_data::assets::instruct_model(assets);
     }
     m.cache = None;
     m
@@ -114,18 +117,27 @@ pub fn taxonomy(cfg: &GlanConfig, dir: &Path, g: &dyn Generator, seed: u64) -> R
 /// resuming from ledgers they did not make. Filters, concurrency, cache and shard are left
 /// out: the dataset is filtered anew from the ledgers on every run, and the others do not
 /// change an answer.
-pub fn input_print(cfg: &GlanConfig, dir: &Path, seed: u64) -> (PathBuf, serde_json::Value) {
+/// Models are named as resolved (an empty embedded path is the assets' default model), so a
+/// rerun after the default changed is refused too.
+pub fn input_print(
+    cfg: &GlanConfig,
+    dir: &Path,
+    assets: &Path,
+    seed: u64,
+) -> (PathBuf, serde_json::Value) {
     let taxonomy = cfg
         .taxonomy
         .file
         .clone()
         .unwrap_or_else(|| dir.join("taxonomy.toml"));
+    let id = |m: &LlmConfig| with_default_model(m.clone(), assets).identity();
     let stages: BTreeMap<&String, serde_json::Value> =
-        cfg.models.iter().map(|(k, m)| (k, m.identity())).collect();
+        cfg.models.iter().map(|(k, m)| (k, id(m))).collect();
     let settings = serde_json::json!({
         "seed": seed,
-        "model": cfg.model.identity(),
-        "answer_model": cfg.answer_model.as_ref().map(|m| m.identity()),
+        "model": id(&cfg.model),
+        "answer_model": cfg.answer_model.as_ref().map(id),
+        "judge": cfg.judge,
         "stage_models": stages,
         "subjects": cfg.subjects,
         "syllabus": cfg.syllabus,
@@ -198,30 +210,54 @@ pub fn generate_stages(
         stats.insert(name.to_string(), s);
         Ledger::read_all(&out)
     };
-    let q = models.question.as_ref();
+    let m = |name: &str| models.for_stage(name);
     let stop = |name: &str| until == Some(name);
-    let subj = stage("subjects", q, pipeline::subject_items(&ds, cfg, seed))?;
+    let subj = stage(
+        "subjects",
+        m("subjects"),
+        pipeline::subject_items(&ds, cfg, seed),
+    )?;
     if stop("subjects") {
         return Ok(stats);
     }
     let subjects = pipeline::subjects(&subj)?;
     let syl = stage(
         "syllabus",
-        q,
+        m("syllabus"),
         pipeline::syllabus_items(&subjects, cfg, seed),
     )?;
     if stop("syllabus") {
         return Ok(stats);
     }
-    let hw = stage("homework", q, pipeline::homework_items(&syl, cfg, seed)?)?;
+    let hw = stage(
+        "homework",
+        m("homework"),
+        pipeline::homework_items(&syl, cfg, seed)?,
+    )?;
     if stop("homework") {
         return Ok(stats);
     }
-    stage(
+    let answers = stage(
         "answers",
-        models.answer.as_ref(),
+        m("answers"),
         pipeline::answer_items(&hw, cfg, seed),
     )?;
+    if stop("answers") || !cfg.judge.enabled {
+        return Ok(stats);
+    }
+    let calibration = if cfg.judge.calibrate && shard == Shard::ALL {
+        Some(judge_hand_labelled(cfg, dir, m("judge"), seed)?)
+    } else {
+        None
+    };
+    stage(
+        "judge",
+        m("judge"),
+        pipeline::judge_items(&answers, cfg, seed),
+    )?;
+    if let Some(c) = calibration {
+        stats.insert(CALIBRATION_STAGE.into(), c);
+    }
     Ok(stats)
 }
 
@@ -238,6 +274,98 @@ pub struct DatasetSummary {
     pub distinct_3: f64,
     pub mean_pairwise_similarity: f64,
     pub mean_question_words: BTreeMap<String, f64>,
+    /// Answered pairs that pass every cheap detector (question form, repetition, echo,
+    /// dictionary words).
+    pub detectors_pass: usize,
+    /// Answered pairs with a judge verdict, and those of them that pass it.
+    pub judged: usize,
+    pub judge_pass: usize,
+    /// The detectors (first) against the judge (second), over the judged pairs.
+    pub detectors_vs_judge: Agreement,
+    /// The detectors and the judge against the hand-labelled sample, when it was judged.
+    pub hand: Option<HandLabelledAgreement>,
+    /// The judge removed pairs (on, and informative on the hand-labelled sample when judged).
+    pub judge_filters: bool,
+    /// Random kept pairs and removed pairs (chosen by a stable hash of their ids).
+    pub samples_kept: Vec<Sample>,
+    pub samples_removed: Vec<Sample>,
+    /// Sizes of the SFT export's train and test splits.
+    pub sft_train: usize,
+    pub sft_test: usize,
+}
+
+/// Every quality signal of one answered pair (`quality.jsonl`), whichever filter removed it:
+/// `filtered.jsonl` names only the first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Signals {
+    pub id: String,
+    /// The answer stopped at `answers.max_tokens`.
+    pub truncated: bool,
+    /// The first cheap detector that fails it, with the reason.
+    pub detector: Option<String>,
+    /// The judge's verdict passes `judge.min_score` (`None`: no verdict).
+    pub judge_pass: Option<bool>,
+    /// The judge's lowest score.
+    pub judge_lowest: Option<u32>,
+}
+
+/// A pair shown in the report.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Sample {
+    pub id: String,
+    pub question: String,
+    pub answer: String,
+    /// Removed pairs: the filter and its reason.
+    pub filter: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// How many samples of each kind the report shows.
+pub const SAMPLES: usize = 5;
+
+fn pick<T>(items: &[T], id: impl Fn(&T) -> &str, n: usize) -> Vec<&T> {
+    let mut order: Vec<(u64, usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (pw_core::seed::mix(pw_core::shard::stable_hash(id(x))), i))
+        .collect();
+    order.sort();
+    order.into_iter().take(n).map(|(_, i)| &items[i]).collect()
+}
+
+/// The dictionary of the dictionary detector, when it is on.
+pub fn dictionary(cfg: &GlanConfig) -> Result<Option<Dictionary>> {
+    if cfg.filters.min_dictionary_share > 0.0 {
+        Dictionary::load(&cfg.filters.dictionary).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The judge's verdicts (ledger) and rejects of `dir`, by pair id.
+fn judge_outcomes(cfg: &GlanConfig, dir: &Path) -> Result<BTreeMap<String, JudgeOutcome>> {
+    let mut out = BTreeMap::new();
+    if !cfg.judge.enabled {
+        return Ok(out);
+    }
+    let rej = rejects_path(dir, "judge", Shard::ALL);
+    if rej.exists() {
+        let recs: Vec<pw_llm::stage::RejectRecord> = Ledger::read_all(&rej)?;
+        for r in recs {
+            out.insert(r.id, JudgeOutcome::Rejected(r.reason));
+        }
+    }
+    let led = ledger_path(dir, "judge", Shard::ALL);
+    if led.exists() {
+        let recs: Vec<StageRecord> = Ledger::read_all(&led)?;
+        for r in recs {
+            let v: Verdict = serde_json::from_value(r.output.clone()).map_err(|e| {
+                Error::invalid(&led, format!("record {}: not a verdict ({e})", r.id))
+            })?;
+            out.insert(r.id, JudgeOutcome::Verdict(v));
+        }
+    }
+    Ok(out)
 }
 
 fn benchmarks(cfg: &GlanConfig, assets: &Path) -> Result<Vec<(PathBuf, String)>> {
@@ -265,11 +393,94 @@ pub fn finalize(
     let answers: Vec<StageRecord> = Ledger::read_all(ledger_path(dir, "answers", Shard::ALL))?;
     let pairs = dataset::pairs(&answers);
     let bench = dataset::contamination_index(&benchmarks(cfg, assets)?, cfg.filters.ngram)?;
+    let dict = dictionary(cfg)?;
+    let mut judged = judge_outcomes(cfg, dir)?;
+    let hand = hand_agreement(cfg, dir)?;
+    let judge_filters = cfg.judge.enabled && hand.as_ref().is_none_or(|h| h.judge_informative);
     let answered = pairs.len();
-    let (kept, removed, counts) = dataset::filter(pairs, &cfg.filters, &bench);
+    let filters = Filters {
+        cfg: &cfg.filters,
+        bench: &bench,
+        dict: dict.as_ref(),
+        judge_min: cfg.judge.min_score,
+    };
+    let limits = filters.limits();
+    let (mut detectors_pass, mut n_judged, mut judge_pass) = (0, 0, 0);
+    let mut agreement = Agreement::default();
+    let mut signals = Vec::new();
+    let candidates: Vec<Candidate> = pairs
+        .into_iter()
+        .zip(&answers)
+        .map(|(pair, rec)| {
+            let judge = if cfg.judge.enabled {
+                judged.remove(&pair.id).unwrap_or(JudgeOutcome::Missing)
+            } else {
+                JudgeOutcome::Off
+            };
+            let detector = detect(
+                &limits,
+                dict.as_ref(),
+                &pair.messages[0].text(),
+                &pair.messages[1].text(),
+            );
+            let passes = detector.is_none();
+            detectors_pass += passes as usize;
+            let truncated = rec.usage.completion_tokens >= cfg.answers.max_tokens as u64;
+            let mut judge_pass_pair = None;
+            if let JudgeOutcome::Verdict(v) = &judge {
+                n_judged += 1;
+                let ok = v.passes(cfg.judge.min_score);
+                judge_pass += ok as usize;
+                agreement.add(passes, ok);
+                judge_pass_pair = Some(ok);
+            }
+            signals.push(Signals {
+                id: pair.id.clone(),
+                truncated,
+                detector: detector.map(|(f, r)| format!("{f}: {r}")),
+                judge_pass: judge_pass_pair,
+                judge_lowest: match &judge {
+                    JudgeOutcome::Verdict(v) => Some(v.lowest()),
+                    _ => None,
+                },
+            });
+            Candidate {
+                truncated,
+                judge: if judge_filters {
+                    judge
+                } else {
+                    JudgeOutcome::Off
+                },
+                pair,
+            }
+        })
+        .collect();
+    pw_core::jsonl::write_jsonl(&dir.join(QUALITY_JSONL), &signals)?;
+    let (kept, removed, counts) = dataset::filter(candidates, &filters);
     pw_core::jsonl::write_jsonl(&dir.join(DATASET_JSONL), &kept)?;
     dataset::write_parquet(&dir.join(DATASET_PARQUET), &kept)?;
     pw_core::jsonl::write_jsonl(&dir.join("filtered.jsonl"), &removed)?;
+    let (sft_train, sft_test) = dataset::write_sft(&dir.join(SFT_DIR), &kept, cfg.sft_test_share)?;
+    let samples_kept = pick(&kept, |p| &p.id, SAMPLES)
+        .into_iter()
+        .map(|p| Sample {
+            id: p.id.clone(),
+            question: p.messages[0].text().to_string(),
+            answer: p.messages[1].text().to_string(),
+            filter: None,
+            reason: None,
+        })
+        .collect();
+    let samples_removed = pick(&removed, |r| &r.id, SAMPLES)
+        .into_iter()
+        .map(|r| Sample {
+            id: r.id.clone(),
+            question: r.question.clone(),
+            answer: r.answer.clone(),
+            filter: Some(r.filter.clone()),
+            reason: Some(r.reason.clone()),
+        })
+        .collect();
     let mut rejected = BTreeMap::new();
     for s in STAGES {
         let p = rejects_path(dir, s, Shard::ALL);
@@ -304,7 +515,110 @@ pub fn finalize(
             .into_iter()
             .map(|(k, (s, n))| (k, s / n as f64))
             .collect(),
+        detectors_pass,
+        judged: n_judged,
+        judge_pass,
+        detectors_vs_judge: agreement,
+        hand,
+        judge_filters,
+        samples_kept,
+        samples_removed,
+        sft_train,
+        sft_test,
     })
+}
+
+/// The detectors and the judge against the hand-labelled sample ([`crate::quality::hand_labelled`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HandLabelledAgreement {
+    pub pairs: usize,
+    /// Pairs labelled good.
+    pub good: usize,
+    /// The label (first) against the cheap detectors (second).
+    pub detectors: Agreement,
+    /// The label (first) against the judge (second), over the pairs with a verdict.
+    pub judge: Agreement,
+    /// Pairs whose judge reply was rejected after the retries.
+    pub judge_rejected: usize,
+    /// The judge's kappa with the labels reaches `judge.min_kappa`: it filters.
+    pub judge_informative: bool,
+}
+
+const HAND_LEDGER: &str = "judge.hand.jsonl";
+
+/// The stage-table name of the judge's run over the hand-labelled sample.
+pub const CALIBRATION_STAGE: &str = "judge (hand-labelled)";
+
+/// Judges the hand-labelled sample: a resumable stage of its own (`judge.hand.jsonl`).
+pub fn judge_hand_labelled(
+    cfg: &GlanConfig,
+    dir: &Path,
+    judge: &dyn Generator,
+    seed: u64,
+) -> Result<StageStats> {
+    let items = crate::quality::hand_labelled()
+        .iter()
+        .map(|l| {
+            pipeline::judge_item(
+                &l.id,
+                &l.discipline,
+                &l.key_concepts,
+                &l.question,
+                &l.answer,
+                cfg,
+                seed,
+            )
+        })
+        .collect();
+    let opts = StageOptions {
+        retries: cfg.retries,
+        label: "glan judge (hand-labelled sample)".into(),
+        ..Default::default()
+    };
+    run_stage(
+        judge,
+        items,
+        &default_check,
+        &dir.join(HAND_LEDGER),
+        &dir.join("judge.hand.rejects.jsonl"),
+        &opts,
+    )
+}
+
+/// The judge and the detectors against the hand-labelled sample, from `judge.hand.jsonl`
+/// (`None` when the sample was not judged).
+pub fn hand_agreement(cfg: &GlanConfig, dir: &Path) -> Result<Option<HandLabelledAgreement>> {
+    let out = dir.join(HAND_LEDGER);
+    if !cfg.judge.enabled || !out.exists() {
+        return Ok(None);
+    }
+    let sample = crate::quality::hand_labelled();
+    let verdicts: BTreeMap<String, Verdict> = Ledger::read_all::<StageRecord>(&out)?
+        .into_iter()
+        .filter_map(|r| Some((r.id, serde_json::from_value(r.output).ok()?)))
+        .collect();
+    let dict = dictionary(cfg)?;
+    let limits = crate::quality::DetectorLimits {
+        question_form: cfg.filters.question_form,
+        max_repetition: cfg.filters.max_repetition,
+        max_echo: cfg.filters.max_echo,
+        min_dictionary_share: cfg.filters.min_dictionary_share,
+    };
+    let mut a = HandLabelledAgreement {
+        pairs: sample.len(),
+        ..Default::default()
+    };
+    for l in &sample {
+        a.good += l.good as usize;
+        let det = detect(&limits, dict.as_ref(), &l.question, &l.answer).is_none();
+        a.detectors.add(l.good, det);
+        match verdicts.get(&l.id) {
+            Some(v) => a.judge.add(l.good, v.passes(cfg.judge.min_score)),
+            None => a.judge_rejected += 1,
+        }
+    }
+    a.judge_informative = a.judge.kappa().unwrap_or(0.0) >= cfg.judge.min_kappa;
+    Ok(Some(a))
 }
 
 /// Merges the ledgers of shards 0..n into the unsharded ones (by id; a record present in two
@@ -320,7 +634,8 @@ pub fn merge(dir: &Path, n: u32) -> Result<usize> {
             for i in 0..n {
                 let p = path_of(dir, s, Shard { index: i, count: n });
                 if !p.exists() {
-                    if kind == "out" {
+                    // the judge stage may be off
+                    if kind == "out" && s != "judge" {
                         return Err(Error::invalid(
                             &p,
                             format!("shard {i}/{n} has not written its {s} stage; run it first"),
@@ -379,3 +694,7 @@ pub fn discipline_count(cfg: &GlanConfig, tax: &Taxonomy) -> usize {
 /// The dataset files of a finished run.
 pub const DATASET_JSONL: &str = "glan.jsonl";
 pub const DATASET_PARQUET: &str = "glan.parquet";
+/// Every answered pair's quality signals (see [`Signals`]).
+pub const QUALITY_JSONL: &str = "quality.jsonl";
+/// The SFT export's folder (`train.jsonl`, `test.jsonl`: `messages` only).
+pub const SFT_DIR: &str = "sft";

@@ -13,7 +13,7 @@ pub enum GlanCommand {
     /// Generate the taxonomy (fields -> sub-fields -> disciplines) into <run-dir>/taxonomy.toml
     /// for review. Edit it (deleting a node deletes what is under it), then `glan run`.
     Taxonomy(CommonArgs),
-    /// Run the pipeline: subjects, syllabus, homework, answers, filters, dataset.
+    /// Run the pipeline: subjects, syllabus, homework, answers, judge, filters, dataset.
     ///
     /// Resumes from what <run-dir> (default runs/glan) already holds; answers are cached in
     /// <run-dir>/cache.redb. With --shard I/N only every N-th discipline is done, into
@@ -54,7 +54,7 @@ pub struct RunArgs {
     /// Answer model: OpenAI-compatible endpoint(s).
     #[arg(long, value_delimiter = ',', value_name = "URL")]
     pub answer_endpoint: Vec<String>,
-    /// Stop after this stage (subjects, syllabus, homework, answers); a later run goes on.
+    /// Stop after this stage (subjects, syllabus, homework, answers, judge); a later run goes on.
     #[arg(long, value_name = "STAGE")]
     pub until: Option<String>,
     /// Model name to send to the answer endpoints.
@@ -89,6 +89,13 @@ fn print_dataset(d: &std::path::Path, summary: &glan::DatasetSummary) {
         summary.answered,
         d.join(glan::DATASET_JSONL).display(),
         d.join(glan::DATASET_PARQUET).display()
+    );
+    println!(
+        "SFT export (messages only, for TRL / axolotl): {} ({} pairs) and {} ({})",
+        d.join(glan::SFT_DIR).join("train.jsonl").display(),
+        summary.sft_train,
+        d.join(glan::SFT_DIR).join("test.jsonl").display(),
+        summary.sft_test
     );
     println!("report: {}", d.join("report.md").display());
 }
@@ -130,10 +137,10 @@ pub fn run(g: &Global, cmd: &GlanCommand, file: Option<GlanConfig>) -> Result<()
             let summary = RunDir::scope(&d, conf, g.seed, g.fresh, |run| {
                 let models = glan::open_models(&cfg, &d, &g.assets)?;
                 let tax = glan::taxonomy(&cfg, &d, models.for_stage("taxonomy"), g.seed)?;
-                let (tax_file, settings) = glan::input_print(&cfg, &d, g.seed);
+                let (tax_file, settings) = glan::input_print(&cfg, &d, &g.assets, g.seed);
                 run.check_inputs("glan run", &[&tax_file], settings)?;
                 let stats = glan::generate_stages(&cfg, &d, &models, &tax, g.seed, shard, until)?;
-                if until.is_some_and(|u| u != "answers") || shard != Shard::ALL {
+                if until.is_some_and(|u| u != "judge") || shard != Shard::ALL {
                     return Ok(None);
                 }
                 drop(models);
@@ -142,7 +149,7 @@ pub fn run(g: &Global, cmd: &GlanCommand, file: Option<GlanConfig>) -> Result<()
             })?;
             match (summary, until) {
                 (Some(s), _) => print_dataset(&d, &s),
-                (None, Some(u)) if u != "answers" => {
+                (None, Some(u)) if u != "judge" => {
                     println!("stopped after {u}; run again without --until to go on")
                 }
                 (None, _) => println!(

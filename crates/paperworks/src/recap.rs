@@ -36,9 +36,10 @@ pub enum RecapCommand {
     /// Frames sampled in each clip go to --clip-endpoint as image parts (PNG data URIs, an
     /// OpenAI-compatible vision server such as llama.cpp's or vLLM's). Segment descriptions
     /// (one per --segment-clips clips) and the summary come from --llm-endpoint, or from the
-    /// embedded GGUF (--llm-model, default SmolLM2 from the assets). Each level is resumable:
-    /// a killed run asks again only what has no answer. Writes hierarchy.json (timestamps at
-    /// every level) and clips.vtt (WebVTT) in the run directory (default runs/recap-caption).
+    /// embedded GGUF (--llm-model; default the strongest instruct GGUF in the assets,
+    /// Qwen2.5-Coder-0.5B, else SmolLM2). Each level is resumable: a killed run asks again
+    /// only what has no answer. Writes hierarchy.json (timestamps at every level) and
+    /// clips.vtt (WebVTT) in the run directory (default runs/recap-caption).
     ///
     /// Example: paperworks recap caption assets/video/bikes.mp4 --clip-endpoint
     /// http://127.0.0.1:8000/v1 --llm-endpoint http://127.0.0.1:8001/v1
@@ -208,7 +209,7 @@ pub fn run(g: &Global, cmd: &RecapCommand) -> Result<()> {
                 let cache = |name: &str| (!no_cache).then(|| run.root().join(name));
                 let model = llm_model
                     .clone()
-                    .unwrap_or_else(|| pw_data::assets::default_model(&g.assets));
+                    .unwrap_or_else(|| pw_data::assets::instruct_model(&g.assets));
                 let embedded = EmbeddedConfig {
                     model,
                     threads: g.threads,
