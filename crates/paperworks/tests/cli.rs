@@ -17,6 +17,8 @@ fn tiny_config(dir: &Path) -> String {
          [reproduce.overrides.glan]\nmax_disciplines = 1\n[reproduce.overrides.glan.subjects]\nqueries = 1\nper_query = 1\n\
          [reproduce.overrides.glan.syllabus]\nmin_sessions = 2\nmax_sessions = 2\nkey_concepts = 2\n\
          [reproduce.overrides.glan.homework]\nper_syllabus = 2\n[reproduce.overrides.glan.answers]\nmax_tokens = 24\n\
+         [reproduce.overrides.glan.judge]\ncalibrate = false\n[reproduce.overrides.glan.judge.sampling]\nmax_tokens = 96\n\
+         [reproduce.overrides.glan.model.embedded]\nmodel = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\n\
          [reproduce.overrides.glore]\nsft_problems = 500\ntrain_problems = 20\nval_problems = 20\ntest_problems = 20\ntest_rollouts = 1\n\
          [reproduce.overrides.glore.student]\nei_samples = 2\nmax_new = 48\n[reproduce.overrides.glore.student.model]\nd_model = 32\nn_layers = 1\nn_heads = 2\n\
          [reproduce.overrides.glore.student.sft]\nsteps = 30\n[reproduce.overrides.glore.student.ei]\nsteps = 5\n\

@@ -26,7 +26,7 @@ fn h(s: &str) -> u64 {
 fn instance(schema: &Value, seed: u64, k: &mut u64) -> Value {
     *k += 1;
     if let Some(e) = schema.get("enum").and_then(Value::as_array) {
-        return e[0].clone();
+        return e[e.len() - 1].clone();
     }
     match schema["type"].as_str() {
         Some("object") => {
@@ -44,7 +44,13 @@ fn instance(schema: &Value, seed: u64, k: &mut u64) -> Value {
                     .collect(),
             )
         }
-        Some("integer") => json!(schema["minimum"].as_i64().unwrap_or(1)),
+        // the top of the range: the judge's best score
+        Some("integer") => json!(
+            schema["maximum"]
+                .as_i64()
+                .or(schema["minimum"].as_i64())
+                .unwrap_or(1)
+        ),
         Some("number") => json!(0.5),
         Some("boolean") => json!(true),
         _ => {
@@ -62,6 +68,9 @@ fn instance(schema: &Value, seed: u64, k: &mut u64) -> Value {
 #[derive(Default)]
 struct Fake {
     bodies: Mutex<HashMap<u64, u32>>,
+    /// Answer a third of the judge's requests (by a hash of the body, so a retry with its new
+    /// seed is a new draw) with text that is not JSON.
+    garble_judge: bool,
 }
 
 async fn chat(State(st): State<Arc<Fake>>, body: String) -> axum::Json<Value> {
@@ -69,7 +78,11 @@ async fn chat(State(st): State<Arc<Fake>>, body: String) -> axum::Json<Value> {
     *st.bodies.lock().unwrap().entry(key).or_default() += 1;
     tokio::time::sleep(Duration::from_millis(80)).await;
     let req: Value = serde_json::from_str(&body).unwrap();
+    let judge = body.contains("strict grader");
     let text = match req["response_format"]["json_schema"].get("schema") {
+        Some(_) if judge && st.garble_judge && key.is_multiple_of(3) => {
+            "Scores: ten out of ten for everything.".to_string()
+        }
         Some(s) => instance(s, key, &mut 0).to_string(),
         None => format!("An answer with enough words to pass the filters, number {key}."),
     };
@@ -81,7 +94,11 @@ async fn chat(State(st): State<Arc<Fake>>, body: String) -> axum::Json<Value> {
 
 /// The fake endpoint on a free loopback port, served by its own runtime.
 fn start_fake() -> (tokio::runtime::Runtime, Arc<Fake>, u16) {
-    let fake = Arc::new(Fake::default());
+    start_fake_with(Fake::default())
+}
+
+fn start_fake_with(fake: Fake) -> (tokio::runtime::Runtime, Arc<Fake>, u16) {
+    let fake = Arc::new(fake);
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .with_state(fake.clone());
@@ -196,11 +213,13 @@ fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() 
     }
     let kept = unique(&ids(&g("glan.jsonl")), "glan.jsonl");
     let filtered = unique(&ids(&g("filtered.jsonl")), "filtered.jsonl");
+    let judged = unique(&ids(&g("judge.jsonl")), "judge");
     for a in &answers {
         assert!(
             kept.contains(a) ^ filtered.contains(a),
             "pair {a} lost or doubled"
         );
+        assert!(judged.contains(a), "pair {a} was not judged");
     }
     // requests in flight at a kill may be paid again; finished ones never (they are cached)
     assert!(
@@ -397,4 +416,211 @@ fn taxonomy_is_generated_level_by_level_for_review() {
     assert_eq!(fake.bodies.lock().unwrap().values().sum::<u32>(), 3);
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 disciplines"));
     rt.shutdown_background();
+}
+
+/// The judge stage killed three times mid-stage resumes without losing, doubling or paying
+/// twice for a verdict; a reply that does not parse is retried with a new seed, then rejected
+/// with its reason, and the pair is filtered naming it.
+#[test]
+fn judge_stage_resumes_after_kills_and_rejects_replies_that_do_not_parse() {
+    let (rt, fake, port) = start_fake_with(Fake {
+        garble_judge: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tax = dir.path().join("tax.toml");
+    std::fs::write(
+        &tax,
+        "[[fields]]\nname = \"Natural Sciences\"\n[[fields.subfields]]\nname = \"Physics\"\ndisciplines = [\"Mechanics\", \"Optics\"]\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("glan.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[glan]\nmax_disciplines = 2\nretries = 1\n[glan.taxonomy]\nfile = {tax:?}\n\
+             [glan.subjects]\nqueries = 2\nper_query = 2\n[glan.syllabus]\nmin_sessions = 2\nmax_sessions = 3\n\
+             [glan.homework]\nper_syllabus = 5\n[glan.judge]\ncalibrate = false\n\
+             [glan.model.http]\nendpoints = [\"http://127.0.0.1:{port}/v1\"]\nconcurrency = 2\nmax_retries = 2\nbackoff_base_ms = 10\n"
+        ),
+    )
+    .unwrap();
+    let rd = dir.path().join("run");
+    let cmd = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_paperworks"));
+        c.env("PAPERWORKS_ASSETS", assets())
+            .args([
+                "--quiet",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--run-dir",
+                rd.to_str().unwrap(),
+                "glan",
+                "run",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let out = cmd(&["--until", "answers"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g = |n: &str| rd.join(n);
+    assert!(!g("judge.jsonl").exists(), "--until answers ran the judge");
+    let before: u32 = fake.bodies.lock().unwrap().values().sum();
+    let twice_before: u32 = fake.bodies.lock().unwrap().values().map(|&n| n - 1).sum();
+    let mut mid_run = 0;
+    for wait in [350, 500, 650] {
+        let mut child = cmd(&[]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(wait));
+        if child.try_wait().unwrap().is_none() {
+            mid_run += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(mid_run >= 2, "only {mid_run} of 3 kills landed mid-stage");
+    // judge requests paid while the runs were being killed (verdicts reach the ledger a chunk
+    // at a time, the cache one by one)
+    let during: u32 = fake.bodies.lock().unwrap().values().sum::<u32>() - before;
+    let out = cmd(&[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers = unique(&ids(&g("answers.jsonl")), "answers");
+    let judged = unique(&ids(&g("judge.jsonl")), "judge");
+    let rejected = unique(&ids(&g("judge.rejects.jsonl")), "judge rejects");
+    assert!(
+        during > 0 && (during as usize) < answers.len(),
+        "the kills landed in the judge stage: {during} judge requests paid"
+    );
+    for a in &answers {
+        assert!(
+            judged.contains(a) ^ rejected.contains(a),
+            "verdict of {a} lost or doubled"
+        );
+    }
+    let paid: u32 = fake.bodies.lock().unwrap().values().sum();
+    let twice: u32 = fake
+        .bodies
+        .lock()
+        .unwrap()
+        .values()
+        .map(|&n| n - 1)
+        .sum::<u32>()
+        - twice_before;
+    assert!(
+        twice <= mid_run * 2,
+        "{twice} judge requests paid twice over {mid_run} kills"
+    );
+    // garbled replies: some retried into a verdict, the rest rejected with the reason
+    let rejects: Vec<Value> = std::fs::read_to_string(g("judge.rejects.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!rejects.is_empty(), "no judge reply was rejected");
+    for r in &rejects {
+        assert_eq!(r["attempts"], 2, "{r}");
+        assert!(r["reason"].as_str().unwrap().contains("not JSON"), "{r}");
+    }
+    let retried = std::fs::read_to_string(g("judge.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["attempts"] == 2)
+        .count();
+    assert!(retried > 0, "no garbled reply was retried into a verdict");
+    let filtered: Vec<Value> = std::fs::read_to_string(g("filtered.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for id in &rejected {
+        let f = filtered.iter().find(|f| f["id"] == id.as_str()).unwrap();
+        assert_eq!(f["filter"], "judge");
+        assert!(f["reason"].as_str().unwrap().contains("not JSON"), "{f}");
+    }
+    let kept = ids(&g("glan.jsonl")).len();
+    assert_eq!(kept + filtered.len(), answers.len());
+    // the SFT export holds the kept pairs, `messages` only, and loads in HF datasets
+    let train = ids_free_rows(&g("sft/train.jsonl"));
+    let test = ids_free_rows(&g("sft/test.jsonl"));
+    assert_eq!(train + test, kept);
+    assert!(test >= 1, "kept {kept}: train {train}, test {test}");
+    check_with_datasets(&g("sft"), train, test);
+    eprintln!(
+        "judge crash test: {mid_run}/3 kills mid-stage; {} answers, {} verdicts ({retried} after a retry), {} rejected; {} judge requests paid, {twice} twice; {kept} kept",
+        answers.len(),
+        judged.len(),
+        rejected.len(),
+        paid - before
+    );
+    rt.shutdown_background();
+}
+
+/// Rows of an SFT export file, each checked to hold `messages` (user, assistant) and nothing else.
+fn ids_free_rows(path: &Path) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let o = v.as_object().unwrap();
+        assert_eq!(o.keys().collect::<Vec<_>>(), ["messages"], "{l}");
+        assert_eq!(v["messages"][0]["role"], "user");
+        assert_eq!(v["messages"][1]["role"], "assistant");
+    }
+    text.lines().count()
+}
+
+/// Loads the export with HF `datasets` the way the README shows, when a Python with it is
+/// there (`PW_DATASETS_PYTHON`, else python3); otherwise says so and checks nothing more.
+fn check_with_datasets(dir: &Path, train: usize, test: usize) {
+    let py = [
+        std::env::var_os("PW_DATASETS_PYTHON").map(std::path::PathBuf::from),
+        Some("python3".into()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| {
+        Command::new(p)
+            .args(["-c", "import datasets"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(py) = py else {
+        println!(
+            "skipped the HF datasets check: no Python with `datasets` (set PW_DATASETS_PYTHON)"
+        );
+        return;
+    };
+    let script = format!(
+        "from datasets import load_dataset\n\
+         ds = load_dataset('json', data_files={{'train': {t:?}, 'test': {e:?}}})\n\
+         assert ds['train'].column_names == ['messages'], ds\n\
+         m = ds['test'][0]['messages']\n\
+         assert [x['role'] for x in m] == ['user', 'assistant'], m\n\
+         print(ds['train'].num_rows, ds['test'].num_rows)\n",
+        t = dir.join("train.jsonl").to_str().unwrap(),
+        e = dir.join("test.jsonl").to_str().unwrap()
+    );
+    let out = Command::new(&py)
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HOME", dir.join("hf"))
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{train} {test}")
+    );
 }
