@@ -115,12 +115,7 @@ pub struct Filters<'a> {
 
 impl Filters<'_> {
     pub fn limits(&self) -> DetectorLimits {
-        DetectorLimits {
-            question_form: self.cfg.question_form,
-            max_repetition: self.cfg.max_repetition,
-            max_echo: self.cfg.max_echo,
-            min_dictionary_share: self.cfg.min_dictionary_share,
-        }
+        self.cfg.into()
     }
 }
 

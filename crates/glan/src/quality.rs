@@ -255,6 +255,17 @@ pub struct DetectorLimits {
     pub min_dictionary_share: f64,
 }
 
+impl From<&crate::config::FilterConfig> for DetectorLimits {
+    fn from(f: &crate::config::FilterConfig) -> Self {
+        DetectorLimits {
+            question_form: f.question_form,
+            max_repetition: f.max_repetition,
+            max_echo: f.max_echo,
+            min_dictionary_share: f.min_dictionary_share,
+        }
+    }
+}
+
 /// The first cheap detector that fails the pair, as (filter name, reason); `None` when all
 /// pass. `dict` is `None` when the dictionary detector is off.
 pub fn detect(

@@ -598,12 +598,7 @@ pub fn hand_agreement(cfg: &GlanConfig, dir: &Path) -> Result<Option<HandLabelle
         .filter_map(|r| Some((r.id, serde_json::from_value(r.output).ok()?)))
         .collect();
     let dict = dictionary(cfg)?;
-    let limits = crate::quality::DetectorLimits {
-        question_form: cfg.filters.question_form,
-        max_repetition: cfg.filters.max_repetition,
-        max_echo: cfg.filters.max_echo,
-        min_dictionary_share: cfg.filters.min_dictionary_share,
-    };
+    let limits = crate::quality::DetectorLimits::from(&cfg.filters);
     let mut a = HandLabelledAgreement {
         pairs: sample.len(),
         ..Default::default()

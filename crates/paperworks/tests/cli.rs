@@ -18,7 +18,6 @@ fn tiny_config(dir: &Path) -> String {
          [reproduce.overrides.glan.syllabus]\nmin_sessions = 2\nmax_sessions = 2\nkey_concepts = 2\n\
          [reproduce.overrides.glan.homework]\nper_syllabus = 2\n[reproduce.overrides.glan.answers]\nmax_tokens = 24\n\
          [reproduce.overrides.glan.judge]\ncalibrate = false\n[reproduce.overrides.glan.judge.sampling]\nmax_tokens = 96\n\
-         [reproduce.overrides.glan.model.embedded]\nmodel = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"\n\
          [reproduce.overrides.glore]\nsft_problems = 500\ntrain_problems = 20\nval_problems = 20\ntest_problems = 20\ntest_rollouts = 1\n\
          [reproduce.overrides.glore.student]\nei_samples = 2\nmax_new = 48\n[reproduce.overrides.glore.student.model]\nd_model = 32\nn_layers = 1\nn_heads = 2\n\
          [reproduce.overrides.glore.student.sft]\nsteps = 30\n[reproduce.overrides.glore.student.ei]\nsteps = 5\n\
@@ -41,7 +40,14 @@ fn tiny_config(dir: &Path) -> String {
          encoder_pairs = 64\nevals = 1\nparallel = 4\n[reproduce.overrides.recap.model]\nd_model = 32\nn_heads = 2\nn_layers = 1\n\
          [reproduce.overrides.recap.clip]\nsteps = 4\nbatch = 4\nlr = 0.002\nwarmup = 1\n\
          [reproduce.overrides.recap.segment]\nsteps = 4\nbatch = 4\nlr = 0.001\nwarmup = 1\n\
-         [reproduce.overrides.recap.video_level]\nsteps = 4\nbatch = 4\nlr = 0.001\nwarmup = 1\n",
+         [reproduce.overrides.recap.video_level]\nsteps = 4\nbatch = 4\nlr = 0.001\nwarmup = 1\n"
+            .to_string()
+            // GLAN on SmolLM2 (the default is the slower Qwen); GLAN's model paths are
+            // ordinary paths, not asset-relative
+            + &format!(
+                "[reproduce.overrides.glan.model.embedded]\nmodel = {:?}\n",
+                assets().join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            ),
     )
     .unwrap();
     p.to_str().unwrap().to_string()

@@ -128,45 +128,68 @@ fn unique(v: &[String], what: &str) -> HashSet<String> {
     s
 }
 
-#[test]
-fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() {
-    let (rt, fake, port) = start_fake();
+/// A two-discipline run against the fake at `port` (2 queries x 2 subjects x 5 questions per
+/// discipline, concurrency 2): the taxonomy, the config (`extra` appended to `[glan]`) and the
+/// run directory, in `dir`.
+struct Setup {
+    tax: std::path::PathBuf,
+    cfg: std::path::PathBuf,
+    rd: std::path::PathBuf,
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let tax = dir.path().join("tax.toml");
-    std::fs::write(
-        &tax,
-        "[[fields]]\nname = \"Natural Sciences\"\n[[fields.subfields]]\nname = \"Physics\"\ndisciplines = [\"Mechanics\", \"Optics\"]\n",
-    )
-    .unwrap();
-    let cfg = dir.path().join("glan.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[glan]\nmax_disciplines = 2\nretries = 1\n[glan.taxonomy]\nfile = {tax:?}\n\
-             [glan.subjects]\nqueries = 2\nper_query = 2\n[glan.syllabus]\nmin_sessions = 2\nmax_sessions = 3\n\
-             [glan.homework]\nper_syllabus = 5\n\
-             [glan.model.http]\nendpoints = [\"http://127.0.0.1:{port}/v1\"]\nconcurrency = 2\nmax_retries = 2\nbackoff_base_ms = 10\n"
-        ),
-    )
-    .unwrap();
-    let rd = dir.path().join("run");
-    let cmd = || {
+impl Setup {
+    fn new(dir: &Path, port: u16, extra: &str) -> Setup {
+        let tax = dir.join("tax.toml");
+        std::fs::write(
+            &tax,
+            "[[fields]]\nname = \"Natural Sciences\"\n[[fields.subfields]]\nname = \"Physics\"\ndisciplines = [\"Mechanics\", \"Optics\"]\n",
+        )
+        .unwrap();
+        let cfg = dir.join("glan.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[glan]\nmax_disciplines = 2\nretries = 1\n{extra}[glan.taxonomy]\nfile = {tax:?}\n\
+                 [glan.subjects]\nqueries = 2\nper_query = 2\n[glan.syllabus]\nmin_sessions = 2\nmax_sessions = 3\n\
+                 [glan.homework]\nper_syllabus = 5\n\
+                 [glan.model.http]\nendpoints = [\"http://127.0.0.1:{port}/v1\"]\nconcurrency = 2\nmax_retries = 2\nbackoff_base_ms = 10\n"
+            ),
+        )
+        .unwrap();
+        Setup {
+            tax,
+            cfg,
+            rd: dir.join("run"),
+        }
+    }
+
+    /// `paperworks glan run` on this setup, quiet, stderr piped.
+    fn cmd(&self, extra: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_paperworks"));
         c.env("PAPERWORKS_ASSETS", assets())
             .args([
                 "--quiet",
                 "--config",
-                cfg.to_str().unwrap(),
+                self.cfg.to_str().unwrap(),
                 "--run-dir",
-                rd.to_str().unwrap(),
+                self.rd.to_str().unwrap(),
                 "glan",
                 "run",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         c
-    };
+    }
+}
+
+#[test]
+fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() {
+    let (rt, fake, port) = start_fake();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new(dir.path(), port, "");
+    let (tax, cfg, rd) = (setup.tax.clone(), setup.cfg.clone(), setup.rd.clone());
+    let cmd = || setup.cmd(&[]);
     let mut lcg: u64 = 0x2545_f491_4f6c_dd1d;
     let mut mid_run = 0;
     for _ in 0..5 {
@@ -428,41 +451,9 @@ fn judge_stage_resumes_after_kills_and_rejects_replies_that_do_not_parse() {
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let tax = dir.path().join("tax.toml");
-    std::fs::write(
-        &tax,
-        "[[fields]]\nname = \"Natural Sciences\"\n[[fields.subfields]]\nname = \"Physics\"\ndisciplines = [\"Mechanics\", \"Optics\"]\n",
-    )
-    .unwrap();
-    let cfg = dir.path().join("glan.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[glan]\nmax_disciplines = 2\nretries = 1\n[glan.taxonomy]\nfile = {tax:?}\n\
-             [glan.subjects]\nqueries = 2\nper_query = 2\n[glan.syllabus]\nmin_sessions = 2\nmax_sessions = 3\n\
-             [glan.homework]\nper_syllabus = 5\n[glan.judge]\ncalibrate = false\n\
-             [glan.model.http]\nendpoints = [\"http://127.0.0.1:{port}/v1\"]\nconcurrency = 2\nmax_retries = 2\nbackoff_base_ms = 10\n"
-        ),
-    )
-    .unwrap();
-    let rd = dir.path().join("run");
-    let cmd = |extra: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_paperworks"));
-        c.env("PAPERWORKS_ASSETS", assets())
-            .args([
-                "--quiet",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--run-dir",
-                rd.to_str().unwrap(),
-                "glan",
-                "run",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        c
-    };
+    let setup = Setup::new(dir.path(), port, "[glan.judge]\ncalibrate = false\n");
+    let rd = &setup.rd;
+    let cmd = |extra: &[&str]| setup.cmd(extra);
     let out = cmd(&["--until", "answers"]).output().unwrap();
     assert!(
         out.status.success(),
