@@ -365,6 +365,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
             .num_threads(n)
             .build_global()
             .map_err(|e| Error::Other(format!("--threads: {e}")))?;
+        pw_llm::embedded::set_default_threads(n);
     }
     match &cli.command {
         Command::Reproduce(a) => reproduce(&g, a, &cfg),

@@ -99,7 +99,11 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let rd = dir.path().join("run");
     let cfg = tiny_config(dir.path());
+    // one thread each: the two reproduce tests run at once on two cores, and llama.cpp's
+    // spinning threads at full width beside another process crawl
     let o = run(&[
+        "--threads",
+        "1",
         "reproduce",
         "--quick",
         "--quiet",
@@ -185,7 +189,11 @@ fn malformed_config_names_file_and_line_and_keeps_the_run_intact() {
     let dir = tempfile::tempdir().unwrap();
     let rd = dir.path().join("run");
     let tiny = tiny_config(dir.path());
+    // one thread each: the two reproduce tests run at once on two cores, and llama.cpp's
+    // spinning threads at full width beside another process crawl
     let o = run(&[
+        "--threads",
+        "1",
         "reproduce",
         "--quiet",
         "--config",

@@ -75,14 +75,29 @@ impl EmbeddedConfig {
         }
     }
 
-    /// `threads`, or every core when unset.
+    /// `threads`, else the process default ([`set_default_threads`], the CLI's `--threads`),
+    /// else every core.
     pub fn thread_count(&self) -> usize {
-        self.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        })
+        self.threads
+            .or(match DEFAULT_THREADS.load(Ordering::Relaxed) {
+                0 => None,
+                n => Some(n),
+            })
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            })
     }
+}
+
+static DEFAULT_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// llama.cpp threads for every engine whose config leaves `threads` unset. `--threads N` sets
+/// it, so that N bounds the whole process: llama.cpp's OpenMP threads spin, and engines at all
+/// cores beside another process (or burn's rayon pool) slow each other down many times over.
+pub fn set_default_threads(n: usize) {
+    DEFAULT_THREADS.store(n, Ordering::Relaxed);
 }
 
 /// What the engine reports once the model is loaded.
