@@ -3,7 +3,7 @@
 //! and the JSONL / Parquet writers.
 
 use crate::config::FilterConfig;
-use crate::quality::{DetectorLimits, Dictionary, Verdict, detect};
+use crate::quality::Verdict;
 use pw_core::{Error, Result};
 use pw_data::dedup::{Contamination, Duplicate, NearDuplicates, words};
 use pw_llm::ChatMessage;
@@ -100,6 +100,8 @@ pub struct Candidate {
     pub pair: Pair,
     /// The answer stopped at `answers.max_tokens`.
     pub truncated: bool,
+    /// The first cheap detector that fails it, with the reason (see [`detect`]).
+    pub detector: Option<(&'static str, String)>,
     pub judge: JudgeOutcome,
 }
 
@@ -107,16 +109,8 @@ pub struct Candidate {
 pub struct Filters<'a> {
     pub cfg: &'a FilterConfig,
     pub bench: &'a Contamination,
-    /// The word list of the dictionary detector (`None`: detector off).
-    pub dict: Option<&'a Dictionary>,
     /// `judge.min_score`.
     pub judge_min: u32,
-}
-
-impl Filters<'_> {
-    pub fn limits(&self) -> DetectorLimits {
-        self.cfg.into()
-    }
 }
 
 /// The filters in the order they apply; `filtered.jsonl` names them.
@@ -190,7 +184,6 @@ pub fn filter(
     f: &Filters,
 ) -> (Vec<Pair>, Vec<Removed>, BTreeMap<String, usize>) {
     let cfg = f.cfg;
-    let limits = f.limits();
     let mut kept = Vec::new();
     let mut removed = Vec::new();
     let mut counts: BTreeMap<String, usize> = FILTERS.iter().map(|k| (k.to_string(), 0)).collect();
@@ -215,7 +208,7 @@ pub fn filter(
                 "truncated",
                 "the answer stopped at answers.max_tokens".into(),
             ))
-        } else if let Some(d) = detect(&limits, f.dict, q, a) {
+        } else if let Some(d) = c.detector {
             Some(d)
         } else if let Some(b) = f.bench.matches(q).or_else(|| f.bench.matches(a)) {
             Some((
@@ -357,6 +350,7 @@ pub use crate::parquet::{read as read_parquet, schema as parquet_schema, write a
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quality::{DetectorLimits, detect};
 
     fn pair(i: usize, q: &str) -> Pair {
         Pair {
@@ -463,12 +457,22 @@ mod tests {
                 },
             })
         };
+        let cfg = FilterConfig {
+            min_dictionary_share: 0.0,
+            ..Default::default()
+        };
         let cands: Vec<Candidate> = rows
             .into_iter()
             .map(|p| {
                 let n: usize = p.id.rsplit('h').next().unwrap().parse().unwrap();
                 Candidate {
                     truncated: n == 7,
+                    detector: detect(
+                        &DetectorLimits::from(&cfg),
+                        None,
+                        &p.messages[0].text(),
+                        &p.messages[1].text(),
+                    ),
                     judge: match n {
                         9 => verdict(2),
                         10 => JudgeOutcome::Rejected("output is not JSON".into()),
@@ -478,14 +482,9 @@ mod tests {
                 }
             })
             .collect();
-        let cfg = FilterConfig {
-            min_dictionary_share: 0.0,
-            ..Default::default()
-        };
         let f = Filters {
             cfg: &cfg,
             bench: &bench,
-            dict: None,
             judge_min: 6,
         };
         let (kept, removed, counts) = filter(cands, &f);

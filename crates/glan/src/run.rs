@@ -4,7 +4,7 @@
 use crate::config::GlanConfig;
 use crate::dataset::{self, Candidate, Filters, JudgeOutcome};
 use crate::pipeline;
-use crate::quality::{Agreement, Dictionary, Verdict, detect};
+use crate::quality::{Agreement, DetectorLimits, Dictionary, Verdict, detect};
 use crate::taxonomy::{self, Taxonomy};
 use pw_core::{Error, Ledger, Result, Shard};
 use pw_llm::stage::{StageOptions, StageRecord, StageStats, default_check, run_stage};
@@ -357,15 +357,24 @@ fn judge_outcomes(cfg: &GlanConfig, dir: &Path) -> Result<BTreeMap<String, Judge
     }
     let led = ledger_path(dir, "judge", Shard::ALL);
     if led.exists() {
-        let recs: Vec<StageRecord> = Ledger::read_all(&led)?;
-        for r in recs {
-            let v: Verdict = serde_json::from_value(r.output.clone()).map_err(|e| {
-                Error::invalid(&led, format!("record {}: not a verdict ({e})", r.id))
-            })?;
-            out.insert(r.id, JudgeOutcome::Verdict(v));
+        for (id, v) in read_verdicts(&led)? {
+            out.insert(id, JudgeOutcome::Verdict(v));
         }
     }
     Ok(out)
+}
+
+/// The verdicts of a judge ledger, by pair id.
+fn read_verdicts(path: &Path) -> Result<BTreeMap<String, Verdict>> {
+    Ledger::read_all::<StageRecord>(path)?
+        .into_iter()
+        .map(|r| {
+            let v = serde_json::from_value(r.output).map_err(|e| {
+                Error::invalid(path, format!("record {}: not a verdict ({e})", r.id))
+            })?;
+            Ok((r.id, v))
+        })
+        .collect()
 }
 
 fn benchmarks(cfg: &GlanConfig, assets: &Path) -> Result<Vec<(PathBuf, String)>> {
@@ -395,16 +404,15 @@ pub fn finalize(
     let bench = dataset::contamination_index(&benchmarks(cfg, assets)?, cfg.filters.ngram)?;
     let dict = dictionary(cfg)?;
     let mut judged = judge_outcomes(cfg, dir)?;
-    let hand = hand_agreement(cfg, dir)?;
+    let limits = DetectorLimits::from(&cfg.filters);
+    let hand = hand_agreement(cfg, dir, &limits, dict.as_ref())?;
     let judge_filters = cfg.judge.enabled && hand.as_ref().is_none_or(|h| h.judge_informative);
     let answered = pairs.len();
     let filters = Filters {
         cfg: &cfg.filters,
         bench: &bench,
-        dict: dict.as_ref(),
         judge_min: cfg.judge.min_score,
     };
-    let limits = filters.limits();
     let (mut detectors_pass, mut n_judged, mut judge_pass) = (0, 0, 0);
     let mut agreement = Agreement::default();
     let mut signals = Vec::new();
@@ -437,7 +445,7 @@ pub fn finalize(
             signals.push(Signals {
                 id: pair.id.clone(),
                 truncated,
-                detector: detector.map(|(f, r)| format!("{f}: {r}")),
+                detector: detector.as_ref().map(|(f, r)| format!("{f}: {r}")),
                 judge_pass: judge_pass_pair,
                 judge_lowest: match &judge {
                     JudgeOutcome::Verdict(v) => Some(v.lowest()),
@@ -446,6 +454,7 @@ pub fn finalize(
             });
             Candidate {
                 truncated,
+                detector,
                 judge: if judge_filters {
                     judge
                 } else {
@@ -587,25 +596,25 @@ pub fn judge_hand_labelled(
 
 /// The judge and the detectors against the hand-labelled sample, from `judge.hand.jsonl`
 /// (`None` when the sample was not judged).
-pub fn hand_agreement(cfg: &GlanConfig, dir: &Path) -> Result<Option<HandLabelledAgreement>> {
+pub fn hand_agreement(
+    cfg: &GlanConfig,
+    dir: &Path,
+    limits: &DetectorLimits,
+    dict: Option<&Dictionary>,
+) -> Result<Option<HandLabelledAgreement>> {
     let out = dir.join(HAND_LEDGER);
     if !cfg.judge.enabled || !out.exists() {
         return Ok(None);
     }
     let sample = crate::quality::hand_labelled();
-    let verdicts: BTreeMap<String, Verdict> = Ledger::read_all::<StageRecord>(&out)?
-        .into_iter()
-        .filter_map(|r| Some((r.id, serde_json::from_value(r.output).ok()?)))
-        .collect();
-    let dict = dictionary(cfg)?;
-    let limits = crate::quality::DetectorLimits::from(&cfg.filters);
+    let verdicts = read_verdicts(&out)?;
     let mut a = HandLabelledAgreement {
         pairs: sample.len(),
         ..Default::default()
     };
     for l in &sample {
         a.good += l.good as usize;
-        let det = detect(&limits, dict.as_ref(), &l.question, &l.answer).is_none();
+        let det = detect(limits, dict, &l.question, &l.answer).is_none();
         a.detectors.add(l.good, det);
         match verdicts.get(&l.id) {
             Some(v) => a.judge.add(l.good, v.passes(cfg.judge.min_score)),

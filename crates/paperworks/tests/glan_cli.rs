@@ -571,18 +571,7 @@ fn ids_free_rows(path: &Path) -> usize {
 /// Loads the export with HF `datasets` the way the README shows, when a Python with it is
 /// there (`PW_DATASETS_PYTHON`, else python3); otherwise says so and checks nothing more.
 fn check_with_datasets(dir: &Path, train: usize, test: usize) {
-    let py = [
-        std::env::var_os("PW_DATASETS_PYTHON").map(std::path::PathBuf::from),
-        Some("python3".into()),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| {
-        Command::new(p)
-            .args(["-c", "import datasets"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let py = common::python_with("datasets", "PW_DATASETS_PYTHON");
     let Some(py) = py else {
         println!(
             "skipped the HF datasets check: no Python with `datasets` (set PW_DATASETS_PYTHON)"

@@ -97,22 +97,6 @@ fn ledger_ids(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn python_with(module: &str) -> Option<PathBuf> {
-    [
-        std::env::var_os("PW_VTT_PYTHON").map(PathBuf::from),
-        Some(PathBuf::from("python3")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|py| {
-        Command::new(py)
-            .args(["-c", &format!("import {module}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    })
-}
-
 #[test]
 fn caption_resumes_after_a_kill_and_writes_json_and_webvtt() {
     if !bikes().exists() {
@@ -230,7 +214,7 @@ fn caption_resumes_after_a_kill_and_writes_json_and_webvtt() {
         vtt.starts_with("WEBVTT\n\n1\n00:00:00.000 --> 00:00:01.000\n"),
         "{vtt}"
     );
-    match python_with("webvtt") {
+    match common::python_with("webvtt", "PW_VTT_PYTHON") {
         Some(py) => {
             let o = Command::new(py)
                 .args([

@@ -1,5 +1,5 @@
-//! What the CLI test binaries share: the binary with the assets set, and a loopback server for
-//! fake OpenAI-compatible endpoints.
+//! What the CLI test binaries share: the binary with the assets set, a loopback server for
+//! fake OpenAI-compatible endpoints, and a Python that has a given module.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -31,4 +31,21 @@ pub fn serve_on_loopback(app: axum::Router) -> (tokio::runtime::Runtime, u16) {
     let port = listener.local_addr().unwrap().port();
     rt.spawn(async move { axum::serve(listener, app).await });
     (rt, port)
+}
+
+/// A Python that imports `module`: the one `env` names, else `python3`; `None` when neither
+/// has it (the test then says it skipped that check).
+pub fn python_with(module: &str, env: &str) -> Option<PathBuf> {
+    [
+        std::env::var_os(env).map(PathBuf::from),
+        Some("python3".into()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|py| {
+        Command::new(py)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
