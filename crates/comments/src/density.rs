@@ -9,7 +9,7 @@
 //! (`comment_chars / (code_chars + comment_chars)`, non-whitespace characters). Shebang lines
 //! (`#!` on line 1) are interpreter directives, counted as code in every language.
 
-use crate::lang::{Lang, LangSpec};
+use crate::lang::{Lang, LangSpec, Scanner};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -115,6 +115,8 @@ pub struct Analysis {
     /// Bytes inside ERROR nodes (syntax the grammar could not place).
     pub error_bytes: usize,
     pub has_error: bool,
+    /// The scanner's first lexical error (where, what); the parse names none.
+    pub first_error: Option<(usize, &'static str)>,
 }
 
 /// Node-kind ids of one grammar, looked up once so the tree walk compares integers.
@@ -127,6 +129,10 @@ struct Kinds {
     strings: Vec<u16>,
     /// Every string kind of the language (for multi-line string spans).
     literals: Vec<u16>,
+    /// C's `preproc_arg`: a directive's argument is one token to the grammar, but a comment
+    /// in it is a comment (the preprocessor removes comments first), so it is scanned.
+    preproc_arg: Option<u16>,
+    scanner: Scanner,
 }
 
 impl Kinds {
@@ -155,6 +161,10 @@ impl Kinds {
             expression_statement,
             strings,
             literals: ids(spec.string_kinds),
+            preproc_arg: matches!(spec.scanner, Scanner::C | Scanner::Cpp)
+                .then(|| id("preproc_arg"))
+                .flatten(),
+            scanner: spec.scanner,
         }
     }
 }
@@ -173,6 +183,13 @@ impl Analyzer {
     /// Parses `src` and returns its comment spans; `None` only if tree-sitter gave no tree.
     pub fn parse(&mut self, lang: Lang, src: &[u8]) -> Option<(tree_sitter::Tree, Vec<Span>)> {
         self.parse_full(lang, src).map(|(t, s, _)| (t, s))
+    }
+
+    /// The multi-line string literals of the parse (whose blank lines are code).
+    pub fn multiline_strings(&mut self, lang: Lang, src: &[u8]) -> Vec<Multiline> {
+        self.parse_full(lang, src)
+            .map(|(_, _, m)| m)
+            .unwrap_or_default()
     }
 
     fn parse_full(
@@ -210,6 +227,7 @@ impl Analyzer {
             spans,
             error_bytes,
             has_error,
+            first_error: None,
         })
     }
 }
@@ -243,6 +261,15 @@ fn collect(
                 docstring: true,
             });
             descend = false;
+        } else if Some(kind) == kinds.preproc_arg {
+            let at = node.start_byte();
+            let l = crate::scan::lex_as(kinds.scanner, &src[node.byte_range()]);
+            let shift = |r: Range<usize>| r.start + at..r.end + at;
+            out.extend(l.spans.into_iter().map(|s| Span {
+                bytes: shift(s.bytes),
+                docstring: false,
+            }));
+            strings.extend(l.strings.into_iter().map(|m| Multiline(shift(m.0))));
         } else if kinds.literals.contains(&kind)
             && node.start_position().row != node.end_position().row
         {
@@ -310,11 +337,56 @@ fn error_bytes(root: Node) -> usize {
     }
 }
 
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+/// Whitespace in the sense of `u8::is_ascii_whitespace`, written without short-circuits so
+/// the loops below compile to vector code.
+#[inline(always)]
+fn is_space(b: u8) -> bool {
+    (b == b' ') | (b == b'\t') | (b == b'\n') | (b == 0x0c) | (b == b'\r')
 }
 
-/// The line pass: one walk over the bytes with a pointer into the sorted spans.
+/// A non-whitespace byte that starts a character (not a UTF-8 continuation byte).
+#[inline(always)]
+fn is_visible_start(b: u8) -> bool {
+    !is_space(b) & ((b & 0xC0) != 0x80)
+}
+
+/// A word byte (a letter, digit, `_` or non-ASCII byte), branch-free.
+#[inline(always)]
+fn is_word(b: u8) -> bool {
+    ((b | 0x20).wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10) | (b == b'_') | (b >= 0x80)
+}
+
+/// Non-whitespace characters of `s`, counted in blocks of 255 into a byte counter.
+fn visible_chars(s: &[u8]) -> u64 {
+    s.chunks(255)
+        .map(|c| c.iter().fold(0u8, |n, &b| n + is_visible_start(b) as u8) as u64)
+        .sum()
+}
+
+/// Words (maximal runs of word bytes) of `s`.
+fn words(s: &[u8]) -> u64 {
+    let Some(&first) = s.first() else {
+        return 0;
+    };
+    let starts: u64 = s[1..]
+        .chunks(255)
+        .zip(s.chunks(255))
+        .map(|(next, prev)| {
+            next.iter()
+                .zip(prev)
+                .fold(0u8, |n, (&b, &p)| n + (is_word(b) & !is_word(p)) as u8) as u64
+        })
+        .sum();
+    starts + is_word(first) as u64
+}
+
+fn has_visible(s: &[u8]) -> bool {
+    s.iter().any(|&b| !is_space(b))
+}
+
+/// The line pass. Characters and words are counted per span (the code's characters are the
+/// rest); each line is classified from the spans that overlap it, and a line no span touches
+/// is blank or code by one look at its bytes.
 ///
 /// A whitespace-only line inside a multi-line comment or docstring is a line of it, inside a
 /// multi-line string a code line (the line belongs to the token that holds it).
@@ -324,68 +396,79 @@ pub fn count_lines(
     strings: &[Multiline],
     docstrings: Docstrings,
 ) -> Counts {
+    let counts_as_comment = |s: &Span| docstrings == Docstrings::Comment || !s.docstring;
     let mut c = Counts {
         bytes: src.len() as u64,
         ..Counts::default()
     };
+    let mut visible_in_comments = 0;
+    for s in spans {
+        if counts_as_comment(s) {
+            let t = &src[s.bytes.clone()];
+            visible_in_comments += visible_chars(t);
+            c.comment_words += words(t);
+        }
+    }
+    c.comment_chars = visible_in_comments;
+    c.code_chars = visible_chars(src) - visible_in_comments;
+
     let mut si = 0;
     let mut mi = 0;
     let mut pos = 0;
     while pos < src.len() {
-        let end = memchr_newline(src, pos);
+        let end = memchr::memchr(b'\n', &src[pos..]).map_or(src.len(), |p| pos + p);
         while si < spans.len() && spans[si].bytes.end <= pos {
             si += 1;
         }
-        while mi < strings.len() && strings[mi].0.end <= pos {
-            mi += 1;
-        }
-        // The span (or string) this line starts inside, when it began on an earlier line.
-        let inside_span = si < spans.len() && spans[si].bytes.start < pos;
-        let inside_string = mi < strings.len() && strings[mi].0.start < pos;
-        let (mut code, mut comment, mut doc) = (false, false, false);
-        let mut i = pos;
-        while i < end {
-            while si < spans.len() && spans[si].bytes.end <= i {
-                si += 1;
-            }
-            let in_span = si < spans.len() && spans[si].bytes.start <= i;
-            let b = src[i];
-            if !b.is_ascii_whitespace() {
-                let char_start = (b & 0xC0) != 0x80;
-                let span_counts =
-                    in_span && (docstrings == Docstrings::Comment || !spans[si].docstring);
-                if in_span && spans[si].docstring {
-                    doc = true;
-                }
-                if span_counts {
-                    comment = true;
-                    c.comment_chars += char_start as u64;
-                    if is_word_byte(b)
-                        && (i == 0 || !is_word_byte(src[i - 1]) || i == spans[si].bytes.start)
-                    {
-                        c.comment_words += 1;
-                    }
-                } else {
-                    code = true;
-                    c.code_chars += char_start as u64;
-                }
-            }
-            i += 1;
-        }
         c.lines += 1;
-        if !code && !comment {
-            if inside_span {
-                let sp = &spans[si];
-                if sp.docstring {
-                    doc = true;
+        let (mut code, mut comment, mut doc) = (false, false, false);
+        if si == spans.len() || spans[si].bytes.start >= end {
+            // No comment on this line.
+            code = has_visible(&src[pos..end]);
+        } else {
+            let mut i = pos;
+            let mut k = si;
+            while i < end {
+                if k < spans.len() && spans[k].bytes.start <= i {
+                    let sp = &spans[k];
+                    let e = sp.bytes.end.min(end);
+                    if has_visible(&src[i..e]) {
+                        doc |= sp.docstring;
+                        if counts_as_comment(sp) {
+                            comment = true;
+                        } else {
+                            code = true;
+                        }
+                    }
+                    i = e;
+                    k += 1;
+                } else {
+                    let e = spans.get(k).map_or(end, |s| s.bytes.start.min(end));
+                    code = code || has_visible(&src[i..e]);
+                    i = e;
                 }
-                if docstrings == Docstrings::Comment || !sp.docstring {
+            }
+        }
+        if !code && !comment {
+            // A whitespace-only line: it belongs to the span or string it lies inside.
+            if si < spans.len() && spans[si].bytes.start < pos {
+                let sp = &spans[si];
+                doc |= sp.docstring;
+                if counts_as_comment(sp) {
                     comment = true;
                 } else {
                     code = true;
                 }
-            } else if inside_string {
-                code = true;
+            } else {
+                while mi < strings.len() && strings[mi].0.end <= pos {
+                    mi += 1;
+                }
+                // Nested ranges (a template inside a template's substitution) come sorted by
+                // start; any that holds the line makes it code.
+                code = strings[mi..]
+                    .iter()
+                    .take_while(|m| m.0.start < pos)
+                    .any(|m| m.0.end > pos);
             }
         }
         match (code, comment) {
@@ -407,22 +490,155 @@ pub fn count_lines(
     c
 }
 
-fn memchr_newline(src: &[u8], from: usize) -> usize {
-    src[from..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(src.len(), |p| from + p)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_word_byte(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+    }
+
+    fn memchr_newline(src: &[u8], from: usize) -> usize {
+        src[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(src.len(), |p| from + p)
+    }
+
+    /// The byte-by-byte line pass `count_lines` replaced, kept to check it against.
+    ///
+    /// A whitespace-only line inside a multi-line comment or docstring is a line of it, inside a
+    /// multi-line string a code line (the line belongs to the token that holds it).
+    pub(super) fn count_lines_reference(
+        src: &[u8],
+        spans: &[Span],
+        strings: &[Multiline],
+        docstrings: Docstrings,
+    ) -> Counts {
+        let mut c = Counts {
+            bytes: src.len() as u64,
+            ..Counts::default()
+        };
+        let mut si = 0;
+        let mut mi = 0;
+        let mut pos = 0;
+        while pos < src.len() {
+            let end = memchr_newline(src, pos);
+            while si < spans.len() && spans[si].bytes.end <= pos {
+                si += 1;
+            }
+            while mi < strings.len() && strings[mi].0.end <= pos {
+                mi += 1;
+            }
+            // The span (or string) this line starts inside, when it began on an earlier line.
+            let inside_span = si < spans.len() && spans[si].bytes.start < pos;
+            let inside_string = mi < strings.len() && strings[mi].0.start < pos;
+            let (mut code, mut comment, mut doc) = (false, false, false);
+            let mut i = pos;
+            while i < end {
+                while si < spans.len() && spans[si].bytes.end <= i {
+                    si += 1;
+                }
+                let in_span = si < spans.len() && spans[si].bytes.start <= i;
+                let b = src[i];
+                if !b.is_ascii_whitespace() {
+                    let char_start = (b & 0xC0) != 0x80;
+                    let span_counts =
+                        in_span && (docstrings == Docstrings::Comment || !spans[si].docstring);
+                    if in_span && spans[si].docstring {
+                        doc = true;
+                    }
+                    if span_counts {
+                        comment = true;
+                        c.comment_chars += char_start as u64;
+                        if is_word_byte(b)
+                            && (i == 0 || !is_word_byte(src[i - 1]) || i == spans[si].bytes.start)
+                        {
+                            c.comment_words += 1;
+                        }
+                    } else {
+                        code = true;
+                        c.code_chars += char_start as u64;
+                    }
+                }
+                i += 1;
+            }
+            c.lines += 1;
+            if !code && !comment {
+                if inside_span {
+                    let sp = &spans[si];
+                    if sp.docstring {
+                        doc = true;
+                    }
+                    if docstrings == Docstrings::Comment || !sp.docstring {
+                        comment = true;
+                    } else {
+                        code = true;
+                    }
+                } else if inside_string {
+                    code = true;
+                }
+            }
+            match (code, comment) {
+                (false, false) => c.blank += 1,
+                (true, false) => c.code += 1,
+                (false, true) => {
+                    c.comment += 1;
+                    c.comment_only += 1;
+                }
+                (true, true) => {
+                    c.code += 1;
+                    c.comment += 1;
+                    c.mixed += 1;
+                }
+            }
+            c.docstring += doc as u64;
+            pos = end + 1;
+        }
+        c
+    }
 
     fn counts(lang: Lang, src: &str) -> Counts {
         Analyzer::new()
             .analyze(lang, src.as_bytes(), Docstrings::Comment)
             .unwrap()
             .counts
+    }
+
+    /// The span-wise line pass gives the byte-wise pass's counts, on this crate's sources
+    /// and small samples, from both the parse's spans and the scanner's.
+    #[test]
+    fn line_pass_matches_the_byte_by_byte_reference() {
+        let mut texts: Vec<(Lang, Vec<u8>)> = vec![
+            (
+                Lang::Python,
+                b"'''a\n\n'''\n# c\nx = '''\n\n'''  # t\n\ndef f():\n  '''d\n\n  '''\n".to_vec(),
+            ),
+            (
+                Lang::Rust,
+                b"/* a\n\n */ fn f() {} // x\n let s = \"\n\n\";\n".to_vec(),
+            ),
+            (Lang::JavaScript, b"x = `a${`b\n\n`}\n\nc`; // d\n".to_vec()),
+        ];
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for e in std::fs::read_dir(src).unwrap() {
+            texts.push((Lang::Rust, std::fs::read(e.unwrap().path()).unwrap()));
+        }
+        let mut an = Analyzer::new();
+        for (lang, text) in &texts {
+            let (_, spans, strings) = an.parse_full(*lang, text).unwrap();
+            let lexed = crate::scan::lex(*lang, text);
+            for d in [Docstrings::Comment, Docstrings::Code] {
+                assert_eq!(
+                    count_lines(text, &spans, &strings, d),
+                    count_lines_reference(text, &spans, &strings, d)
+                );
+                assert_eq!(
+                    count_lines(text, &lexed.spans, &lexed.strings, d),
+                    count_lines_reference(text, &lexed.spans, &lexed.strings, d)
+                );
+            }
+        }
     }
 
     #[test]

@@ -42,6 +42,28 @@ pub struct LangSpec {
     pub docstrings: bool,
     /// tokei's name of the language (`LanguageType::from_name`).
     pub tokei: &'static str,
+    /// The lexical rules the fast density scanner (`scan.rs`) applies.
+    pub scanner: Scanner,
+}
+
+/// Lexical families of the density scanner: which comments nest or continue, which quotes
+/// open strings, character literals or templates, and which prefixes make raw strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scanner {
+    /// `#` comments, prefixed and triple-quoted strings, docstrings.
+    Python,
+    /// Nested block comments, lifetimes, `r#"..."#` raw strings, multi-line strings.
+    Rust,
+    /// `'` and `"` strings, templates with `${...}`, regular-expression literals.
+    JavaScript,
+    /// Backtick raw strings, runes.
+    Go,
+    /// Text blocks `"""..."""`, character literals.
+    Java,
+    /// `//` comments continued by a backslash, character literals, digit separators.
+    C,
+    /// C's rules and raw strings `R"d(...)d"`.
+    Cpp,
 }
 
 fn python() -> tree_sitter::Language {
@@ -85,6 +107,7 @@ pub static LANGS: [LangSpec; 9] = [
         line_comment: "#",
         docstrings: true,
         tokei: "Python",
+        scanner: Scanner::Python,
     },
     LangSpec {
         lang: Lang::Rust,
@@ -98,6 +121,7 @@ pub static LANGS: [LangSpec; 9] = [
         line_comment: "//",
         docstrings: false,
         tokei: "Rust",
+        scanner: Scanner::Rust,
     },
     LangSpec {
         lang: Lang::JavaScript,
@@ -115,6 +139,7 @@ pub static LANGS: [LangSpec; 9] = [
         line_comment: "//",
         docstrings: false,
         tokei: "JavaScript",
+        scanner: Scanner::JavaScript,
     },
     LangSpec {
         lang: Lang::TypeScript,
@@ -128,6 +153,7 @@ pub static LANGS: [LangSpec; 9] = [
         line_comment: "//",
         docstrings: false,
         tokei: "TypeScript",
+        scanner: Scanner::JavaScript,
     },
     LangSpec {
         lang: Lang::Tsx,
@@ -141,6 +167,7 @@ pub static LANGS: [LangSpec; 9] = [
         line_comment: "//",
         docstrings: false,
         tokei: "TSX",
+        scanner: Scanner::JavaScript,
     },
     LangSpec {
         lang: Lang::Go,
@@ -154,6 +181,7 @@ pub static LANGS: [LangSpec; 9] = [
         line_comment: "//",
         docstrings: false,
         tokei: "Go",
+        scanner: Scanner::Go,
     },
     LangSpec {
         lang: Lang::Java,
@@ -167,6 +195,7 @@ pub static LANGS: [LangSpec; 9] = [
         line_comment: "//",
         docstrings: false,
         tokei: "Java",
+        scanner: Scanner::Java,
     },
     LangSpec {
         lang: Lang::C,
@@ -180,6 +209,7 @@ pub static LANGS: [LangSpec; 9] = [
         line_comment: "//",
         docstrings: false,
         tokei: "C",
+        scanner: Scanner::C,
     },
     LangSpec {
         lang: Lang::Cpp,
@@ -198,6 +228,7 @@ pub static LANGS: [LangSpec; 9] = [
         line_comment: "//",
         docstrings: false,
         tokei: "C++",
+        scanner: Scanner::Cpp,
     },
 ];
 

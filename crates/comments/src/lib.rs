@@ -5,6 +5,7 @@
 //!
 //! - `lang.rs`: the one table of everything language-specific (grammar, comment nodes, ...).
 //! - `density.rs`: comment density of one text from its tree-sitter parse.
+//! - `scan.rs`: the same spans from a lexical scan at tokei's speed (the density default).
 //! - `data.rs`: corpora (source trees, JSONL in The Stack's format), skip reasons, parallel
 //!   density over many inputs.
 //! - `verify.rs`: the no-code-change guarantee (alignment, rebuilt parse, comment stripping)
@@ -28,9 +29,10 @@ pub mod model;
 pub mod report;
 pub mod reproduce;
 pub mod run;
+pub mod scan;
 pub mod train;
 pub mod verify;
 
-pub use data::{Density, ReadOptions};
+pub use data::{Density, Engine, ReadOptions};
 pub use density::{Analyzer, Counts, Docstrings};
 pub use lang::Lang;

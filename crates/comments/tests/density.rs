@@ -1,10 +1,11 @@
 //! Comment density on hand-made files with known counts (one per language: strings that
-//! look like comments, nested block comments, docstrings, shebangs, trailing comments), the
-//! agreement with tokei where the conventions coincide, and bad inputs as skip lines.
+//! look like comments, nested block comments, docstrings, shebangs, trailing comments) from
+//! both engines, the agreement with tokei where the conventions coincide, and bad inputs as
+//! skip lines.
 
 use pw_comments::data::{self, ReadOptions};
 use pw_comments::run::{Input, density};
-use pw_comments::{Analyzer, Docstrings, Lang};
+use pw_comments::{Analyzer, Docstrings, Engine, Lang, scan};
 
 /// (language, text, lines, blank, code, comment_only, mixed)
 fn cases() -> Vec<(Lang, &'static str, [u64; 5])> {
@@ -57,18 +58,22 @@ fn cases() -> Vec<(Lang, &'static str, [u64; 5])> {
 fn hand_made_files_have_their_known_counts() {
     let mut an = Analyzer::new();
     for (lang, text, [lines, blank, code, only, mixed]) in cases() {
-        let a = an
+        let parsed = an
             .analyze(lang, text.as_bytes(), Docstrings::Comment)
             .unwrap();
-        let c = &a.counts;
-        assert!(!a.has_error, "{lang:?}: the sample must parse");
-        assert_eq!(
-            [c.lines, c.blank, c.code, c.comment_only, c.mixed],
-            [lines, blank, code, only, mixed],
-            "{lang:?}: [lines, blank, code, comment-only, mixed] of\n{text}"
-        );
-        assert_eq!(c.comment, only + mixed, "{lang:?}");
-        assert!(c.density_lines() > 0.0 && c.density_chars() > 0.0);
+        let scanned = scan::analyze(lang, text.as_bytes(), Docstrings::Comment);
+        for (engine, a) in [("tree-sitter", &parsed), ("scan", &scanned)] {
+            let c = &a.counts;
+            assert!(!a.has_error, "{lang:?} {engine}: the sample must parse");
+            assert_eq!(
+                [c.lines, c.blank, c.code, c.comment_only, c.mixed],
+                [lines, blank, code, only, mixed],
+                "{lang:?} {engine}: [lines, blank, code, comment-only, mixed] of\n{text}"
+            );
+            assert_eq!(c.comment, only + mixed, "{lang:?} {engine}");
+            assert!(c.density_lines() > 0.0 && c.density_chars() > 0.0);
+        }
+        assert_eq!(parsed.counts, scanned.counts, "{lang:?}");
     }
 }
 
@@ -121,36 +126,55 @@ fn bad_inputs_are_skip_lines_with_reasons_never_a_crash() {
         "fn ( { ] ) = = = ;;; }}} fn fn fn < > >>\n".repeat(20),
     )
     .unwrap();
+    std::fs::write(
+        p("unclosed.c"),
+        format!("int x;\n/* never closed\n{}", "int y = 1;\n".repeat(20)),
+    )
+    .unwrap();
     let big = "x = 1\n".repeat(50 * 1024 * 1024 / 6 + 1);
     std::fs::write(p("big.py"), big).unwrap();
     std::fs::write(p("notes.txt"), "not code").unwrap();
-    let d = density(
-        &Input::Paths(vec![dir.path().to_path_buf()]),
-        &ReadOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(d.total.files, 1, "only ok.py is counted: {:?}", d.skipped);
-    let reason = |name: &str| {
-        d.skipped
-            .iter()
-            .find(|s| s.path.ends_with(name))
-            .map(|s| s.reason.clone())
-            .unwrap_or_else(|| panic!("{name} not skipped: {:?}", d.skipped))
+    let all = Input::Paths(vec![dir.path().to_path_buf()]);
+    let parse = ReadOptions {
+        engine: Engine::TreeSitter,
+        ..ReadOptions::default()
     };
-    assert!(reason("binary.c").contains("binary"));
-    assert!(reason("latin1.py").contains("invalid UTF-8 at byte 8"));
-    assert!(
-        reason("broken.rs").contains("cannot parse"),
-        "{}",
-        reason("broken.rs")
-    );
-    assert!(reason("big.py").contains("over the limit"));
-    assert_eq!(
-        d.skipped.len(),
-        4,
-        "notes.txt is not source code: {:?}",
-        d.skipped
-    );
+    for opts in [ReadOptions::default(), parse] {
+        let d = density(&all, &opts).unwrap();
+        let reason = |name: &str| {
+            d.skipped
+                .iter()
+                .find(|s| s.path.ends_with(name))
+                .map(|s| s.reason.clone())
+                .unwrap_or_else(|| panic!("{name} not skipped: {:?}", d.skipped))
+        };
+        assert!(reason("binary.c").contains("binary"));
+        assert!(reason("latin1.py").contains("invalid UTF-8 at byte 8"));
+        assert!(reason("big.py").contains("over the limit"));
+        if opts.engine == Engine::Scan {
+            // Lexically fine, syntactically not: the scanner counts it (tokei does too).
+            assert_eq!(d.total.files, 2, "ok.py and broken.rs: {:?}", d.skipped);
+            assert_eq!(
+                reason("unclosed.c"),
+                "skipped: cannot be read as C: an unterminated block comment opens at line 2 (97% of the bytes in errors, over --max-error-share 25%)"
+            );
+        } else {
+            // tree-sitter-c recovers from the open comment with a small ERROR node and
+            // counts the rest as code.
+            assert_eq!(d.total.files, 2, "ok.py and unclosed.c: {:?}", d.skipped);
+            assert!(
+                reason("broken.rs").contains("tree-sitter cannot parse it as Rust"),
+                "{}",
+                reason("broken.rs")
+            );
+        }
+        assert_eq!(
+            d.skipped.len(),
+            4,
+            "notes.txt is not source code: {:?}",
+            d.skipped
+        );
+    }
     // A missing path is an error naming it.
     let e = density(&Input::Paths(vec![p("nope")]), &ReadOptions::default()).unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");

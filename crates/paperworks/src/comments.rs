@@ -4,7 +4,6 @@
 use crate::Global;
 use crate::llm::BackendArgs;
 use clap::{Args, Subcommand};
-use pw_comments::Docstrings;
 use pw_comments::augment::ConstrainedOptions;
 use pw_comments::data::{JsonlFields, ReadOptions};
 use pw_comments::export::FilterOptions;
@@ -12,6 +11,7 @@ use pw_comments::run::{
     AugmentOptions, Backend, Format, Input, UnitKind, UnitOptions, augment, collect_units, density,
     render,
 };
+use pw_comments::{Docstrings, Engine};
 use pw_core::{Error, Result, RunDir, Shard};
 use pw_llm::GenParams;
 use std::path::PathBuf;
@@ -58,14 +58,18 @@ impl InputArgs {
 pub enum CommentsCommand {
     /// Comment density of source trees or of a JSONL corpus.
     ///
-    /// Python, Rust, JavaScript, TypeScript/TSX, Go, Java, C and C++ are parsed with
-    /// tree-sitter: comments are the grammar's comment nodes (strings that look like comments
-    /// are not), Python docstrings count as comments unless --docstrings code. A line with code
-    /// and a comment counts on both sides (and as `mixed`); tokei's "comments" are `only`.
-    /// Density is comment lines over non-blank lines, and comment characters over non-space
-    /// characters. Directories are walked as git sees them (.gitignore, hidden files left out),
-    /// in parallel. Binary files, invalid UTF-8, files over --max-bytes and files tree-sitter
-    /// cannot parse are skipped, one line each on stderr with the reason.
+    /// Python, Rust, JavaScript, TypeScript/TSX, Go, Java, C and C++: comments are found by a
+    /// lexical scanner that knows each language's strings, raw strings, nested comments and
+    /// Python docstrings (strings that look like comments are not comments), and that gives
+    /// the tree-sitter parse's line counts on 99.9% of files at several times its speed
+    /// (--engine tree-sitter parses instead, and also skips files with syntax errors). Python
+    /// docstrings count as comments unless --docstrings code. A line with code and a comment
+    /// counts on both sides (and as `mixed`); tokei's "comments" are `only`. Density is
+    /// comment lines over non-blank lines, and comment characters over non-space characters.
+    /// Directories are walked as git sees them (.gitignore, hidden files left out), in
+    /// parallel. Binary files, invalid UTF-8, files over --max-bytes and files mostly inside
+    /// an unterminated comment or string (with tree-sitter: syntax errors) are skipped, one
+    /// line each on stderr with the reason.
     ///
     /// Example: paperworks comments density src/ --format csv --per-file --out density.csv
     Density {
@@ -83,9 +87,13 @@ pub enum CommentsCommand {
         /// Python docstrings count as comment (default) or code (tokei's default).
         #[arg(long, default_value = "comment")]
         docstrings: Docstrings,
-        /// Skip a file whose syntax errors cover more than this share of its bytes.
+        /// Skip a file whose errors (an unterminated comment or string; with tree-sitter,
+        /// syntax errors) cover more than this share of its bytes.
         #[arg(long, default_value_t = 0.25)]
         max_error_share: f64,
+        /// scan (lexical, tokei's speed) or tree-sitter (parse; sees syntax errors).
+        #[arg(long, default_value = "scan")]
+        engine: Engine,
         /// Print no skip lines (their count is still printed).
         #[arg(long)]
         no_skip_lines: bool,
@@ -165,6 +173,7 @@ pub fn run(g: &Global, cmd: &CommentsCommand) -> Result<()> {
             out,
             docstrings,
             max_error_share,
+            engine,
             no_skip_lines,
         } => {
             let max_bytes = &input.max_bytes;
@@ -173,6 +182,7 @@ pub fn run(g: &Global, cmd: &CommentsCommand) -> Result<()> {
                 max_bytes: *max_bytes,
                 max_error_share: *max_error_share,
                 docstrings: *docstrings,
+                engine: *engine,
             };
             let t0 = std::time::Instant::now();
             let d = density(&input, &opts)?;
@@ -189,10 +199,14 @@ pub fn run(g: &Global, cmd: &CommentsCommand) -> Result<()> {
             }
             if !g.quiet {
                 eprintln!(
-                    "{} inputs counted, {} skipped, {} with syntax errors counted; {:.1} MB in {:.2} s ({:.1} MB/s){}",
+                    "{} inputs counted, {} skipped, {} with {} errors counted; {:.1} MB in {:.2} s ({:.1} MB/s){}",
                     d.total.files,
                     d.skipped.len(),
                     d.total.syntax_error_files,
+                    match engine {
+                        Engine::Scan => "lexical",
+                        Engine::TreeSitter => "syntax",
+                    },
                     d.total.bytes as f64 / 1e6,
                     secs,
                     d.total.bytes as f64 / 1e6 / secs.max(1e-9),

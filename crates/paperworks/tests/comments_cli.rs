@@ -274,6 +274,25 @@ fn density_prints_tables_and_skip_lines_and_bad_input_is_one_line() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("b.rs: skipped: invalid UTF-8"), "{err}");
     assert!(err.contains("1 inputs counted, 1 skipped"), "{err}");
+    // The parse gives the scanner's table; an engine that does not exist is one line.
+    let with = |engine: &str| {
+        bin()
+            .args(["comments", "density", dir.path().to_str().unwrap()])
+            .args(["--format", "csv", "--engine", engine])
+            .output()
+            .unwrap()
+    };
+    let parsed = with("tree-sitter");
+    assert!(parsed.status.success());
+    assert_eq!(String::from_utf8_lossy(&parsed.stdout), out);
+    assert!(String::from_utf8_lossy(&parsed.stderr).contains("0 with syntax errors"));
+    let bad = with("regex");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("engine must be scan or tree-sitter, not \"regex\""),
+        "{err}"
+    );
     let o = bin()
         .args([
             "comments",
