@@ -11,7 +11,7 @@
 use pw_comments::{Analyzer, Docstrings, Lang, scan};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 struct File {
@@ -164,24 +164,12 @@ fn corpus(name: &str, files: &[File]) {
     );
 }
 
-fn python_stdlib() -> Option<PathBuf> {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    p.is_dir().then_some(p)
-}
-
 fn main() {
     let max_mb: u64 = std::env::var("PW_BENCH_MAX_MB")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(u64::MAX / (1 << 20));
-    match python_stdlib() {
+    match pw_comments::data::python_stdlib() {
         Some(p) => {
             let mut files = Vec::new();
             gather(&p, u64::MAX, &mut files);
@@ -190,24 +178,17 @@ fn main() {
                 &files,
             );
         }
-        None => println!("skipped the Python standard library: no python3 on PATH"),
+        None => println!("skipped the Python standard library: none found"),
     }
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_default();
-    let reg = home.join("registry/src");
-    if reg.is_dir() {
-        let mut files = Vec::new();
-        gather(&reg, max_mb << 20, &mut files);
-        corpus(
-            &format!("cargo registry sources ({})", reg.display()),
-            &files,
-        );
-    } else {
-        println!(
-            "skipped the cargo registry: {} is not a folder",
-            reg.display()
-        );
+    match pw_comments::data::cargo_registry() {
+        Some(reg) => {
+            let mut files = Vec::new();
+            gather(&reg, max_mb << 20, &mut files);
+            corpus(
+                &format!("cargo registry sources ({})", reg.display()),
+                &files,
+            );
+        }
+        None => println!("skipped the cargo registry: no registry/src under CARGO_HOME"),
     }
 }

@@ -79,6 +79,15 @@ impl Counts {
         self.syntax_error_files += o.syntax_error_files;
     }
 
+    /// Counts one line by what it holds (a line with both is code, comment and mixed).
+    fn tally(&mut self, code: bool, comment: bool) {
+        self.blank += (!code && !comment) as u64;
+        self.code += code as u64;
+        self.comment += comment as u64;
+        self.comment_only += (comment && !code) as u64;
+        self.mixed += (code && comment) as u64;
+    }
+
     /// Comment lines over non-blank lines.
     pub fn density_lines(&self) -> f64 {
         ratio(self.comment, self.lines - self.blank)
@@ -471,19 +480,7 @@ pub fn count_lines(
                     .any(|m| m.0.end > pos);
             }
         }
-        match (code, comment) {
-            (false, false) => c.blank += 1,
-            (true, false) => c.code += 1,
-            (false, true) => {
-                c.comment += 1;
-                c.comment_only += 1;
-            }
-            (true, true) => {
-                c.code += 1;
-                c.comment += 1;
-                c.mixed += 1;
-            }
-        }
+        c.tally(code, comment);
         c.docstring += doc as u64;
         pos = end + 1;
     }
@@ -579,19 +576,7 @@ mod tests {
                     code = true;
                 }
             }
-            match (code, comment) {
-                (false, false) => c.blank += 1,
-                (true, false) => c.code += 1,
-                (false, true) => {
-                    c.comment += 1;
-                    c.comment_only += 1;
-                }
-                (true, true) => {
-                    c.code += 1;
-                    c.comment += 1;
-                    c.mixed += 1;
-                }
-            }
+            c.tally(code, comment);
             c.docstring += doc as u64;
             pos = end + 1;
         }

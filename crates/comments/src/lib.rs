@@ -12,6 +12,8 @@
 //!   and function extraction.
 //! - `augment.rs`: comment augmentation, line-constrained (forced code tokens on a local
 //!   GGUF) or generate-and-verify (any generator).
+//! - `selfaug.rs`: self-augmentation, the byte-level model trained on round r commenting
+//!   round r + 1 under the same line constraint.
 //! - `export.rs`: augmented records, the implicit filter, JSONL / Parquet exports.
 //! - `run.rs`: the entry points the CLI calls (density, augment).
 //! - The miniature: `config.rs` (sizes), `model.rs` (a byte-level code model), `train.rs`
@@ -30,6 +32,7 @@ pub mod report;
 pub mod reproduce;
 pub mod run;
 pub mod scan;
+pub mod selfaug;
 pub mod train;
 pub mod verify;
 

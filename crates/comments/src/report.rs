@@ -7,7 +7,7 @@ use crate::config::CommentsConfig;
 use crate::density::Counts;
 use crate::evaluate::{PairedDiff, mean, paired_diff};
 use crate::export::AugRecord;
-use crate::reproduce::{AUGMENTED, FILTERED, HIGH, LOW, RAW};
+use crate::reproduce::{AUGMENTED, FILTERED, HIGH, LOW, RAW, ROUND2, Round2};
 use crate::run::AugmentSummary;
 use pw_core::{Block, Claim, ClaimResult, Metrics, Plot, PlotKind, ReproOutcome, Series, Table};
 use pw_llm::stage::RejectRecord;
@@ -86,6 +86,7 @@ pub struct Measured {
     pub validation_n: usize,
     pub humaneval_total: usize,
     pub variants: Vec<Variant>,
+    pub round2: Round2,
     pub cfg: CommentsConfig,
     pub stdlib: String,
     pub times: Vec<(String, f64)>,
@@ -162,11 +163,24 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
             (Some(x), Some(y)) => {
                 let d = paired_diff(&x.test, &y.test);
                 let h = paired_diff(&x.humaneval, &y.humaneval);
+                // A variant whose best validation step is 0 is the pre-trained base itself.
+                let base_side = match (x.best_step, y.best_step) {
+                    (0, 0) => {
+                        "; both variants' best validation step is 0, so both are the pre-trained base: continued training on either set never lowered validation bits per byte (the bodies scored carry no comments)"
+                    }
+                    (0, _) => {
+                        "; the first variant's best validation step is 0: it is the pre-trained base (training on its set never lowered validation bits per byte)"
+                    }
+                    (_, 0) => {
+                        "; the second variant's best validation step is 0: it is the pre-trained base"
+                    }
+                    _ => "",
+                };
                 ClaimResult {
                     id: id.into(),
                     held: decide(&d),
                     measured: format!(
-                        "{what}: test {:.4} vs {:.4} bits/byte, difference {}; HumanEval {:.4} vs {:.4} ({})",
+                        "{what}: test {:.4} vs {:.4} bits/byte, difference {}; HumanEval {:.4} vs {:.4} ({}){base_side}",
                         mean(&x.test),
                         mean(&y.test),
                         diff_text(&d),
@@ -187,11 +201,29 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
         density_claim,
         compare(CLAIM_ALIGNED, HIGH, LOW, "high- vs low-density half"),
         compare(CLAIM_AUGMENT, AUGMENTED, RAW, "commented vs raw"),
-        compare(CLAIM_FILTER, FILTERED, AUGMENTED, "filtered vs all commented"),
-        ClaimResult {
-            id: CLAIM_SELF.into(),
-            held: None,
-            measured: "not measured in this miniature: the round-1 model is a byte-level model of a few MB of code that cannot write comments worth a second round; `comments augment --round 2 --model <your round-1 model as GGUF>` runs the step with a real model".into(),
+        compare(
+            CLAIM_FILTER,
+            FILTERED,
+            AUGMENTED,
+            "filtered vs all commented",
+        ),
+        if find(ROUND2).is_some() {
+            compare(
+                CLAIM_SELF,
+                ROUND2,
+                FILTERED,
+                "round 2 (commented by the round-1 model) vs round 1 (commented by the generator), both filtered",
+            )
+        } else {
+            ClaimResult {
+                id: CLAIM_SELF.into(),
+                held: Some(false),
+                measured: format!(
+                    "the round-1 model left all {} round-2 functions uncommented ({} rejected): nothing to train round 2 on",
+                    m.round2.records.len(),
+                    m.round2.rejects.len()
+                ),
+            }
         },
     ];
 
@@ -280,6 +312,43 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
     }
     for r in m.rejects.iter().take(3) {
         blocks.push(Block::Paragraph(format!("Rejected {}: {}", r.id, r.reason)));
+    }
+
+    let r2 = &m.round2;
+    let kept2: Vec<&AugRecord> = r2.records.iter().filter(|r| r.kept).collect();
+    let mean_of =
+        |f: fn(&AugRecord) -> f64| mean(&r2.records.iter().map(f).collect::<Vec<_>>()) * 100.0;
+    blocks.push(Block::Heading(3, "Self-augmentation, round 2".into()));
+    blocks.push(Block::Paragraph(format!(
+        "The round-1 model (the byte-level code model after its continued training on the generator's commented + filtered functions, last step) commented {} other training functions under the same line constraint (its probability of `#` against the next code byte at each allowed line boundary, bias {:+}; greedy comment text up to the newline): {} accepted, {} rejected, the implicit filter kept {}; {} comment lines inserted; mean comment density (characters) {:.1}% -> {:.1}%; {:.0} s.",
+        r2.records.len() + r2.rejects.len(),
+        m.cfg.bias,
+        r2.records.len(),
+        r2.rejects.len(),
+        kept2.len(),
+        r2.records.iter().map(|r| r.inserted_lines).sum::<usize>(),
+        mean_of(|r| r.density_before),
+        mean_of(|r| r.density_after),
+        r2.wall_s
+    )));
+    metrics.set("comments.round2.kept", kept2.len());
+    metrics.set(
+        "comments.round2.inserted_lines",
+        r2.records.iter().map(|r| r.inserted_lines).sum::<usize>(),
+    );
+    let mut by_inserted = kept2.clone();
+    by_inserted.sort_by_key(|r| std::cmp::Reverse(r.inserted_lines));
+    for r in by_inserted.iter().skip(by_inserted.len() / 3).take(2) {
+        blocks.push(Block::Paragraph(format!(
+            "Commented in round 2 ({}, {} lines inserted):",
+            r.id, r.inserted_lines
+        )));
+        blocks.push(Block::Code(clip(&r.content, 25)));
+    }
+    for (id, reason) in r2.rejects.iter().take(2) {
+        blocks.push(Block::Paragraph(format!(
+            "Rejected in round 2 {id}: {reason}"
+        )));
     }
 
     blocks.push(Block::Heading(

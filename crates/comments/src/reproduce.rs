@@ -42,6 +42,7 @@ pub const AUGMENTED: &str = "commented (all accepted)";
 pub const FILTERED: &str = "commented + implicit filter";
 pub const HIGH: &str = "high-density half";
 pub const LOW: &str = "low-density half";
+pub const ROUND2: &str = "round 2 (commented by the round-1 model) + implicit filter";
 
 /// The data of the miniature, drawn once from the corpus before anything is measured.
 pub struct Corpus {
@@ -49,6 +50,8 @@ pub struct Corpus {
     pub decontaminated_files: usize,
     pub pretrain: Vec<String>,
     pub augment: Vec<Unit>,
+    /// Round 2 of self-augmentation: other training functions, as many.
+    pub round2: Vec<Unit>,
     pub high: Vec<String>,
     pub low: Vec<String>,
     pub validation: Vec<NlExample>,
@@ -125,16 +128,17 @@ pub fn corpus(
     validation.truncate(cfg.validation_functions);
     test.truncate(cfg.test_functions);
     let n = cfg.augment_functions;
-    if candidates.len() < 5 * n {
+    if candidates.len() < 6 * n {
         return Err(Error::Other(format!(
             "the standard library at {} has {} training functions of 3..=40 lines; the \
-             miniature needs {} (augment_functions x 5)",
+             miniature needs {} (augment_functions x 6)",
             stdlib.display(),
             candidates.len(),
-            5 * n
+            6 * n
         )));
     }
     let augment: Vec<Unit> = candidates[..n].to_vec();
+    let round2: Vec<Unit> = candidates[5 * n..6 * n].to_vec();
     let mut pool: Vec<(f64, String)> = candidates[n..5 * n]
         .iter()
         .map(|u| {
@@ -149,7 +153,7 @@ pub fn corpus(
     let high: Vec<String> = pool[pool.len() - n..].iter().map(|p| p.1.clone()).collect();
     // Files that gave a continued-training function stay out of pre-training: continued
     // training sees new code, as in the paper.
-    let held: HashSet<&str> = candidates[..5 * n]
+    let held: HashSet<&str> = candidates[..6 * n]
         .iter()
         .map(|u| u.path.as_str())
         .collect();
@@ -178,6 +182,7 @@ pub fn corpus(
         decontaminated_files: decontaminated,
         pretrain,
         augment,
+        round2,
         high,
         low,
         validation,
@@ -342,6 +347,36 @@ impl Reproduction for CommentsReproduction {
             times.lap(format!("continued training: {name}"));
             variants.push(v);
         }
+
+        // Self-augmentation: the model trained on round 1's filtered data (its last step:
+        // the best validation step may be the base itself) comments round 2's functions; a
+        // variant is trained on what its implicit filter keeps.
+        let round1 = pw_nn::checkpoint::load_module(
+            new_lm(&cfg.lm, &ad),
+            &ctx.dir.join("variant-filtered-final.safetensors"),
+        )?
+        .valid();
+        let round2 = self_augment(
+            &ctx.dir.join("round2"),
+            &round1,
+            &corpus.round2,
+            &cfg,
+            ctx.seed,
+        )?;
+        times.lap("self-augmentation: round 2 commented by the round-1 model");
+        let kept2: Vec<String> = round2
+            .records
+            .iter()
+            .filter(|r| r.kept)
+            .map(|r| r.content.clone())
+            .collect();
+        if !kept2.is_empty() {
+            let v = continued(
+                &cfg, &ctx.dir, "round2", ROUND2, &base_path, &kept2, &corpus, &ad, ctx.seed,
+            )?;
+            times.lap(format!("continued training: {ROUND2}"));
+            variants.push(v);
+        }
         let measured = Measured {
             cells,
             corpus_files: corpus.files,
@@ -356,6 +391,7 @@ impl Reproduction for CommentsReproduction {
             validation_n: corpus.validation.len(),
             humaneval_total: corpus.humaneval_total,
             variants,
+            round2,
             cfg: cfg.clone(),
             stdlib: stdlib.display().to_string(),
             times: times.laps().to_vec(),
@@ -379,7 +415,11 @@ fn continued(
     seed: u64,
 ) -> pw_core::Result<Variant> {
     let path = dir.join(format!("variant-{tag}.json"));
-    if let Ok(bytes) = std::fs::read(&path)
+    let model_path = dir.join(format!("variant-{tag}.safetensors"));
+    let final_path = dir.join(format!("variant-{tag}-final.safetensors"));
+    if model_path.is_file()
+        && final_path.is_file()
+        && let Ok(bytes) = std::fs::read(&path)
         && let Ok(v) = serde_json::from_slice::<Variant>(&bytes)
     {
         return Ok(v);
@@ -400,7 +440,7 @@ fn continued(
         }
     };
     eval(&base, 0);
-    let (_, losses) = train_windows(
+    let (last, losses) = train_windows(
         base,
         &stream,
         &cfg.cont,
@@ -421,6 +461,96 @@ fn continued(
         validation_curve: curve,
         final_loss: losses.last().map_or(f32::NAN, |l| l.1),
     };
+    // The best validation step's model (what was scored) and the last step's (the model
+    // trained on this data: self-augmentation's round-1 model).
+    pw_nn::checkpoint::save_module(&model, &model_path)?;
+    pw_nn::checkpoint::save_module(&last, &final_path)?;
     pw_core::write_json_atomic(&path, &v)?;
     Ok(v)
+}
+
+/// What round 2 of self-augmentation produced.
+#[derive(Clone, Debug)]
+pub struct Round2 {
+    pub records: Vec<AugRecord>,
+    pub rejects: Vec<(String, String)>,
+    pub wall_s: f64,
+}
+
+/// Round 2: `model` (trained on round 1) comments `units` under the line constraint; each
+/// accepted unit goes to a resumable ledger with the implicit filter's verdict.
+pub fn self_augment(
+    dir: &Path,
+    model: &CausalLm,
+    units: &[Unit],
+    cfg: &CommentsConfig,
+    seed: u64,
+) -> pw_core::Result<Round2> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let t0 = std::time::Instant::now();
+    let ledger_path = dir.join("augmented.jsonl");
+    let rejects_path = dir.join("rejects.jsonl");
+    let mut ledger = pw_core::Ledger::open(&ledger_path)?;
+    let mut rejects = pw_core::Ledger::open(&rejects_path)?;
+    let todo: Vec<Unit> = units
+        .iter()
+        .filter(|u| !ledger.contains(&u.id) && !rejects.contains(&u.id))
+        .cloned()
+        .collect();
+    let filter = crate::export::FilterOptions {
+        min_inserted: 1,
+        min_density_after: cfg.min_density_after,
+    };
+    let opts = crate::selfaug::ByteOptions {
+        bias: cfg.bias,
+        ..Default::default()
+    };
+    let mut an = Analyzer::new();
+    let mut failed: Option<pw_core::Error> = None;
+    let bar = pw_core::progress::bar(todo.len() as u64, "self-augmentation round 2");
+    crate::selfaug::comment_with_byte_model(model, &todo, &opts, &mut |u, o| {
+        bar.inc(1);
+        let r = match o {
+            crate::augment::Outcome::Accepted(a) => {
+                let rec = crate::run::record(
+                    &mut an,
+                    u,
+                    &a,
+                    &filter,
+                    crate::run::Provenance {
+                        model: "byte-level code model (round 1: commented + implicit filter)",
+                        method: "constrained-bytes",
+                        round: 2,
+                        seed,
+                    },
+                );
+                ledger.append(&u.id, &rec)
+            }
+            crate::augment::Outcome::Rejected { reason, .. } => {
+                rejects.append(&u.id, &serde_json::json!({"id": u.id, "reason": reason}))
+            }
+        };
+        if let Err(e) = r.and_then(|_| ledger.flush()).and_then(|_| rejects.flush()) {
+            failed.get_or_insert(e);
+        }
+    })?;
+    bar.finish_and_clear();
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let records: Vec<AugRecord> = pw_core::Ledger::read_all(&ledger_path)?;
+    let rejects: Vec<serde_json::Value> = pw_core::Ledger::read_all(&rejects_path)?;
+    Ok(Round2 {
+        records,
+        rejects: rejects
+            .iter()
+            .map(|v| {
+                (
+                    v["id"].as_str().unwrap_or_default().to_string(),
+                    v["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        wall_s: t0.elapsed().as_secs_f64(),
+    })
 }

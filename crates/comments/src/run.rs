@@ -394,14 +394,14 @@ pub struct AugmentSummary {
 }
 
 /// Who made a record: model, method, self-augmentation round, seed.
-struct Provenance<'a> {
-    model: &'a str,
-    method: &'a str,
-    round: u32,
-    seed: u64,
+pub(crate) struct Provenance<'a> {
+    pub model: &'a str,
+    pub method: &'a str,
+    pub round: u32,
+    pub seed: u64,
 }
 
-fn record(
+pub(crate) fn record(
     an: &mut Analyzer,
     unit: &Unit,
     a: &Accepted,

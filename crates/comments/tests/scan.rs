@@ -4,7 +4,7 @@
 //! files, and per language the totals must agree closely; the files that differ are printed
 //! with the first line where they do, so a regression names its cause.
 
-use pw_comments::data::{check_text, walk};
+use pw_comments::data::{self, check_text, walk};
 use pw_comments::{Analyzer, Docstrings, Lang, scan};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -175,43 +175,25 @@ fn check(name: &str, files: &[(PathBuf, Lang, Vec<u8>)], min_same: f64, max_line
     );
 }
 
-fn python_stdlib() -> Option<PathBuf> {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    p.is_dir().then_some(p)
-}
-
 #[test]
 fn scanner_agrees_with_the_parse_on_the_python_standard_library() {
-    match python_stdlib() {
+    match data::python_stdlib() {
         Some(p) => check("Python standard library", &files(&p, u64::MAX), 0.99, 0.001),
-        None => println!("skipped: no python3 on PATH"),
+        None => println!("skipped: no Python standard library found"),
     }
 }
 
 #[test]
 fn scanner_agrees_with_the_parse_on_the_cargo_registry_sources() {
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_default();
-    let reg = home.join("registry/src");
-    if !reg.is_dir() {
-        println!("skipped: {} is not a folder", reg.display());
-        return;
+    match data::cargo_registry() {
+        Some(reg) => check(
+            "cargo registry sources",
+            &files(&reg, 30 << 20),
+            0.99,
+            0.001,
+        ),
+        None => println!("skipped: no cargo registry sources found"),
     }
-    check(
-        "cargo registry sources",
-        &files(&reg, 30 << 20),
-        0.99,
-        0.001,
-    );
 }
 
 /// Other trees, e.g. `PW_SCAN_ROOTS=/usr/include:/usr/lib/node_modules` (same bounds).

@@ -153,6 +153,9 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
     assert!(!html.contains('`'), "raw backticks in the HTML report");
     assert!(rd.join("recap/hcap/test.json").exists());
     assert!(rd.join("comments/augment/comments.parquet").exists());
+    // Self-augmentation: the round-1 model is kept and round 2 has its ledger.
+    assert!(rd.join("comments/variant-filtered.safetensors").exists());
+    assert!(rd.join("comments/round2/augmented.jsonl").exists());
     assert!(rd.join("glore/label-train/prm_trl.jsonl").exists());
     assert!(rd.join("glan/glan.parquet").exists());
     // Re-running resumes into the same directory and records the earlier start.
