@@ -210,6 +210,33 @@ pub fn refiner_alone(items: &[Item]) -> RefinerAlone {
     }
 }
 
+/// How much of the gap is the ORM's (issue 19): the paper's inference as written and two
+/// oracles, on the same items as the strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Refine every draft and let the ORM rerank {draft, global, local}, no threshold: the
+    /// paper's inference as written.
+    pub refine_all_orm_rerank: f64,
+    /// An oracle "when" (refine exactly the wrong drafts), the ORM reranks.
+    pub oracle_when_orm_rerank: f64,
+    /// An oracle rerank: right when any of {draft, global, local} is (the refiners' ceiling;
+    /// with an oracle rerank, "when" no longer matters).
+    pub oracle_rerank: f64,
+}
+
+pub fn bounds(items: &[Item]) -> Bounds {
+    let n = items.len().max(1) as f64;
+    let share = |f: &dyn Fn(&Item) -> bool| items.iter().filter(|i| f(i)).count() as f64 / n;
+    let rerank_all = |i: &Item| decide(i, Strategy::GlobalLocal, f32::INFINITY);
+    Bounds {
+        refine_all_orm_rerank: share(&rerank_all),
+        oracle_when_orm_rerank: share(&|i| i.draft.correct || rerank_all(i)),
+        oracle_rerank: share(&|i| {
+            i.draft.correct || i.global.correct || i.local.as_ref().is_some_and(|c| c.correct)
+        }),
+    }
+}
+
 /// The trained models of the pipeline.
 pub struct Pipeline<'a> {
     pub vocab: &'a Vocab,
@@ -469,6 +496,38 @@ mod tests {
         let no_flag = item(c(true, 0.2), c(false, 0.9), None);
         assert!(decide(&no_flag, Strategy::Local, 0.5));
         assert!(!decide(&no_flag, Strategy::GlobalLocal, 0.5));
+    }
+
+    #[test]
+    fn oracle_bounds_bracket_the_orm_rerank() {
+        let c = |correct: bool, orm: f32| Candidate {
+            text: String::new(),
+            correct,
+            orm,
+        };
+        let item = |draft: Candidate, global: Candidate, local: Option<Candidate>| Item {
+            id: String::new(),
+            draft,
+            draft_sorm: vec![],
+            samples: vec![],
+            global,
+            bad_at: None,
+            local,
+        };
+        let items = [
+            // A right draft the ORM would swap for a wrong global refinement.
+            item(c(true, 0.2), c(false, 0.9), None),
+            // A wrong draft the ORM fixes with the local refinement.
+            item(c(false, 0.1), c(false, 0.3), Some(c(true, 0.8))),
+            // A wrong draft a refiner fixes but the ORM prefers the draft.
+            item(c(false, 0.9), c(true, 0.4), None),
+            // Nothing right.
+            item(c(false, 0.5), c(false, 0.5), None),
+        ];
+        let b = bounds(&items);
+        assert_eq!(b.refine_all_orm_rerank, 0.25);
+        assert_eq!(b.oracle_when_orm_rerank, 0.5);
+        assert_eq!(b.oracle_rerank, 0.75);
     }
 
     #[test]
