@@ -345,9 +345,10 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
         )));
         blocks.push(Block::Code(clip(&r.content, 25)));
     }
-    for (id, reason) in r2.rejects.iter().take(2) {
+    for r in r2.rejects.iter().take(2) {
         blocks.push(Block::Paragraph(format!(
-            "Rejected in round 2 {id}: {reason}"
+            "Rejected in round 2 {}: {}",
+            r.id, r.reason
         )));
     }
 

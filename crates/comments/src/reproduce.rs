@@ -473,7 +473,7 @@ fn continued(
 #[derive(Clone, Debug)]
 pub struct Round2 {
     pub records: Vec<AugRecord>,
-    pub rejects: Vec<(String, String)>,
+    pub rejects: Vec<pw_llm::stage::RejectRecord>,
     pub wall_s: f64,
 }
 
@@ -526,9 +526,16 @@ pub fn self_augment(
                 );
                 ledger.append(&u.id, &rec)
             }
-            crate::augment::Outcome::Rejected { reason, .. } => {
-                rejects.append(&u.id, &serde_json::json!({"id": u.id, "reason": reason}))
-            }
+            crate::augment::Outcome::Rejected { reason, text } => rejects.append(
+                &u.id,
+                &pw_llm::stage::RejectRecord {
+                    id: u.id.clone(),
+                    meta: serde_json::Value::Null,
+                    reason,
+                    text,
+                    attempts: 1,
+                },
+            ),
         };
         if let Err(e) = r.and_then(|_| ledger.flush()).and_then(|_| rejects.flush()) {
             failed.get_or_insert(e);
@@ -539,18 +546,9 @@ pub fn self_augment(
         return Err(e);
     }
     let records: Vec<AugRecord> = pw_core::Ledger::read_all(&ledger_path)?;
-    let rejects: Vec<serde_json::Value> = pw_core::Ledger::read_all(&rejects_path)?;
     Ok(Round2 {
         records,
-        rejects: rejects
-            .iter()
-            .map(|v| {
-                (
-                    v["id"].as_str().unwrap_or_default().to_string(),
-                    v["reason"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect(),
+        rejects: pw_core::Ledger::read_all(&rejects_path)?,
         wall_s: t0.elapsed().as_secs_f64(),
     })
 }

@@ -128,7 +128,7 @@ impl Run<'_> {
     }
 
     /// `logp(k)`: the log-probabilities predicting window token `k`.
-    fn step(&mut self, w: &Window, logp: &dyn Fn(usize) -> Vec<f32>, opts: &ByteOptions) {
+    fn step<'v>(&mut self, w: &Window, logp: &dyn Fn(usize) -> &'v [f32], opts: &ByteOptions) {
         match self.mode {
             Mode::Done => {}
             Mode::Scan => {
@@ -312,7 +312,7 @@ pub fn comment_with_byte_model(
                 // Token k of the window is predicted by the output at k - 1.
                 let logp = |tok: usize| {
                     let at = (r * t + tok - 1) * vocab;
-                    v[at..at + vocab].to_vec()
+                    &v[at..at + vocab]
                 };
                 runs[k]
                     .as_mut()
