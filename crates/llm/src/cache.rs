@@ -90,9 +90,9 @@ impl Cache {
         )
     }
 
-    /// The cache key: SHA-256 of the canonical JSON of model, messages and parameters, with
-    /// each image standing as the hash of its bytes (so renaming an image file hits, editing it
-    /// misses).
+    /// The cache key: SHA-256 of the canonical JSON of model, messages (or raw prompt) and
+    /// parameters, with each image standing as the hash of its bytes (so renaming an image file
+    /// hits, editing it misses).
     pub fn key(model: &str, req: &Request) -> [u8; 32] {
         let messages: Vec<crate::ChatMessage> = req
             .messages
@@ -102,11 +102,15 @@ impl Cache {
                 content: crate::image::key_content(&m.content),
             })
             .collect();
-        let canon = serde_json::json!({
+        let mut canon = serde_json::json!({
             "model": model,
             "messages": messages,
             "params": req.params,
         });
+        // only present when set, so the keys of every chat request stay as they were
+        if let Some(p) = &req.prompt {
+            canon["prompt"] = serde_json::Value::from(p.as_str());
+        }
         Sha256::digest(canon.to_string().as_bytes()).into()
     }
 

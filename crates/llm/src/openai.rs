@@ -209,6 +209,13 @@ impl ErrorBody {
 /// The wire request for one of our requests: local image files are read into data URIs here,
 /// so `Err` names an image that cannot be sent.
 pub fn to_wire(req: &Request, model: &str) -> Result<ChatRequest, String> {
+    if req.prompt.is_some() {
+        return Err(
+            "a raw prompt (no chat template) can only go to the embedded backend; this backend \
+             sends chat messages"
+                .into(),
+        );
+    }
     let p = &req.params;
     let messages = req
         .messages
@@ -422,6 +429,126 @@ pub fn from_wire(w: &ChatRequest, id: String) -> Result<Request, String> {
             })
             .collect(),
         params,
+        prompt: None,
+    })
+}
+
+/// OpenAI's legacy `/v1/completions` request: the prompt is continued as it is, without the
+/// chat template. Read on the server side only.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CompletionRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    /// A string, or a list holding one string; token-id lists are refused.
+    #[serde(default)]
+    pub prompt: Option<serde_json::Value>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub n: Option<u32>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Read only to refuse what this server does not do.
+    #[serde(default)]
+    pub echo: Option<serde_json::Value>,
+    #[serde(default)]
+    pub logprobs: Option<serde_json::Value>,
+    #[serde(default)]
+    pub suffix: Option<serde_json::Value>,
+    #[serde(default)]
+    pub best_of: Option<u32>,
+}
+
+/// OpenAI's default `max_tokens` for legacy completions.
+const LEGACY_MAX_TOKENS: u32 = 16;
+
+/// Our raw-prompt request for a legacy completions request. `Err` names the field.
+pub fn from_completion_wire(w: &CompletionRequest, id: String) -> Result<Request, String> {
+    let truthy = |v: &Option<serde_json::Value>| {
+        v.as_ref().is_some_and(|x| {
+            !x.is_null() && x != &serde_json::json!(false) && x != &serde_json::json!("")
+        })
+    };
+    if truthy(&w.echo) {
+        return Err("echo: echoing the prompt is not supported by this server".into());
+    }
+    if truthy(&w.logprobs) {
+        return Err("logprobs: log-probabilities are not supported by this server".into());
+    }
+    if truthy(&w.suffix) {
+        return Err(
+            "suffix: insertion (fill-in-the-middle) is not supported by this server".into(),
+        );
+    }
+    let n = w.n.unwrap_or(1);
+    if w.best_of.is_some_and(|b| b != n) {
+        return Err(
+            "best_of: only best_of equal to n is supported (no server-side ranking)".into(),
+        );
+    }
+    let prompt = match &w.prompt {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+            a[0].as_str().unwrap_or_default().to_string()
+        }
+        Some(serde_json::Value::Array(a)) if a.iter().all(|x| x.is_string()) => {
+            return Err(format!(
+                "prompt: {} prompts in one request; send one prompt per request",
+                a.len()
+            ));
+        }
+        Some(serde_json::Value::Array(_)) => {
+            return Err("prompt: token-id prompts are not supported; send the text".into());
+        }
+        None | Some(serde_json::Value::Null) => return Err("prompt is missing".into()),
+        Some(_) => return Err("prompt must be a string".into()),
+    };
+    if prompt.is_empty() {
+        return Err("prompt must not be empty".into());
+    }
+    let d = GenParams::default();
+    let params = GenParams {
+        temperature: w.temperature.unwrap_or(d.temperature),
+        top_p: w.top_p.unwrap_or(d.top_p),
+        max_tokens: w.max_tokens.unwrap_or(LEGACY_MAX_TOKENS),
+        stop: match &w.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        },
+        seed: w.seed,
+        n,
+        json_schema: None,
+    };
+    params.validate()?;
+    Ok(Request::raw(id, prompt, params))
+}
+
+/// The legacy `text_completion` response for one of our completions (the server side).
+pub fn text_completion_to_wire(c: &Completion, created: u64) -> serde_json::Value {
+    let choices: Vec<serde_json::Value> = c
+        .choices
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| {
+            serde_json::json!({"index": i, "text": ch.text, "logprobs": null,
+                               "finish_reason": ch.finish_reason})
+        })
+        .collect();
+    serde_json::json!({
+        "id": format!("cmpl-{}", c.id), "object": "text_completion", "created": created,
+        "model": c.model, "choices": choices,
+        "usage": {"prompt_tokens": c.usage.prompt_tokens,
+                  "completion_tokens": c.usage.completion_tokens,
+                  "total_tokens": c.usage.prompt_tokens + c.usage.completion_tokens},
     })
 }
 
@@ -598,5 +725,54 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn legacy_completions_take_one_text_prompt_and_name_what_they_refuse() {
+        let w: CompletionRequest =
+            serde_json::from_str(r#"{"model":"m","prompt":["Once upon"],"n":2,"stop":"."}"#)
+                .unwrap();
+        let r = from_completion_wire(&w, "c".into()).unwrap();
+        assert_eq!(r.prompt.as_deref(), Some("Once upon"));
+        assert!(r.messages.is_empty());
+        assert_eq!(r.params.max_tokens, LEGACY_MAX_TOKENS);
+        assert_eq!(
+            (r.params.n, r.params.stop.clone()),
+            (2, vec![".".to_string()])
+        );
+        for (body, says) in [
+            (r#"{"prompt":"x","echo":true}"#, "echo:"),
+            (r#"{"prompt":"x","logprobs":2}"#, "logprobs:"),
+            (r#"{"prompt":"x","suffix":"y"}"#, "suffix:"),
+            (r#"{"prompt":"x","best_of":3}"#, "best_of:"),
+            (r#"{"prompt":["a","b"]}"#, "prompt: 2 prompts"),
+            (r#"{"prompt":[1,2,3]}"#, "prompt: token-id"),
+            (r#"{"model":"m"}"#, "prompt is missing"),
+            (r#"{"prompt":"x","top_p":0}"#, "top_p"),
+        ] {
+            let w: CompletionRequest = serde_json::from_str(body).unwrap();
+            let e = from_completion_wire(&w, "c".into()).unwrap_err();
+            assert!(e.starts_with(says), "{body}: {e}");
+        }
+        // a raw prompt never goes out as chat messages
+        assert!(to_wire(&r, "m").unwrap_err().contains("raw prompt"));
+        let c = Completion {
+            id: "c".into(),
+            model: "m".into(),
+            choices: vec![Choice {
+                text: " a time".into(),
+                finish_reason: "length".into(),
+            }],
+            usage: Usage {
+                prompt_tokens: 2,
+                completion_tokens: 3,
+            },
+            latency_ms: 1.0,
+            cached: false,
+        };
+        let v = text_completion_to_wire(&c, 7);
+        assert_eq!(v["object"], "text_completion");
+        assert_eq!(v["choices"][0]["text"], " a time");
+        assert_eq!(v["usage"]["total_tokens"], 5);
     }
 }

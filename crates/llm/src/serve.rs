@@ -1,6 +1,8 @@
 //! `paperworks serve`: an OpenAI-compatible HTTP server over the embedded backend.
 //!
-//! Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`. Binds 127.0.0.1 by
+//! Routes: `POST /v1/chat/completions`, the legacy `POST /v1/completions` (a raw prompt, no
+//! chat template), `GET /v1/models`, `GET /health`; `POST /v1/embeddings` is a 400 saying this
+//! server has none. Binds 127.0.0.1 by
 //! default (a non-loopback bind without a token is warned about). The server bounds what a
 //! client can hold:
 //! - work: a request's `n` sequences count against `max_queue` (429 with `Retry-After` past
@@ -151,9 +153,22 @@ fn closing(mut resp: Response) -> Response {
     resp
 }
 
-async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
-    if !authorized(&st, req.headers()) {
-        return closing(unauthorized());
+/// Which OpenAI API a request came in through: it decides the response's shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    /// `/v1/chat/completions`: `chat.completion` / `chat.completion.chunk`.
+    Chat,
+    /// The legacy `/v1/completions`: `text_completion`, a raw prompt.
+    Text,
+}
+
+/// The request's JSON body, after the token and size checks; `Err` is the response to send.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    st: &AppState,
+    req: axum::extract::Request,
+) -> Result<T, Response> {
+    if !authorized(st, req.headers()) {
+        return Err(closing(unauthorized()));
     }
     let limit = st.cfg.max_body_bytes;
     let declared = req
@@ -162,40 +177,73 @@ async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return closing(too_large(limit));
+        return Err(closing(too_large(limit)));
     }
     let body = match axum::body::to_bytes(req.into_body(), limit).await {
         Ok(b) => b,
         Err(e) if pw_core::one_line(&e).contains("length limit") => {
-            return closing(too_large(limit));
+            return Err(closing(too_large(limit)));
         }
         Err(e) => {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 format!("reading the request body: {}", pw_core::one_line(&e)),
-            );
+            ));
         }
     };
-    let wire: openai::ChatRequest = match serde_json::from_slice(&body) {
+    serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("request body: {e}"),
+        )
+    })
+}
+
+async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let wire: openai::ChatRequest = match read_json(&st, req).await {
         Ok(w) => w,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                format!("request body: {e}"),
-            );
-        }
+        Err(resp) => return resp,
     };
     let id = format!("{:08x}", st.next_id.fetch_add(1, Ordering::Relaxed));
-    let req = match openai::from_wire(&wire, id) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", e),
+    match openai::from_wire(&wire, id) {
+        Ok(r) => answer(st, r, wire.stream == Some(true), Api::Chat).await,
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request_error", e),
+    }
+}
+
+/// OpenAI's legacy completions: the prompt is continued as it is, without the chat template.
+async fn completions(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let wire: openai::CompletionRequest = match read_json(&st, req).await {
+        Ok(w) => w,
+        Err(resp) => return resp,
     };
+    let id = format!("{:08x}", st.next_id.fetch_add(1, Ordering::Relaxed));
+    match openai::from_completion_wire(&wire, id) {
+        Ok(r) => answer(st, r, wire.stream == Some(true), Api::Text).await,
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request_error", e),
+    }
+}
+
+async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers) {
+        return closing(unauthorized());
+    }
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        "embeddings are not supported by this server: it serves a generative model through \
+         POST /v1/chat/completions and POST /v1/completions",
+    )
+}
+
+/// Runs `req` on the engine and answers in `api`'s shape, streamed or whole.
+async fn answer(st: Arc<AppState>, req: crate::Request, stream: bool, api: Api) -> Response {
     let cancel = Arc::new(AtomicBool::new(false));
     let cancel_on_drop = CancelOnDrop(cancel.clone());
-    if wire.stream == Some(true) {
-        return stream_chat(st, req, cancel, cancel_on_drop);
+    if stream {
+        return stream_answer(st, req, cancel, cancel_on_drop, api);
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let submitted = st.engine.submit(
@@ -227,7 +275,10 @@ async fn chat(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> R
     match answer {
         Ok(Ok(c)) => {
             st.served.fetch_add(1, Ordering::Relaxed);
-            Json(openai::completion_to_wire(&c, now_secs())).into_response()
+            match api {
+                Api::Chat => Json(openai::completion_to_wire(&c, now_secs())).into_response(),
+                Api::Text => Json(openai::text_completion_to_wire(&c, now_secs())).into_response(),
+            }
         }
         Ok(Err(e @ LlmError::Request { .. })) => error(
             StatusCode::BAD_REQUEST,
@@ -291,12 +342,17 @@ struct Streaming {
     model: String,
     created: u64,
     done: bool,
+    api: Api,
 }
 
 impl Streaming {
     fn chunk(&self, choices: serde_json::Value, usage: Option<serde_json::Value>) -> String {
+        let (id, object) = match self.api {
+            Api::Chat => (format!("chatcmpl-{}", self.id), "chat.completion.chunk"),
+            Api::Text => (format!("cmpl-{}", self.id), "text_completion"),
+        };
         let mut v = serde_json::json!({
-            "id": format!("chatcmpl-{}", self.id), "object": "chat.completion.chunk",
+            "id": id, "object": object,
             "created": self.created, "model": self.model, "choices": choices,
         });
         if let Some(u) = usage {
@@ -315,10 +371,17 @@ impl Streaming {
         }
         let event = tokio::time::timeout_at(self.deadline, self.rx.recv()).await;
         Some(match event {
-            Ok(Some(Event::Delta(i, text))) => self.chunk(
-                serde_json::json!([{"index": i, "delta": {"content": text}, "finish_reason": null}]),
-                None,
-            ),
+            Ok(Some(Event::Delta(i, text))) => {
+                let choice = match self.api {
+                    Api::Chat => {
+                        serde_json::json!({"index": i, "delta": {"content": text}, "finish_reason": null})
+                    }
+                    Api::Text => {
+                        serde_json::json!({"index": i, "text": text, "logprobs": null, "finish_reason": null})
+                    }
+                };
+                self.chunk(serde_json::Value::from(vec![choice]), None)
+            }
             Ok(Some(Event::Done(Ok(c)))) => {
                 self.done = true;
                 self.st.served.fetch_add(1, Ordering::Relaxed);
@@ -326,8 +389,12 @@ impl Streaming {
                     .choices
                     .iter()
                     .enumerate()
-                    .map(|(i, ch)| {
-                        serde_json::json!({"index": i, "delta": {}, "finish_reason": ch.finish_reason})
+                    .map(|(i, ch)| match self.api {
+                        Api::Chat => {
+                            serde_json::json!({"index": i, "delta": {}, "finish_reason": ch.finish_reason})
+                        }
+                        Api::Text => serde_json::json!({"index": i, "text": "", "logprobs": null,
+                                                        "finish_reason": ch.finish_reason}),
                     })
                     .collect();
                 let usage = serde_json::json!({
@@ -346,8 +413,8 @@ impl Streaming {
                     LlmError::Request { .. } => "invalid_request_error",
                     _ => "server_error",
                 };
-                let body = serde_json::to_string(&ErrorBody::new(kind, e.to_string()))
-                    .unwrap_or_default();
+                let body =
+                    serde_json::to_string(&ErrorBody::new(kind, e.to_string())).unwrap_or_default();
                 format!("data: {body}\n\n")
             }
             Ok(None) => return None,
@@ -369,11 +436,12 @@ impl Streaming {
 
 /// `stream: true`: the request goes to the engine with a delta callback, and the answer is an
 /// SSE body that forwards each delta as a chunk.
-fn stream_chat(
+fn stream_answer(
     st: Arc<AppState>,
     req: crate::Request,
     cancel: Arc<AtomicBool>,
     cancel_on_drop: CancelOnDrop,
+    api: Api,
 ) -> Response {
     use crate::Generator;
     let (etx, erx) = tokio::sync::mpsc::unbounded_channel::<Event>();
@@ -406,13 +474,17 @@ fn stream_chat(
         id,
         created: now_secs(),
         done: false,
+        api,
     };
     let roles: Vec<serde_json::Value> = (0..n)
         .map(|i| {
             serde_json::json!({"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})
         })
         .collect();
-    s.head = Some(s.chunk(serde_json::Value::from(roles), None));
+    // the chat API opens with each choice's role; the legacy API has no roles
+    if api == Api::Chat {
+        s.head = Some(s.chunk(serde_json::Value::from(roles), None));
+    }
     let body = futures_util::stream::unfold(s, |mut s| async move {
         let piece = s.next().await?;
         Some((
@@ -466,7 +538,8 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         format!(
-            "no route {}: this server has POST /v1/chat/completions, GET /v1/models, GET /health",
+            "no route {}: this server has POST /v1/chat/completions, POST /v1/completions, \
+             GET /v1/models, GET /health",
             uri.path()
         ),
     )
@@ -492,6 +565,8 @@ pub fn router(engine: Arc<Embedded>, cfg: ServeConfig) -> Router {
     });
     Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .fallback(not_found)

@@ -211,6 +211,10 @@ pub struct Request {
     pub messages: Vec<ChatMessage>,
     #[serde(default)]
     pub params: GenParams,
+    /// A raw prompt, tokenised as it is without the chat template (OpenAI's legacy
+    /// `/v1/completions`); `messages` is then empty. Only the embedded text backend takes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 impl Request {
@@ -219,6 +223,16 @@ impl Request {
             id: id.into(),
             messages,
             params,
+            prompt: None,
+        }
+    }
+    /// A raw prompt that bypasses the chat template (see [`Request::prompt`]).
+    pub fn raw(id: impl Into<String>, prompt: impl Into<String>, params: GenParams) -> Self {
+        Request {
+            id: id.into(),
+            messages: Vec::new(),
+            params,
+            prompt: Some(prompt.into()),
         }
     }
     /// Whether any message holds an image part.

@@ -269,3 +269,83 @@ fn streaming_deltas_add_up_to_the_plain_answer_and_end_with_usage_and_done() {
         );
     }
 }
+
+/// The legacy `/v1/completions`: the prompt is continued as it is (no chat template: fewer
+/// prompt tokens than the same text as a chat message), streamed chunks add up to the plain
+/// answer, and `/v1/embeddings` is a 400 that says so.
+#[test]
+fn legacy_completions_continue_the_raw_prompt_and_stream() {
+    let server = start(None);
+    let base = format!("http://{}/v1", server.addr);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let post = |route: &str, body: serde_json::Value| {
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/{route}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let prompt = "The capital of France is";
+    let body = |stream: bool| {
+        serde_json::json!({"model": "smol", "prompt": prompt, "temperature": 0,
+                           "max_tokens": 12, "stream": stream})
+    };
+    let (status, plain) = post("completions", body(false));
+    assert_eq!(status, 200, "{plain}");
+    let plain: serde_json::Value = serde_json::from_str(&plain).unwrap();
+    assert_eq!(plain["object"], "text_completion");
+    let want = plain["choices"][0]["text"].as_str().unwrap().to_string();
+    assert!(!want.trim().is_empty(), "{plain}");
+    // the chat template adds its role markers (and any default system prompt) around the text
+    let (_, chat) = post(
+        "chat/completions",
+        serde_json::json!({"model": "smol", "max_tokens": 1,
+                           "messages": [{"role": "user", "content": prompt}]}),
+    );
+    let chat: serde_json::Value = serde_json::from_str(&chat).unwrap();
+    let raw_tokens = plain["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        raw_tokens < chat["usage"]["prompt_tokens"].as_u64().unwrap(),
+        "{plain} vs {chat}"
+    );
+
+    let (status, sse) = post("completions", body(true));
+    assert_eq!(status, 200, "{sse}");
+    let events: Vec<&str> = sse
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.strip_prefix("data: ").unwrap())
+        .collect();
+    assert_eq!(*events.last().unwrap(), "[DONE]");
+    let chunks: Vec<serde_json::Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, want);
+    assert_eq!(chunks.last().unwrap()["usage"], plain["usage"]);
+
+    let (status, e) = post(
+        "completions",
+        serde_json::json!({"prompt": "x", "echo": true}),
+    );
+    assert_eq!(status, 400);
+    assert!(e.contains("echo"), "{e}");
+    let (status, e) = post(
+        "embeddings",
+        serde_json::json!({"model": "smol", "input": "x"}),
+    );
+    assert_eq!(status, 400);
+    assert!(e.contains("embeddings are not supported"), "{e}");
+}

@@ -522,20 +522,25 @@ impl Engine<'_> {
             if job.req.has_images() {
                 return Err(LlmError::request(&id, NO_VISION));
             }
-            let msgs = job
-                .req
-                .messages
-                .iter()
-                .map(|m| LlamaChatMessage::new(m.role.clone(), m.text()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| LlmError::request(&id, format!("messages: {e}")))?;
-            if msgs.is_empty() {
-                return Err(LlmError::request(&id, "messages is empty"));
-            }
-            let text = self
-                .model
-                .apply_chat_template(&self.template, &msgs, true)
-                .map_err(|e| LlmError::request(&id, format!("chat template: {e}")))?;
+            let text = match &job.req.prompt {
+                // a legacy completion: the text as it is (BOS added where the model wants one)
+                Some(raw) => raw.clone(),
+                None => {
+                    let msgs = job
+                        .req
+                        .messages
+                        .iter()
+                        .map(|m| LlamaChatMessage::new(m.role.clone(), m.text()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| LlmError::request(&id, format!("messages: {e}")))?;
+                    if msgs.is_empty() {
+                        return Err(LlmError::request(&id, "messages is empty"));
+                    }
+                    self.model
+                        .apply_chat_template(&self.template, &msgs, true)
+                        .map_err(|e| LlmError::request(&id, format!("chat template: {e}")))?
+                }
+            };
             let tokens = self.model.vocab().tokenize(text.as_bytes(), true, true);
             if tokens.is_empty() {
                 return Err(LlmError::request(&id, "the prompt has no tokens"));

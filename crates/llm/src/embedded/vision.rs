@@ -104,6 +104,12 @@ impl Generator for EmbeddedVision {
     }
 
     fn generate(&self, req: &Request) -> Result<Completion, LlmError> {
+        if req.prompt.is_some() {
+            return Err(LlmError::request(
+                &req.id,
+                "the vision engine takes chat messages, not a raw prompt",
+            ));
+        }
         let (reply, rx) = mpsc::channel();
         self.tx
             .as_ref()
