@@ -39,7 +39,8 @@ pub struct BackendArgs {
     /// Embedded: context tokens (prompt + completion) per sequence.
     #[arg(long, default_value_t = 2048, value_name = "TOKENS")]
     pub ctx: u32,
-    /// Embedded: chat template instead of the GGUF's (llama.cpp name such as chatml, llama3).
+    /// Embedded: chat template instead of the GGUF's (a Jinja text, rendered as transformers
+    /// does, or a llama.cpp built-in name such as chatml, llama3).
     #[arg(long, value_name = "TEMPLATE")]
     pub chat_template: Option<String>,
     /// Embedded: weight format to run in: auto (Q4_1/Q5_1 files are converted once to q8_0:

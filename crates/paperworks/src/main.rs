@@ -127,8 +127,8 @@ enum Command {
     /// `paperworks reproduce --only videoprism`.
     #[command(subcommand)]
     Videoprism(videoprism::VideoPrismCommand),
-    /// Code Needs Comments: comment density of code (tree-sitter, 9 languages) and comment
-    /// augmentation that never changes a byte of code.
+    /// Code Needs Comments: comment density of code (a lexical scanner or tree-sitter, 9
+    /// languages) and comment augmentation that never changes a byte of code.
     ///
     /// `density` counts code, comment and blank lines, comment characters and words per file,
     /// language and total, for source trees or JSONL corpora in The Stack's format.
@@ -156,12 +156,26 @@ enum Command {
     Recap(recap::RecapCommand),
     /// Serve a local GGUF over an OpenAI-compatible HTTP API.
     ///
-    /// POST /v1/chat/completions (with response_format json_schema), GET /v1/models,
+    /// POST /v1/chat/completions (streaming, structured output as json_schema, json_object +
+    /// schema, guided_json or format), the legacy POST /v1/completions, GET /v1/models,
     /// GET /health. Binds 127.0.0.1:8080 by default; requests whose sequences (n each) would
     /// pass --queue get 429 with Retry-After; a request whose client leaves, or that passes
     /// --request-timeout, is cancelled; slow or idle connections are closed after
     /// --header-timeout; SIGTERM lets running requests finish for --drain-timeout, then exits.
     Serve(llm::ServeArgs),
+    /// Print a shell completion script to standard output.
+    ///
+    /// bash: `paperworks completions bash > ~/.local/share/bash-completion/completions/paperworks`;
+    /// zsh: `paperworks completions zsh > ~/.zfunc/_paperworks` (with `~/.zfunc` on fpath);
+    /// fish: `paperworks completions fish > ~/.config/fish/completions/paperworks.fish`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
@@ -344,6 +358,11 @@ fn assets(g: &Global, args: &AssetsArgs) -> Result<()> {
 const MAX_THREADS: usize = 1024;
 
 fn run(cli: Cli, seed_given: bool) -> Result<()> {
+    if let Command::Completions(a) = &cli.command {
+        let mut out = std::io::stdout().lock();
+        clap_complete::generate(a.shell, &mut Cli::command(), "paperworks", &mut out);
+        return Ok(());
+    }
     let cfg = match &cli.global.config {
         Some(p) => load_config(p)?,
         None => ConfigFile::default(),
@@ -382,6 +401,7 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
         Command::Comments(c) => comments::run(&g, c),
         Command::Madbench(c) => madbench::run(&g, c),
         Command::Recap(c) => recap::run(&g, c),
+        Command::Completions(_) => Ok(()),
     }
 }
 

@@ -616,3 +616,38 @@ fn version_stdin_plain_logs_and_the_openai_base_url() {
         "{line}"
     );
 }
+
+/// `completions <shell>` prints a script that names every subcommand; the bash one parses.
+#[test]
+fn shell_completions_cover_every_subcommand() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = run(&["completions", shell]);
+        let s = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for sub in ["reproduce", "glan", "glore", "videoprism", "recap", "serve"] {
+            assert!(s.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let o = run(&["completions", "bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("paperworks.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    match std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+    {
+        Ok(check) => assert!(
+            check.status.success(),
+            "bash -n: {}",
+            String::from_utf8_lossy(&check.stderr)
+        ),
+        Err(e) => println!("skipped the bash syntax check: no bash ({e})"),
+    }
+    let o = run(&["completions", "tcsh"]);
+    assert!(!o.status.success());
+}
