@@ -272,7 +272,7 @@ fn streaming_deltas_add_up_to_the_plain_answer_and_end_with_usage_and_done() {
 
 /// The legacy `/v1/completions`: the prompt is continued as it is (no chat template: fewer
 /// prompt tokens than the same text as a chat message), streamed chunks add up to the plain
-/// answer, and `/v1/embeddings` is a 400 that says so.
+/// answer, and `/v1/embeddings` is a 400 that says so. Chat requests get the GGUF's template.
 #[test]
 fn legacy_completions_continue_the_raw_prompt_and_stream() {
     let server = start(None);
@@ -310,6 +310,21 @@ fn legacy_completions_continue_the_raw_prompt_and_stream() {
                            "messages": [{"role": "user", "content": prompt}]}),
     );
     let chat: serde_json::Value = serde_json::from_str(&chat).unwrap();
+    // the GGUF's Jinja template is rendered as its authors wrote it: SmolLM2's default system
+    // prompt (which llama.cpp's built-in chatml leaves out) is there when the
+    // conversation brings none, so a one-word system message makes the prompt shorter
+    let (_, brief) = post(
+        "chat/completions",
+        serde_json::json!({"model": "smol", "max_tokens": 1,
+                           "messages": [{"role": "system", "content": "Brief."},
+                                        {"role": "user", "content": prompt}]}),
+    );
+    let brief: serde_json::Value = serde_json::from_str(&brief).unwrap();
+    assert!(
+        brief["usage"]["prompt_tokens"].as_u64().unwrap() + 10
+            < chat["usage"]["prompt_tokens"].as_u64().unwrap(),
+        "{brief} vs {chat}"
+    );
     let raw_tokens = plain["usage"]["prompt_tokens"].as_u64().unwrap();
     assert!(
         raw_tokens < chat["usage"]["prompt_tokens"].as_u64().unwrap(),

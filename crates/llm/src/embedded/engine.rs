@@ -7,14 +7,15 @@
 //! them all. Logits are read only for the positions that need a sample.
 
 use super::sampler::Sampler;
+use super::template::ChatTemplate;
 use super::{EmbeddedConfig, Job, ModelInfo};
 use crate::{Choice, Completion, LlmError, Usage, finish};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 
 /// The refusal of a request with image parts: the embedded backend loads a GGUF language
@@ -231,40 +232,6 @@ pub(super) fn load_model(cfg: &EmbeddedConfig) -> Result<LlamaModel, LlmError> {
     })
 }
 
-/// The chat template to use: `cfg.chat_template`, else the GGUF's own; checked on a probe
-/// message so an unknown template fails at load, not at the first request.
-pub(super) fn chat_template(
-    model: &LlamaModel,
-    cfg: &EmbeddedConfig,
-) -> Result<LlamaChatTemplate, LlmError> {
-    let path = &cfg.model;
-    let t = match &cfg.chat_template {
-        Some(t) => LlamaChatTemplate::new(t)
-            .map_err(|e| LlmError::model(path, format!("chat template: {e}")))?,
-        None => model.chat_template(None).map_err(|_| {
-            LlmError::model(
-                path,
-                "has no chat template in its metadata; give one with --chat-template \
-                 (a llama.cpp name such as chatml, llama3, gemma, or a template text)",
-            )
-        })?,
-    };
-    let probe = [LlamaChatMessage::new("user".into(), "hi".into())
-        .map_err(|e| LlmError::model(path, e.to_string()))?];
-    model
-        .apply_chat_template(&t, &probe, true)
-        .map(|_| t)
-        .map_err(|e| {
-            LlmError::model(
-                path,
-                format!(
-                    "llama.cpp does not recognise the chat template ({e}); give a known \
-                     one with --chat-template (chatml, llama3, gemma, ...)"
-                ),
-            )
-        })
-}
-
 pub(super) fn run(
     cfg: EmbeddedConfig,
     rx: Receiver<Job>,
@@ -286,7 +253,7 @@ pub(super) fn run(
             return;
         }
     };
-    let template = match chat_template(&model, &cfg) {
+    let template = match ChatTemplate::load(&model, &cfg) {
         Ok(t) => t,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -424,7 +391,7 @@ fn utf8_complete(b: &[u8]) -> usize {
 struct Engine<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
-    template: LlamaChatTemplate,
+    template: ChatTemplate,
     name: String,
     ctx_per_seq: u32,
     batch_tokens: u32,
@@ -526,19 +493,18 @@ impl Engine<'_> {
                 // a legacy completion: the text as it is (BOS added where the model wants one)
                 Some(raw) => raw.clone(),
                 None => {
-                    let msgs = job
+                    let msgs: Vec<(String, String)> = job
                         .req
                         .messages
                         .iter()
-                        .map(|m| LlamaChatMessage::new(m.role.clone(), m.text()))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| LlmError::request(&id, format!("messages: {e}")))?;
+                        .map(|m| (m.role.clone(), m.text()))
+                        .collect();
                     if msgs.is_empty() {
                         return Err(LlmError::request(&id, "messages is empty"));
                     }
-                    self.model
-                        .apply_chat_template(&self.template, &msgs, true)
-                        .map_err(|e| LlmError::request(&id, format!("chat template: {e}")))?
+                    self.template
+                        .apply(self.model, &msgs)
+                        .map_err(|e| LlmError::request(&id, e))?
                 }
             };
             let tokens = self.model.vocab().tokenize(text.as_bytes(), true, true);

@@ -6,13 +6,14 @@
 //! The model and its context live on the caller's thread for the duration of [`with_lm`]
 //! (llama.cpp contexts borrow their model), unlike [`super::Embedded`]'s engine thread.
 
-use super::engine::{backend, chat_template, load_model};
+use super::engine::{backend, load_model};
+use super::template::ChatTemplate;
 use super::{EmbeddedConfig, prepare};
 use crate::{ChatMessage, LlmError};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use std::num::NonZeroU32;
 
@@ -20,7 +21,7 @@ use std::num::NonZeroU32;
 pub struct Lm<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
-    template: LlamaChatTemplate,
+    template: ChatTemplate,
     pieces: Vec<Vec<u8>>,
     batch: LlamaBatch<'static>,
     batch_tokens: usize,
@@ -40,7 +41,7 @@ pub fn with_lm<R>(cfg: &EmbeddedConfig, f: impl FnOnce(&mut Lm) -> R) -> Result<
         ));
     }
     let model = load_model(&cfg)?;
-    let template = chat_template(&model, &cfg)?;
+    let template = ChatTemplate::load(&model, &cfg)?;
     let threads = cfg.thread_count();
     let ctx_per_seq = cfg.ctx_per_seq.min(model.n_ctx_train().max(16)) as usize;
     let batch_tokens = (cfg.batch_tokens as usize).max(cfg.parallel).max(32);
@@ -114,14 +115,13 @@ impl Lm<'_> {
     /// The chat prompt of `messages` through the model's template, ending where the
     /// assistant's reply starts.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<String, LlmError> {
-        let msgs = messages
+        let msgs: Vec<(String, String)> = messages
             .iter()
-            .map(|m| LlamaChatMessage::new(m.role.clone(), m.text()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| LlmError::request("prompt", format!("messages: {e}")))?;
-        self.model
-            .apply_chat_template(&self.template, &msgs, true)
-            .map_err(|e| LlmError::request("prompt", format!("chat template: {e}")))
+            .map(|m| (m.role.clone(), m.text()))
+            .collect();
+        self.template
+            .apply(&self.model, &msgs)
+            .map_err(|e| LlmError::request("prompt", e))
     }
 
     /// Tokens of `text`; `special` parses the template's control tokens (for a chat prompt)

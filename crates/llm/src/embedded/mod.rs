@@ -10,6 +10,7 @@ mod engine;
 pub mod forced;
 pub mod requant;
 pub mod sampler;
+pub mod template;
 pub mod vision;
 
 use crate::{BatchResult, Completion, Generator, LlmError, Request};
@@ -34,8 +35,9 @@ pub struct EmbeddedConfig {
     pub batch_tokens: u32,
     /// CPU threads for llama.cpp (default: all cores).
     pub threads: Option<usize>,
-    /// Chat template to use instead of the GGUF's: a llama.cpp template name (`chatml`,
-    /// `llama3`, `gemma`, ...) or a Jinja template text that llama.cpp recognises.
+    /// Chat template to use instead of the GGUF's: a Jinja template text (rendered as
+    /// `transformers` does, see [`template`]) or a llama.cpp built-in name (`chatml`, `llama3`,
+    /// `gemma`, ...).
     pub chat_template: Option<String>,
     /// Layers to offload to a GPU (needs a GPU build of llama.cpp).
     pub gpu_layers: u32,

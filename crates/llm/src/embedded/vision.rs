@@ -7,8 +7,9 @@
 //! (the projector encodes each image into embeddings), then tokens are sampled with the same
 //! seeded sampler as the text engine. JSON-schema requests are refused (no grammar here).
 
-use super::engine::{backend, chat_template, load_model, take_last_error};
+use super::engine::{backend, load_model, take_last_error};
 use super::sampler::Sampler;
+use super::template::ChatTemplate;
 use super::{EmbeddedConfig, check_gguf, prepare};
 use crate::{
     BatchResult, ChatMessage, Choice, Completion, Content, Generator, LlmError, Request, Usage,
@@ -16,7 +17,7 @@ use crate::{
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::mtmd::{
     MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputText, mtmd_default_marker,
 };
@@ -176,7 +177,7 @@ fn serve(
             return;
         }
     };
-    let template = match chat_template(&model, &cfg) {
+    let template = match ChatTemplate::load(&model, &cfg) {
         Ok(t) => t,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -258,7 +259,7 @@ fn serve(
 #[allow(clippy::too_many_arguments)]
 fn answer(
     model: &LlamaModel,
-    template: &llama_cpp_2::model::LlamaChatTemplate,
+    template: &ChatTemplate,
     mtmd: &mut MtmdContext,
     ctx: &mut llama_cpp_2::context::LlamaContext,
     req: &Request,
@@ -276,14 +277,9 @@ fn answer(
         ));
     }
     let (msgs, images) = prompt_parts(&req.messages).map_err(|e| LlmError::request(id, e))?;
-    let chat: Vec<LlamaChatMessage> = msgs
-        .into_iter()
-        .map(|(r, t)| LlamaChatMessage::new(r, t))
-        .collect::<Result<_, _>>()
-        .map_err(|e| LlmError::request(id, format!("messages: {e}")))?;
-    let prompt = model
-        .apply_chat_template(template, &chat, true)
-        .map_err(|e| LlmError::request(id, format!("chat template: {e}")))?;
+    let prompt = template
+        .apply(model, &msgs)
+        .map_err(|e| LlmError::request(id, e))?;
     let bitmaps = images
         .iter()
         .map(|b| MtmdBitmap::from_buffer(mtmd, b, false))
