@@ -34,10 +34,13 @@ fn params(s: &crate::config::Sampling, seed: u64, schema: Option<Value>) -> GenP
 
 use pw_core::seed::derive as seed_for;
 
-/// Step 2 (Sec. 2.2): `queries` subject lists per discipline.
-pub fn subject_items(ds: &[Discipline], cfg: &GlanConfig, seed: u64) -> Vec<StageItem> {
-    let c = &cfg.subjects;
-    let schema = json!({
+// The stages' answer schemas. Every length and count bound stays within what llama.cpp-based
+// servers compile (`pw_llm::schema::portable`): llama-cpp-python 0.3.36 dies on a string of
+// more than 1,000 characters at most.
+
+/// Step 2's answer: `per_query` subjects with their level and subtopics.
+pub fn subjects_schema(c: &crate::config::SubjectsConfig) -> Value {
+    json!({
         "type": "object",
         "properties": {"subjects": {"type": "array", "minItems": c.per_query, "maxItems": c.per_query,
             "items": {"type": "object", "properties": {
@@ -47,7 +50,37 @@ pub fn subject_items(ds: &[Discipline], cfg: &GlanConfig, seed: u64) -> Vec<Stag
                               "minItems": 1, "maxItems": 6}},
               "required": ["subject_name", "level", "subtopics"], "additionalProperties": false}}},
         "required": ["subjects"], "additionalProperties": false
-    });
+    })
+}
+
+/// Step 3's answer: the sessions of a syllabus with their key concepts.
+pub fn syllabus_schema(c: &crate::config::SyllabusConfig) -> Value {
+    json!({
+        "type": "object",
+        "properties": {"sessions": {"type": "array", "minItems": c.min_sessions, "maxItems": c.max_sessions,
+            "items": {"type": "object", "properties": {
+                "name": {"type": "string", "maxLength": 80},
+                "description": {"type": "string", "maxLength": 300},
+                "key_concepts": {"type": "array", "items": {"type": "string", "maxLength": 60},
+                                 "minItems": 1, "maxItems": c.key_concepts}},
+              "required": ["name", "description", "key_concepts"], "additionalProperties": false}}},
+        "required": ["sessions"], "additionalProperties": false
+    })
+}
+
+/// Step 4's answer: one homework question.
+pub fn homework_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"question": {"type": "string", "maxLength": 1000}},
+        "required": ["question"], "additionalProperties": false
+    })
+}
+
+/// Step 2 (Sec. 2.2): `queries` subject lists per discipline.
+pub fn subject_items(ds: &[Discipline], cfg: &GlanConfig, seed: u64) -> Vec<StageItem> {
+    let c = &cfg.subjects;
+    let schema = subjects_schema(c);
     let mut out = Vec::new();
     for d in ds {
         for q in 0..c.queries {
@@ -116,17 +149,7 @@ pub fn subjects(recs: &[StageRecord]) -> Result<Vec<Subject>> {
 /// Step 3 (Sec. 2.3): one syllabus per subject.
 pub fn syllabus_items(subjects: &[Subject], cfg: &GlanConfig, seed: u64) -> Vec<StageItem> {
     let c = &cfg.syllabus;
-    let schema = json!({
-        "type": "object",
-        "properties": {"sessions": {"type": "array", "minItems": c.min_sessions, "maxItems": c.max_sessions,
-            "items": {"type": "object", "properties": {
-                "name": {"type": "string", "maxLength": 80},
-                "description": {"type": "string", "maxLength": 300},
-                "key_concepts": {"type": "array", "items": {"type": "string", "maxLength": 60},
-                                 "minItems": 1, "maxItems": c.key_concepts}},
-              "required": ["name", "description", "key_concepts"], "additionalProperties": false}}},
-        "required": ["sessions"], "additionalProperties": false
-    });
+    let schema = syllabus_schema(c);
     subjects
         .iter()
         .map(|s| StageItem {
@@ -166,11 +189,7 @@ pub struct Session {
 /// students have learned up to the last selected session.
 pub fn homework_items(recs: &[StageRecord], cfg: &GlanConfig, seed: u64) -> Result<Vec<StageItem>> {
     let c = &cfg.homework;
-    let schema = json!({
-        "type": "object",
-        "properties": {"question": {"type": "string", "maxLength": 1200}},
-        "required": ["question"], "additionalProperties": false
-    });
+    let schema = homework_schema();
     let mut out = Vec::new();
     for r in recs {
         let subject: Subject = serde_json::from_value(r.meta["subject"].clone())
@@ -330,4 +349,23 @@ pub fn judge_items(recs: &[StageRecord], cfg: &GlanConfig, seed: u64) -> Vec<Sta
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every schema GLAN sends compiles on llama.cpp-based servers, at the default sizes.
+    #[test]
+    fn every_stage_schema_is_portable_to_llama_cpp_servers() {
+        let cfg = GlanConfig::default();
+        for (what, s) in [
+            ("subjects", subjects_schema(&cfg.subjects)),
+            ("syllabus", syllabus_schema(&cfg.syllabus)),
+            ("homework", homework_schema()),
+            ("judge", crate::quality::verdict_schema()),
+        ] {
+            pw_llm::schema::portable(&s).unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+    }
 }

@@ -99,6 +99,44 @@ pub fn validate(v: &serde_json::Value, s: &serde_json::Value) -> Result<(), Stri
     Ok(())
 }
 
+/// The largest repetition bound (`maxLength`, `maxItems`) that llama.cpp-based servers compile:
+/// llama-cpp-python 0.3.36 (its bundled llama.cpp) refuses a grammar whose repetition passes
+/// its limit and then dies, and a string of `maxLength` 1,100 already does (1,000 passes).
+pub const PORTABLE_MAX_REPETITION: u64 = 1000;
+
+/// Whether a schema is compact enough for llama.cpp-based servers: `Err` names the first bound
+/// over [`PORTABLE_MAX_REPETITION`]. A schema meant for any OpenAI-compatible server keeps to
+/// this; the embedded backend's own llama.cpp takes more.
+pub fn portable(s: &serde_json::Value) -> Result<(), String> {
+    fn walk(s: &serde_json::Value, at: &str) -> Result<(), String> {
+        match s {
+            serde_json::Value::Object(o) => {
+                for k in ["maxLength", "maxItems"] {
+                    if let Some(n) = o.get(k).and_then(serde_json::Value::as_u64)
+                        && n > PORTABLE_MAX_REPETITION
+                    {
+                        return Err(format!(
+                            "{at}{k} {n} exceeds {PORTABLE_MAX_REPETITION}, more than \
+                             llama.cpp-based servers compile"
+                        ));
+                    }
+                }
+                for (k, v) in o {
+                    walk(v, &format!("{at}{k}."))?;
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, &format!("{at}[{i}]."))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    walk(s, "")
+}
+
 /// Checks a schema itself before it is turned into a grammar, walking every sub-schema:
 /// each `pattern` must compile, and each lower bound must not exceed its upper bound
 /// (`minLength`/`maxLength`, `minItems`/`maxItems`, `minProperties`/`maxProperties`,

@@ -78,8 +78,90 @@ impl Cnn {
     }
 }
 
-/// The tensor names of the default parameter subset (the last two normalisation layers).
-pub const SUBSET: [&str; 4] = ["ln1.gamma", "ln1.beta", "ln2.gamma", "ln2.beta"];
+/// The tensor names of the default parameter subset (the last two normalisation layers), in
+/// PyTorch's naming, as every checkpoint file of this crate is written.
+pub const SUBSET: [&str; 4] = ["ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias"];
+
+/// The CNN's normalisation modules (burn names their affine parameters `gamma` / `beta`,
+/// PyTorch `weight` / `bias`) and its linear modules (burn stores the weight as [in, out],
+/// PyTorch as [out, in]).
+const NORMS: [&str; 4] = ["gn1", "gn2", "ln1", "ln2"];
+const LINEARS: [&str; 3] = ["fc1", "fc2", "fc3"];
+
+/// A parameter's module and field: `ln1.gamma` -> (`ln1`, `gamma`).
+fn split_name(name: &str) -> (&str, &str) {
+    name.rsplit_once('.').unwrap_or(("", name))
+}
+
+fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
+    let (r, c) = (shape[0], shape[1]);
+    if r * c != values.len() {
+        // not a matrix of this shape: left as it is, for the shape check to name it
+        return (shape.to_vec(), values.to_vec());
+    }
+    let mut out = vec![0.0; values.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = values[i * c + j];
+        }
+    }
+    (vec![c, r], out)
+}
+
+/// One parameter in PyTorch's name and layout (from burn's): the name `nn.Module` would give it
+/// in an equivalent PyTorch model, so `load_state_dict` takes this crate's checkpoints.
+pub fn to_torch_one(name: &str, t: &(Vec<usize>, Vec<f32>)) -> (String, (Vec<usize>, Vec<f32>)) {
+    let (module, field) = split_name(name);
+    if NORMS.contains(&module) {
+        let field = match field {
+            "gamma" => "weight",
+            "beta" => "bias",
+            f => f,
+        };
+        return (format!("{module}.{field}"), t.clone());
+    }
+    if LINEARS.contains(&module) && field == "weight" && t.0.len() == 2 {
+        return (name.to_string(), transpose(&t.0, &t.1));
+    }
+    (name.to_string(), t.clone())
+}
+
+/// The inverse of [`to_torch_one`]: a PyTorch-named parameter in burn's name and layout.
+pub fn from_torch_one(name: &str, t: &(Vec<usize>, Vec<f32>)) -> (String, (Vec<usize>, Vec<f32>)) {
+    let (module, field) = split_name(name);
+    if NORMS.contains(&module) {
+        let field = match field {
+            "weight" => "gamma",
+            "bias" => "beta",
+            f => f,
+        };
+        return (format!("{module}.{field}"), t.clone());
+    }
+    if LINEARS.contains(&module) && field == "weight" && t.0.len() == 2 {
+        return (name.to_string(), transpose(&t.0, &t.1));
+    }
+    (name.to_string(), t.clone())
+}
+
+/// The PyTorch shape of the parameter burn calls `name` with `shape`.
+pub fn torch_shape(name: &str, shape: &[usize]) -> Vec<usize> {
+    let (module, field) = split_name(name);
+    if LINEARS.contains(&module) && field == "weight" && shape.len() == 2 {
+        vec![shape[1], shape[0]]
+    } else {
+        shape.to_vec()
+    }
+}
+
+/// Every tensor of `t` (burn's names and layout) in PyTorch's.
+pub fn to_torch(t: &pw_nn::checkpoint::NamedTensors) -> pw_nn::checkpoint::NamedTensors {
+    t.iter().map(|(k, v)| to_torch_one(k, v)).collect()
+}
+
+/// Every tensor of `t` (PyTorch's names and layout) in burn's.
+pub fn from_torch(t: &pw_nn::checkpoint::NamedTensors) -> pw_nn::checkpoint::NamedTensors {
+    t.iter().map(|(k, v)| from_torch_one(k, v)).collect()
+}
 
 /// Which parameters p-diff keeps training and generates. All live in the head, so cached trunk
 /// features stay valid whichever is chosen.
@@ -96,10 +178,11 @@ pub enum Subset {
 }
 
 impl Subset {
+    /// The subset's tensors, by their PyTorch names.
     pub fn names(self) -> &'static [&'static str] {
         match self {
             Subset::LastTwoNorms => &SUBSET,
-            Subset::LastNorm => &["ln2.gamma", "ln2.beta"],
+            Subset::LastNorm => &["ln2.weight", "ln2.bias"],
             Subset::LastLinear => &["fc3.weight", "fc3.bias"],
         }
     }
@@ -138,7 +221,7 @@ mod tests {
     #[test]
     fn subset_names_exist_with_their_sizes() {
         let m = Cnn::new(&Device::flex());
-        let t = pw_nn::checkpoint::module_tensors(&m);
+        let t = to_torch(&pw_nn::checkpoint::module_tensors(&m));
         let size = |s: Subset| s.names().iter().map(|k| t[*k].1.len()).sum::<usize>();
         assert_eq!(size(Subset::LastTwoNorms), 2 * H1 + 2 * H2);
         assert_eq!(size(Subset::LastTwoNorms), 1536);
@@ -150,5 +233,29 @@ mod tests {
                 s.names().len()
             );
         }
+    }
+
+    /// PyTorch's names and layout: norms hold weight/bias, linear weights are [out, in], conv
+    /// weights are as burn has them; and the conversion round-trips.
+    #[test]
+    fn torch_layout_names_and_shapes_and_round_trip() {
+        let m = Cnn::new(&Device::flex());
+        let burn = pw_nn::checkpoint::module_tensors(&m);
+        let torch = to_torch(&burn);
+        let shape = |k: &str| torch[k].0.clone();
+        assert_eq!(shape("fc1.weight"), vec![H1, 32 * 7 * 7]);
+        assert_eq!(shape("fc3.weight"), vec![10, H2]);
+        assert_eq!(shape("conv1.weight"), vec![16, 1, 3, 3]);
+        assert_eq!(shape("gn1.weight"), vec![16]);
+        assert_eq!(shape("ln2.bias"), vec![H2]);
+        assert!(
+            !torch
+                .keys()
+                .any(|k| k.ends_with("gamma") || k.ends_with("beta"))
+        );
+        // element [o, i] of PyTorch's weight is element [i, o] of burn's
+        let (b, t) = (&burn["fc2.weight"], &torch["fc2.weight"]);
+        assert_eq!(t.1[3 * H1 + 7], b.1[7 * H2 + 3]);
+        assert_eq!(from_torch(&torch), burn);
     }
 }

@@ -8,15 +8,13 @@
 //! tensors only, named as in the model, loadable by `paperworks pdiff fit`).
 
 use crate::data::{FashionSplits, Split};
-use crate::model::{Cnn, H1, Subset};
+use crate::model::{Cnn, H1, Subset, from_torch, from_torch_one, to_torch};
 use pw_core::{Error, Result};
 use pw_nn::burn::module::Module;
 use pw_nn::burn::nn::loss::CrossEntropyLossConfig;
 use pw_nn::burn::optim::GradientsParams;
 use pw_nn::burn::tensor::{Device, Int, Tensor, TensorData};
-use pw_nn::checkpoint::{
-    NamedTensors, assign_tensors, load_or_train, module_tensors, save_tensors,
-};
+use pw_nn::checkpoint::{NamedTensors, assign_tensors, load_tensors, module_tensors, save_tensors};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::train::{StepOutput, train_loop};
 use rand::Rng;
@@ -56,8 +54,9 @@ impl Default for CollectConfig {
     }
 }
 
-/// Trains the CNN on the training split, or loads `dir/base.safetensors` when present.
-/// Returns the model on `plain` (no autodiff).
+/// Trains the CNN on the training split, or loads `dir/base.safetensors` when present (a
+/// PyTorch state dict: `weight`/`bias` norms, [out, in] linear weights). Returns the model on
+/// `plain` (no autodiff).
 pub fn train_base(
     splits: &FashionSplits,
     cfg: &CollectConfig,
@@ -66,11 +65,16 @@ pub fn train_base(
     plain: &Device,
     rng: &mut impl Rng,
 ) -> Result<Cnn> {
-    load_or_train(
-        &dir.join("base.safetensors"),
-        || Cnn::new(plain),
-        || Ok(train_cnn(splits, cfg, ad, rng)),
-    )
+    // written in PyTorch's names and layout, so an equivalent `nn.Module` loads it as it is
+    let path = dir.join("base.safetensors");
+    if path.exists() {
+        tracing::info!("reusing {}", path.display());
+    } else {
+        let trained = train_cnn(splits, cfg, ad, rng);
+        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+        save_tensors(&path, &to_torch(&module_tensors(&trained)), Some(meta))?;
+    }
+    assign_tensors(Cnn::new(plain), &from_torch(&load_tensors(&path)?), &path)
 }
 
 /// The base CNN trained from scratch on `ad` (the paper's Sec. 3 training before the subset
@@ -145,9 +149,9 @@ fn feature_batch(
     )
 }
 
-/// The subset tensors of `m`, by name.
+/// The subset tensors of `m`, by PyTorch name and in PyTorch's layout.
 pub fn subset_of(m: &Cnn, subset: Subset) -> NamedTensors {
-    let all = module_tensors(m);
+    let all = to_torch(&module_tensors(m));
     subset
         .names()
         .iter()
@@ -170,15 +174,18 @@ pub fn with_subset_from(
 ) -> Result<Cnn> {
     let mut all = base_tensors.clone();
     for (k, v) in subset {
-        match all.get(k) {
-            Some((shape, _)) if *shape == v.0 => {
-                all.insert(k.clone(), v.clone());
+        // `v` is in PyTorch's name and layout; `all` in burn's
+        let (name, converted) = from_torch_one(k, v);
+        match all.get(&name) {
+            Some((shape, _)) if *shape == converted.0 => {
+                all.insert(name, converted);
             }
             Some((shape, _)) => {
+                let expected = crate::model::torch_shape(&name, shape);
                 return Err(Error::invalid(
                     source,
                     format!(
-                        "tensor {k} has shape {:?}, the model expects {shape:?}",
+                        "tensor {k} has shape {:?}, the model expects {expected:?}",
                         v.0
                     ),
                 ));

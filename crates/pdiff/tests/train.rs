@@ -75,7 +75,7 @@ fn base_training_and_subset_snapshots_at_tiny_size() {
     });
     let last = pw_nn::checkpoint::load_tensors(&paths[5]).unwrap();
     assert_ne!(
-        first["ln1.gamma"].1, last["ln1.gamma"].1,
+        first["ln1.weight"].1, last["ln1.weight"].1,
         "the subset must keep training between snapshots"
     );
 
@@ -109,10 +109,10 @@ fn base_training_and_subset_snapshots_at_tiny_size() {
 
     // A snapshot of another shape is refused, naming the tensor.
     let mut bad = last.clone();
-    bad.get_mut("ln2.beta").unwrap().0 = vec![128, 2];
+    bad.get_mut("ln2.bias").unwrap().0 = vec![128, 2];
     let err = with_subset(&base, &bad, &paths[5])
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("ln2.beta") && err.contains("shape"), "{err}");
+    assert!(err.contains("ln2.bias") && err.contains("shape"), "{err}");
 }
