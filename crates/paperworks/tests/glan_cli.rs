@@ -545,6 +545,7 @@ fn judge_stage_resumes_after_kills_and_rejects_replies_that_do_not_parse() {
     assert_eq!(train + test, kept);
     assert!(test >= 1, "kept {kept}: train {train}, test {test}");
     check_with_datasets(&g("sft"), train, test);
+    check_seeds_with_datasets(&g("glan.jsonl"), &g("glan.parquet"));
     eprintln!(
         "judge crash test: {mid_run}/3 kills mid-stage; {} answers, {} verdicts ({retried} after a retry), {} rejected; {} judge requests paid, {twice} twice; {kept} kept",
         answers.len(),
@@ -569,13 +570,11 @@ fn ids_free_rows(path: &Path) -> usize {
 }
 
 /// Loads the export with HF `datasets` the way the README shows, when a Python with it is
-/// there (`PW_DATASETS_PYTHON`, else python3); otherwise says so and checks nothing more.
+/// there (`PW_PYTHON`, else python3); otherwise says so and checks nothing more.
 fn check_with_datasets(dir: &Path, train: usize, test: usize) {
-    let py = common::python_with("datasets", "PW_DATASETS_PYTHON");
+    let py = common::python_with("datasets", "PW_PYTHON");
     let Some(py) = py else {
-        println!(
-            "skipped the HF datasets check: no Python with `datasets` (set PW_DATASETS_PYTHON)"
-        );
+        println!("skipped the HF datasets check: no Python with `datasets` (set PW_PYTHON)");
         return;
     };
     let script = format!(
@@ -603,4 +602,36 @@ fn check_with_datasets(dir: &Path, train: usize, test: usize) {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("{train} {test}")
     );
+}
+
+/// HF `datasets` reads glan.jsonl and glan.parquet with every question and answer seed exactly
+/// as written (its JSON reader turns integers past 2^53 into other numbers), when a Python
+/// with it is there.
+fn check_seeds_with_datasets(jsonl: &Path, parquet: &Path) {
+    let mut want = Vec::new();
+    for l in std::fs::read_to_string(jsonl).unwrap().lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        for k in ["question_seed", "answer_seed"] {
+            want.push(match v[k].as_u64() {
+                Some(n) => n.to_string(),
+                None => "none".to_string(),
+            });
+        }
+    }
+    let Some(out) = common::python_check(
+        "datasets_glan.py",
+        "datasets",
+        &[jsonl.as_os_str(), parquet.as_os_str()],
+        "GLAN's files in HF datasets",
+    ) else {
+        return;
+    };
+    let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, fmt) in lines.iter().zip(["json", "parquet"]) {
+        let mut it = line.split_whitespace();
+        assert_eq!(it.next(), Some(fmt), "{line}");
+        assert_eq!(it.next().unwrap(), (want.len() / 2).to_string(), "{line}");
+        assert_eq!(it.collect::<Vec<_>>(), want, "{fmt}: seeds as read");
+    }
 }

@@ -257,6 +257,16 @@ fn a_labelling_run_killed_and_resumed_has_no_duplicate_and_no_missing_prefix_lab
     }
     assert_eq!(rows(&rd.join("rollouts.jsonl")).len(), 30);
     check_label_outputs(&rd, 90);
+    // OpenRLHF's ProcessRewardDataset and TRL's PRM tokenisation on the exports
+    common::python_check(
+        "glore_exports.py",
+        "datasets, tokenizers, transformers, torch",
+        &[
+            rd.join("prm_trl.jsonl").as_os_str(),
+            rd.join("math_shepherd.jsonl").as_os_str(),
+        ],
+        "GLoRe's exports in OpenRLHF and TRL",
+    );
 
     // The same labels as a run never interrupted.
     let clean = dir.path().join("clean");

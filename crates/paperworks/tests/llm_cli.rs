@@ -134,6 +134,15 @@ fn serve_under_64_clients_and_500_requests_stays_healthy_and_bounded() {
     );
     assert!(peak < 1024 * 1024, "peak RSS {peak} KiB over 1 GiB");
 
+    // the Python `openai` client: streamed chat and legacy completions equal the plain ones
+    let v1 = format!("{base}/v1");
+    common::python_check(
+        "openai_stream.py",
+        "openai",
+        &[v1.as_ref()],
+        "the openai client against serve",
+    );
+
     // SIGTERM: graceful stop, exit 0
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();

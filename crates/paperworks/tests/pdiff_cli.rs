@@ -7,6 +7,8 @@ use pw_nn::checkpoint::{
 };
 use std::process::Command;
 
+mod common;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_paperworks"))
 }
@@ -262,4 +264,92 @@ fn bad_checkpoints_and_broken_generators_are_refused_in_one_line_not_a_panic() {
         refused(&o, &["generator.json", says]);
     }
     assert!(!dir.path().join("out").join("gen-0000.safetensors").exists());
+}
+
+/// PyTorch state dicts in, PyTorch state dicts out: snapshots of an `nn.Module` with BatchNorm
+/// (integer `num_batches_tracked`, a float16 weight) fit on the BatchNorm's weight and bias, and
+/// the generated files load back with `load_state_dict(strict=False)`; the reproduction's base
+/// CNN, written as the reproduction writes it, loads with `strict=True` into the same network
+/// written in PyTorch and gives the same logits.
+#[test]
+fn pytorch_state_dicts_round_trip_and_the_base_cnn_loads_in_torch() {
+    use pw_nn::burn::tensor::{Device, Tensor, TensorData};
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = dir.path().join("ckpts");
+    std::fs::create_dir_all(&ckpts).unwrap();
+    let made = common::python_check(
+        "pdiff_torch.py",
+        "torch, safetensors",
+        &["make".as_ref(), ckpts.as_os_str(), "8".as_ref()],
+        "PyTorch state dicts through pdiff fit/generate",
+    );
+    if made.is_some() {
+        let fitted = dir.path().join("fit");
+        let o = bin()
+            .args([
+                "--quiet",
+                "pdiff",
+                "fit",
+                "--ae-steps",
+                "20",
+                "--ddpm-steps",
+                "20",
+            ])
+            .args(["--tensors", "1.weight,1.bias", "--checkpoints"])
+            .arg(&ckpts)
+            .arg("--run-dir")
+            .arg(&fitted)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = dir.path().join("gen");
+        let o = bin()
+            .args(["--quiet", "pdiff", "generate", "-n", "3", "--generator"])
+            .arg(&fitted)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut args: Vec<std::path::PathBuf> =
+            vec!["load".into(), ckpts.join("ckpt-00.safetensors")];
+        args.extend((0..3).map(|i| out.join(format!("gen-{i:04}.safetensors"))));
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|p| p.as_os_str()).collect();
+        common::python_check(
+            "pdiff_torch.py",
+            "torch, safetensors",
+            &args,
+            "generated in torch",
+        );
+    }
+
+    // the base CNN as the reproduction writes it, and paperworks' logits on a probe input
+    let device = Device::flex();
+    let cnn = pw_pdiff::model::Cnn::new(&device);
+    let base = dir.path().join("base.safetensors");
+    save_tensors(
+        &base,
+        &pw_pdiff::model::to_torch(&pw_nn::checkpoint::module_tensors(&cnn)),
+        None,
+    )
+    .unwrap();
+    let x: Vec<f32> = (0..2 * 28 * 28)
+        .map(|i| ((i * 37 % 101) as f32) / 101.0)
+        .collect();
+    let logits = cnn.forward(Tensor::from_data(
+        TensorData::new(x.clone(), [2, 1, 28, 28]),
+        &device,
+    ));
+    let logits: Vec<f32> = logits.into_data().try_into_vec_as::<f32>().unwrap();
+    let mut probe = NamedTensors::new();
+    probe.insert("x".into(), (vec![2, 1, 28, 28], x));
+    probe.insert("logits".into(), (vec![2, 10], logits));
+    let probe_path = dir.path().join("probe.safetensors");
+    save_tensors(&probe_path, &probe, None).unwrap();
+    common::python_check(
+        "pdiff_torch.py",
+        "torch, safetensors",
+        &["cnn".as_ref(), base.as_os_str(), probe_path.as_os_str()],
+        "the base CNN in torch",
+    );
 }

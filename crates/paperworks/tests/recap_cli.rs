@@ -214,7 +214,7 @@ fn caption_resumes_after_a_kill_and_writes_json_and_webvtt() {
         vtt.starts_with("WEBVTT\n\n1\n00:00:00.000 --> 00:00:01.000\n"),
         "{vtt}"
     );
-    match common::python_with("webvtt", "PW_VTT_PYTHON") {
+    match common::python_with("webvtt", "PW_PYTHON") {
         Some(py) => {
             let o = Command::new(py)
                 .args([
@@ -237,7 +237,7 @@ fn caption_resumes_after_a_kill_and_writes_json_and_webvtt() {
             );
         }
         None => println!(
-            "skipped the webvtt-py check: no Python with webvtt (PW_VTT_PYTHON); checked the cue layout"
+            "skipped the webvtt-py check: no Python with webvtt (set PW_PYTHON); checked the cue layout"
         ),
     }
 }

@@ -1,8 +1,9 @@
 //! What the CLI test binaries share: the binary with the assets set, a loopback server for
-//! fake OpenAI-compatible endpoints, and a Python that has a given module.
+//! fake OpenAI-compatible endpoints, and a Python that has a given module (with the
+//! interoperability scripts of `tests/interop/` it runs).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The assets scripts/setup.sh fetched (the workspace's `assets/`).
@@ -48,4 +49,41 @@ pub fn python_with(module: &str, env: &str) -> Option<PathBuf> {
             .output()
             .is_ok_and(|o| o.status.success())
     })
+}
+
+/// Runs `tests/interop/<script>` with `args` under a Python that imports `modules` (`PW_PYTHON`,
+/// else python3) and returns what it printed; `None`, with the reason printed, when there is no
+/// such Python. A script that fails fails the test, with its stderr.
+pub fn python_check(
+    script: &str,
+    modules: &str,
+    args: &[&std::ffi::OsStr],
+    what: &str,
+) -> Option<String> {
+    let Some(py) = python_with(modules, "PW_PYTHON") else {
+        println!("skipped {what}: no Python that imports {modules} (set PW_PYTHON)");
+        return None;
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let out = Command::new(&py)
+        .arg(&path)
+        .args(args)
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TOKENIZERS_PARALLELISM", "false")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} {args:?}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let short: String = line.chars().take(240).collect();
+        println!("{what}: {short}");
+    }
+    Some(stdout)
 }
