@@ -99,15 +99,11 @@ fn diff_text(d: &PairedDiff) -> String {
     )
 }
 
-/// Held when the interval of (a - b) is below 0, not held when above, else undecided.
-fn decide(d: &PairedDiff) -> Option<bool> {
-    if d.hi < 0.0 {
-        Some(true)
-    } else if d.lo > 0.0 {
-        Some(false)
-    } else {
-        None
-    }
+/// The claim "a has fewer bits per byte than b" as a margin (b - a) against the half-width of
+/// its 95% interval: held when the interval of (a - b) is below 0, not held when above, else
+/// not resolved at this size.
+fn resolution(d: &PairedDiff) -> (f64, f64) {
+    (-d.mean, (d.hi - d.lo) / 2.0)
 }
 
 fn clip(s: &str, n: usize) -> String {
@@ -150,12 +146,14 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
                     dens(lo) * 100.0,
                     sized.len()
                 ),
+                resolution: None,
             }
         }
         _ => ClaimResult {
             id: CLAIM_DENSITY.into(),
             held: None,
             measured: "no (corpus, language) cell with 20 files".into(),
+            resolution: None,
         },
     };
     let compare = |id: &str, a: &str, b: &str, what: &str| -> ClaimResult {
@@ -176,10 +174,10 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
                     }
                     _ => "",
                 };
-                ClaimResult {
-                    id: id.into(),
-                    held: decide(&d),
-                    measured: format!(
+                let (margin, resolves) = resolution(&d);
+                ClaimResult::by_margin(
+                    id,
+                    format!(
                         "{what}: test {:.4} vs {:.4} bits/byte, difference {}; HumanEval {:.4} vs {:.4} ({}){base_side}",
                         mean(&x.test),
                         mean(&y.test),
@@ -188,12 +186,15 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
                         mean(&y.humaneval),
                         diff_text(&h)
                     ),
-                }
+                    margin,
+                    resolves,
+                )
             }
             _ => ClaimResult {
                 id: id.into(),
                 held: None,
                 measured: "a variant is missing".into(),
+                resolution: None,
             },
         }
     };
@@ -223,6 +224,7 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
                     m.round2.records.len(),
                     m.round2.rejects.len()
                 ),
+                resolution: None,
             }
         },
     ];

@@ -33,8 +33,8 @@ pub use ledger::Ledger;
 pub use plot::{Plot, PlotKind, Series};
 pub use report::{Block, Report, Table};
 pub use repro::{
-    Claim, ClaimResult, ReproConfig, ReproContext, ReproOutcome, Reproduction, Size,
-    apply_overrides, resolve_config, run_reproductions,
+    Claim, ClaimResult, ReproConfig, ReproContext, ReproOutcome, Reproduction, Resolution, Size,
+    apply_overrides, resolve_config, run_reproductions, two_se_of_accuracy_difference,
 };
 pub use rundir::{InputPrint, Metrics, RunDir, versions};
 pub use shard::Shard;

@@ -76,6 +76,7 @@ fn verdict_class(cell: &str) -> Option<&'static str> {
         VERDICT_HELD => Some("held"),
         VERDICT_NOT_HELD => Some("not-held"),
         VERDICT_UNDECIDED => Some("undecided"),
+        VERDICT_UNRESOLVED => Some("unresolved"),
         _ => None,
     }
 }
@@ -84,6 +85,8 @@ fn verdict_class(cell: &str) -> Option<&'static str> {
 pub const VERDICT_HELD: &str = "held";
 pub const VERDICT_NOT_HELD: &str = "not held";
 pub const VERDICT_UNDECIDED: &str = "undecided";
+/// The margin that decides the claim is inside what this size resolves.
+pub const VERDICT_UNRESOLVED: &str = "not resolved at this size";
 
 fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -174,7 +177,7 @@ body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:.25em .6em;text-align:left}}\
 th{{background:#eee}}pre{{background:#f6f6f6;padding:.6em;overflow-x:auto}}img{{max-width:100%}}\
 code{{background:#f0f0f0;padding:0 .2em}}td.held{{background:#dff3dc;color:#17601a;font-weight:bold}}\
-td.not-held{{background:#fbe0de;color:#8a1c12;font-weight:bold}}td.undecided{{background:#eee;color:#555}}\
+td.not-held{{background:#fbe0de;color:#8a1c12;font-weight:bold}}td.undecided{{background:#eee;color:#555}}td.unresolved{{background:#fff4d6;color:#7a5a00}}\
 </style></head><body>\n<h1>{t}</h1>\n",
             t = html_escape(&self.title)
         );
@@ -276,6 +279,7 @@ mod tests {
         t.row(["`x` beats y", VERDICT_HELD]);
         t.row(["z", VERDICT_NOT_HELD]);
         t.row(["w", VERDICT_UNDECIDED]);
+        t.row(["v", VERDICT_UNRESOLVED]);
         r.table(t);
         r.write(dir.path()).unwrap();
         let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
@@ -287,6 +291,10 @@ mod tests {
         );
         assert!(
             html.contains("<td class=\"undecided\">undecided</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td class=\"unresolved\">not resolved at this size</td>"),
             "{html}"
         );
         assert!(!html.contains('`'), "no raw backticks: {html}");

@@ -40,9 +40,72 @@ pub struct Claim {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClaimResult {
     pub id: String,
-    /// `None`: could not be decided (a stage was skipped or failed).
+    /// `None`: not decided, either because the margin is inside what this size resolves
+    /// (`resolution` says so) or because it was not measured (a stage was skipped or failed).
     pub held: Option<bool>,
     pub measured: String,
+    /// The margin that decides the claim against the smallest margin this size resolves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+}
+
+/// A claim decided by a margin in its favour (`margin > 0` means the paper's direction) and the
+/// smallest margin the measurement resolves (e.g. two standard errors of the difference on the
+/// test split): within it the claim is "not resolved at this size", neither held nor not held.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Resolution {
+    pub margin: f64,
+    pub resolves: f64,
+}
+
+impl ClaimResult {
+    /// A claim that holds when `margin` exceeds `resolves`, does not when it falls below
+    /// `-resolves`, and is not resolved at this size in between.
+    pub fn by_margin(
+        id: impl Into<String>,
+        measured: impl Into<String>,
+        margin: f64,
+        resolves: f64,
+    ) -> ClaimResult {
+        let held = if !(margin.is_finite() && resolves.is_finite()) {
+            None
+        } else if margin > resolves {
+            Some(true)
+        } else if margin < -resolves {
+            Some(false)
+        } else {
+            None
+        };
+        ClaimResult {
+            id: id.into(),
+            held,
+            measured: measured.into(),
+            // a margin that could not be computed is undecided, not unresolved
+            resolution: (margin.is_finite() && resolves.is_finite())
+                .then_some(Resolution { margin, resolves }),
+        }
+    }
+
+    /// The verdict's words: held, not held, not resolved at this size, or undecided.
+    pub fn verdict(&self) -> &'static str {
+        match (self.held, self.resolution) {
+            (Some(true), _) => crate::report::VERDICT_HELD,
+            (Some(false), _) => crate::report::VERDICT_NOT_HELD,
+            (None, Some(_)) => crate::report::VERDICT_UNRESOLVED,
+            (None, None) => crate::report::VERDICT_UNDECIDED,
+        }
+    }
+}
+
+/// Two standard errors of the difference between two accuracies measured on `n` items each
+/// (unpaired, so an upper bound when the items are shared): the smallest difference that
+/// `n` items resolve at about 95%.
+pub fn two_se_of_accuracy_difference(a: f64, b: f64, n: usize) -> f64 {
+    if n == 0 {
+        return f64::INFINITY;
+    }
+    let n = n as f64;
+    2.0 * ((a * (1.0 - a) + b * (1.0 - b)) / n).sqrt()
 }
 
 pub struct ReproContext {
@@ -181,8 +244,8 @@ pub fn run_reproductions(
         );
     }
     let mut summary = Table::new(["system", "claim", "paper", "measured", "verdict"]);
-    // held, not held, undecided
-    let mut tally = [0usize; 3];
+    // held, not held, not resolved at this size, undecided
+    let mut tally = [0usize; 4];
     let mut sections: Vec<Block> = Vec::new();
     let mut failures = Vec::new();
     for r in selected {
@@ -205,20 +268,14 @@ pub fn run_reproductions(
                 for c in r.claims() {
                     let res = o.claims.iter().find(|x| x.id == c.id);
                     let (measured, held) = match res {
-                        Some(x) => (
-                            x.measured.clone(),
-                            match x.held {
-                                Some(true) => crate::report::VERDICT_HELD,
-                                Some(false) => crate::report::VERDICT_NOT_HELD,
-                                None => crate::report::VERDICT_UNDECIDED,
-                            },
-                        ),
+                        Some(x) => (x.measured.clone(), x.verdict()),
                         None => ("not measured".to_string(), crate::report::VERDICT_UNDECIDED),
                     };
                     tally[match held {
                         crate::report::VERDICT_HELD => 0,
                         crate::report::VERDICT_NOT_HELD => 1,
-                        _ => 2,
+                        crate::report::VERDICT_UNRESOLVED => 2,
+                        _ => 3,
                     }] += 1;
                     summary.row([
                         r.name().to_string(),
@@ -231,6 +288,7 @@ pub fn run_reproductions(
                         format!("{}.claim.{}.held", r.name(), c.id),
                         res.and_then(|x| x.held),
                     );
+                    metrics.set(format!("{}.claim.{}.verdict", r.name(), c.id), held);
                 }
                 for (k, v) in o.metrics.0 {
                     metrics.0.insert(format!("{}.{k}", r.name()), v);
@@ -244,7 +302,7 @@ pub fn run_reproductions(
                     "FAILED after {wall:.1} s: {line}"
                 )));
                 for c in r.claims() {
-                    tally[2] += 1;
+                    tally[3] += 1;
                     summary.row([
                         r.name(),
                         c.text,
@@ -258,14 +316,16 @@ pub fn run_reproductions(
         }
     }
     if !selected.is_empty() {
-        let [h, n, u] = tally;
+        let [h, n, r, u] = tally;
         metrics.set("claims.held", h);
-        metrics.set("claims.total", h + n + u);
+        metrics.set("claims.not_resolved", r);
+        metrics.set("claims.total", h + n + r + u);
         report
             .heading(1, "Claims")
             .paragraph(format!(
-                "{h} of {} claims held, {n} not held, {u} undecided at this size.",
-                h + n + u
+                "{h} of {} claims held, {n} not held, {r} not resolved at this size (the \
+                 margin is inside what the test split resolves), {u} undecided.",
+                h + n + r + u
             ))
             .table(summary);
     }
@@ -284,6 +344,27 @@ pub fn run_reproductions(
 
 #[cfg(test)]
 mod tests {
+    use super::{ClaimResult, two_se_of_accuracy_difference};
+    use crate::report::{VERDICT_HELD, VERDICT_NOT_HELD, VERDICT_UNDECIDED, VERDICT_UNRESOLVED};
+
+    /// A margin inside what the split resolves is neither held nor not held.
+    #[test]
+    fn claims_by_margin_have_three_verdicts() {
+        // 200 test problems at about 55%: two standard errors of a difference are ~10 points
+        let r = two_se_of_accuracy_difference(0.55, 0.54, 200);
+        assert!((0.09..0.11).contains(&r), "{r}");
+        let v = |m: f64| ClaimResult::by_margin("c", "m", m, r).verdict();
+        assert_eq!(v(0.01), VERDICT_UNRESOLVED);
+        assert_eq!(v(-0.05), VERDICT_UNRESOLVED);
+        assert_eq!(v(0.15), VERDICT_HELD);
+        assert_eq!(v(-0.15), VERDICT_NOT_HELD);
+        assert_eq!(
+            ClaimResult::by_margin("c", "m", f64::NAN, r).verdict(),
+            VERDICT_UNDECIDED
+        );
+        assert_eq!(two_se_of_accuracy_difference(0.5, 0.5, 0), f64::INFINITY);
+    }
+
     use super::*;
 
     #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]

@@ -294,6 +294,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                 "{covered} of {n_disc} disciplines have kept pairs ({} pairs)",
                 d.kept
             ),
+            resolution: None,
         },
         ClaimResult {
             id: CLAIM_DIVERSITY.into(),
@@ -304,6 +305,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                 100.0 * dup_share,
                 d.distinct_2
             ),
+            resolution: None,
         },
         ClaimResult {
             id: CLAIM_HARDER.into(),
@@ -316,6 +318,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                 hard.map_or("n/a".into(), |h| format!("{h:.1}")),
                 basic.map_or("n/a".into(), |b| format!("{b:.1}"))
             ),
+            resolution: None,
         },
     ];
     let mut metrics = Metrics::default();

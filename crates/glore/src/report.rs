@@ -7,7 +7,8 @@ use crate::evaluate::{Item, StepMetrics, Strategy, StrategyResult, bounds, refin
 use crate::label::LabelStats;
 use crate::train::StudentSummary;
 use pw_core::{
-    Block, Claim, ClaimResult, Metrics, Plot, PlotKind, ReproOutcome, Series, Stopwatch, Table, pct,
+    Block, Claim, ClaimResult, Metrics, Plot, PlotKind, ReproOutcome, Series, Stopwatch, Table,
+    pct, two_se_of_accuracy_difference,
 };
 
 pub const CLAIM_SORM_STEPS: &str = "sorm-step-accuracy";
@@ -65,42 +66,70 @@ pub fn outcome(
         acc(Strategy::GlobalLocal),
     );
     let alone = refiner_alone(test_items);
+    // each comparison against two standard errors of its difference on the split it is
+    // measured on; a chain of comparisons is decided by its weakest link
+    let n_test = test_items.len();
+    let weakest = |pairs: &[(f64, f64)]| -> (f64, f64) {
+        pairs
+            .iter()
+            .map(|&(a, b)| (a - b, two_se_of_accuracy_difference(a, b, n_test)))
+            .min_by(|x, y| (x.0 - x.1).total_cmp(&(y.0 - y.1)))
+            .unwrap_or((0.0, f64::INFINITY))
+    };
+    let resolved = |m: f64, r: f64| {
+        format!(
+            "; margin {:+.1} points, this split resolves {:.1}",
+            100.0 * m,
+            100.0 * r
+        )
+    };
+    let step_res =
+        two_se_of_accuracy_difference(steps.sorm_vs_truth, steps.orm_vs_truth, steps.steps);
+    let step_margin = steps.sorm_vs_truth - steps.orm_vs_truth;
+    let (order_margin, order_res) = weakest(&[(comb, bo3), (bo3, greedy)]);
+    let (comb_margin, comb_res) = weakest(&[(comb, glob), (comb, loc)]);
     let claims = vec![
-        ClaimResult {
-            id: CLAIM_SORM_STEPS.into(),
-            held: Some(steps.sorm_vs_truth > steps.orm_vs_truth),
-            measured: format!(
-                "step-level accuracy against the exact truth over {} steps: SORM {} vs ORM {}",
+        ClaimResult::by_margin(
+            CLAIM_SORM_STEPS,
+            format!(
+                "step-level accuracy against the exact truth over {} steps: SORM {} vs ORM {}{}",
                 steps.steps,
                 pct(steps.sorm_vs_truth),
-                pct(steps.orm_vs_truth)
+                pct(steps.orm_vs_truth),
+                resolved(step_margin, step_res)
             ),
-        },
-        ClaimResult {
-            id: CLAIM_ORDER.into(),
-            held: Some(comb > bo3 && bo3 > greedy),
-            measured: format!(
-                "test accuracy over {} problems: global+local+ORM rerank {}, best-of-3 + ORM rerank {}, greedy {}",
-                test_items.len(),
+            step_margin,
+            step_res,
+        ),
+        ClaimResult::by_margin(
+            CLAIM_ORDER,
+            format!(
+                "test accuracy over {} problems: global+local+ORM rerank {}, best-of-3 + ORM rerank {}, greedy {}{} (the weaker of the two steps)",
+                n_test,
                 pct(comb),
                 pct(bo3),
-                pct(greedy)
+                pct(greedy),
+                resolved(order_margin, order_res)
             ),
-        },
-        ClaimResult {
-            id: CLAIM_COMBINED.into(),
-            held: Some(comb > glob && comb > loc),
-            measured: format!(
-                "combined {} vs global only {} and local only {}; of {} wrong drafts the global refiner fixes {}, the local {}, either {}",
+            order_margin,
+            order_res,
+        ),
+        ClaimResult::by_margin(
+            CLAIM_COMBINED,
+            format!(
+                "combined {} vs global only {} and local only {}{}; of {} wrong drafts the global refiner fixes {}, the local {}, either {}",
                 pct(comb),
                 pct(glob),
                 pct(loc),
+                resolved(comb_margin, comb_res),
                 alone.wrong_drafts,
                 pct(alone.global_fixes),
                 pct(alone.local_fixes),
                 pct(alone.either_fixes)
             ),
-        },
+            comb_margin,
+            comb_res,
+        ),
     ];
 
     let mut metrics = Metrics::default();

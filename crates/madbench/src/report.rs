@@ -156,7 +156,9 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
         .iter()
         .filter(|r| r.tag != "tiny-vlm-robust")
         .collect();
-    let mut a_held = Some(!untuned.is_empty());
+    // each model's paired difference against the half-width of its 95% interval; the claim
+    // is decided by the weakest model
+    let mut a_res: Option<(f64, f64)> = None;
     let mut a_text = Vec::new();
     for r in &untuned {
         let d = paired_diff(&paired(
@@ -174,13 +176,14 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
             pct(pooled(&table, Variant::Deceptive).over_all()),
             diff(d)
         ));
-        if d.1 <= 0.0 {
-            a_held = Some(false);
+        let (margin, half) = (d.0, d.0 - d.1);
+        if a_res.is_none_or(|(m, h)| margin - half < m - h) {
+            a_res = Some((margin, half));
         }
     }
 
     // Claim (b).
-    let (b_held, b_text) = match find("describe-then-answer") {
+    let (b_res, b_text) = match find("describe-then-answer") {
         Some(r) => {
             let up = paired_diff(&paired(
                 &r.judged,
@@ -205,7 +208,9 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
                 ))
             });
             (
-                Some(up.1 > 0.0 && cost.0 <= 0.10),
+                // the remedy's gain against its interval, provided it costs the neutral
+                // prompts at most 10 points
+                Some((up.0, up.0 - up.1, cost.0 <= 0.10)),
                 format!(
                     "{}: deceptive + remedy minus deceptive {}; neutral minus neutral + remedy \
                      {}{}",
@@ -404,20 +409,37 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
 
     ReproOutcome {
         claims: vec![
-            ClaimResult {
-                id: "deceptive_collapse".into(),
-                held: a_held,
-                measured: a_text.join("; "),
+            match a_res {
+                Some((margin, half)) => {
+                    ClaimResult::by_margin("deceptive_collapse", a_text.join("; "), margin, half)
+                }
+                None => ClaimResult {
+                    id: "deceptive_collapse".into(),
+                    held: None,
+                    measured: "no untuned model ran".into(),
+                    resolution: None,
+                },
             },
-            ClaimResult {
-                id: "remedy".into(),
-                held: b_held,
-                measured: b_text,
+            match b_res {
+                Some((margin, half, cheap)) => {
+                    let mut c = ClaimResult::by_margin("remedy", b_text, margin, half);
+                    if !cheap {
+                        c.held = Some(false);
+                    }
+                    c
+                }
+                None => ClaimResult {
+                    id: "remedy".into(),
+                    held: None,
+                    measured: b_text,
+                    resolution: None,
+                },
             },
             ClaimResult {
                 id: "robust_tuning_does_not_transfer".into(),
                 held: c_held,
                 measured: c_text,
+                resolution: None,
             },
         ],
         metrics,

@@ -102,6 +102,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                 pct(q.mean),
                 pct(o.mean)
             ),
+            resolution: None,
         },
         ClaimResult {
             id: CLAIM_BEST.into(),
@@ -111,11 +112,13 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                 pct(q.best_by_val),
                 pct(o.best_by_val)
             ),
+            resolution: None,
         },
         ClaimResult {
             id: CLAIM_SIM.into(),
             held: Some(sp < so),
             measured: format!("mean max IoU: p-diff {sp:.3} vs originals among themselves {so:.3}"),
+            resolution: None,
         },
     ];
 

@@ -98,6 +98,15 @@ pub fn paired_diff(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
     (mean, means[50], means[1949])
 }
 
+/// Of paired differences (mean, 2.5%, 97.5%) that must all be positive, the one furthest from
+/// being resolved: its mean and the distance down to its lower bound.
+fn weakest(ds: &[(f64, f64, f64)]) -> (f64, f64) {
+    ds.iter()
+        .map(|d| (d.0, d.0 - d.1))
+        .min_by(|x, y| (x.0 - x.1).total_cmp(&(y.0 - y.1)))
+        .unwrap_or((0.0, f64::INFINITY))
+}
+
 fn diff_text(name: &str, d: (f64, f64, f64)) -> String {
     format!("{name} {:+.2} [{:+.2}, {:+.2}]", d.0, d.1, d.2)
 }
@@ -179,26 +188,28 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
     let summary_of = |v: &Variant| v.cider_items[2].clone();
     if let (Some(c), Some(d)) = (find(CURRICULUM), find(DIRECT)) {
         let diff = paired_diff(&summary_of(c), &summary_of(d));
-        claims.push(ClaimResult {
-            id: "recursive_beats_direct".into(),
-            held: Some(diff.1 > 0.0),
-            measured: format!(
+        let (margin, resolves) = weakest(&[diff]);
+        claims.push(ClaimResult::by_margin(
+            "recursive_beats_direct",
+            format!(
                 "summary CIDEr-D {:.2} (curriculum) vs {:.2} (direct); {}",
                 c.scores.video.cider,
                 d.scores.video.cider,
                 diff_text("difference", diff)
             ),
-        });
+            margin,
+            resolves,
+        ));
     }
     if let (Some(c), Some(s), Some(cv)) =
         (find(CURRICULUM), find(NO_CURRICULUM), find(CLIP_TO_VIDEO))
     {
         let d1 = paired_diff(&summary_of(c), &summary_of(s));
         let d2 = paired_diff(&summary_of(c), &summary_of(cv));
-        claims.push(ClaimResult {
-            id: "curriculum_helps".into(),
-            held: Some(d1.1 > 0.0 && d2.1 > 0.0),
-            measured: format!(
+        let (margin, resolves) = weakest(&[d1, d2]);
+        claims.push(ClaimResult::by_margin(
+            "curriculum_helps",
+            format!(
                 "summary CIDEr-D {:.2} (curriculum) vs {:.2} (from scratch) and {:.2} (clip -> video); {}; {}",
                 c.scores.video.cider,
                 s.scores.video.cider,
@@ -206,16 +217,18 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
                 diff_text("vs scratch", d1),
                 diff_text("vs clip -> video", d2)
             ),
-        });
+            margin,
+            resolves,
+        ));
     }
     match (find(PSEUDO), find(CURRICULUM)) {
         (Some(p), Some(c)) => {
             let ds = paired_diff(&p.cider_items[1], &c.cider_items[1]);
             let dv = paired_diff(&p.cider_items[2], &c.cider_items[2]);
-            claims.push(ClaimResult {
-                id: "pseudo_labels_help".into(),
-                held: Some(ds.1 > 0.0 && dv.1 > 0.0),
-                measured: format!(
+            let (margin, resolves) = weakest(&[ds, dv]);
+            claims.push(ClaimResult::by_margin(
+                "pseudo_labels_help",
+                format!(
                     "segment CIDEr-D {:.2} vs {:.2} ({}), summary {:.2} vs {:.2} ({}), with vs without {} pseudo-labelled videos",
                     p.scores.segment.cider,
                     c.scores.segment.cider,
@@ -225,13 +238,16 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
                     diff_text("gain", dv),
                     m.pseudo.videos.len()
                 ),
-            });
+                margin,
+                resolves,
+            ));
         }
         _ => claims.push(ClaimResult {
             id: "pseudo_labels_help".into(),
             held: None,
             measured: "no pseudo-labels were written (pseudo_videos = 0 or every reply rejected)"
                 .into(),
+            resolution: None,
         }),
     }
 

@@ -112,12 +112,14 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                             String::new()
                         }
                     ),
+                    resolution: None,
                 }
             }
             _ => ClaimResult {
                 id: id.into(),
                 held: None,
                 measured: "a rung of the ladder was not trained".into(),
+                resolution: None,
             },
         }
     };
@@ -132,12 +134,14 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                 measured: format!(
                     "final encoder: appearance {a:.1}% (chance {chance_a:.1}%, bar {need_a:.1}%), motion {mo:.1}% (chance {chance_m:.1}%, bar {need_m:.1}%)"
                 ),
+                resolution: None,
             }
         }
         _ => ClaimResult {
             id: CLAIM_BOTH.into(),
             held: None,
             measured: "the final encoder was not trained".into(),
+            resolution: None,
         },
     };
     let claims = vec![
