@@ -108,17 +108,27 @@ fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
     (vec![c, r], out)
 }
 
-/// One parameter in PyTorch's name and layout (from burn's): the name `nn.Module` would give it
-/// in an equivalent PyTorch model, so `load_state_dict` takes this crate's checkpoints.
-pub fn to_torch_one(name: &str, t: &(Vec<usize>, Vec<f32>)) -> (String, (Vec<usize>, Vec<f32>)) {
+/// burn's and PyTorch's names for a norm's affine parameters.
+const NORM_FIELDS: [(&str, &str); 2] = [("gamma", "weight"), ("beta", "bias")];
+
+/// One parameter renamed and re-laid out between burn's convention and PyTorch's (`to_torch`
+/// gives the direction); a linear weight's transpose is its own inverse.
+fn convert_one(
+    name: &str,
+    t: &(Vec<usize>, Vec<f32>),
+    to_torch: bool,
+) -> (String, (Vec<usize>, Vec<f32>)) {
     let (module, field) = split_name(name);
     if NORMS.contains(&module) {
-        let field = match field {
-            "gamma" => "weight",
-            "beta" => "bias",
-            f => f,
-        };
-        return (format!("{module}.{field}"), t.clone());
+        let renamed = NORM_FIELDS
+            .iter()
+            .find_map(|&(burn, torch)| match to_torch {
+                true if field == burn => Some(torch),
+                false if field == torch => Some(burn),
+                _ => None,
+            })
+            .unwrap_or(field);
+        return (format!("{module}.{renamed}"), t.clone());
     }
     if LINEARS.contains(&module) && field == "weight" && t.0.len() == 2 {
         return (name.to_string(), transpose(&t.0, &t.1));
@@ -126,21 +136,15 @@ pub fn to_torch_one(name: &str, t: &(Vec<usize>, Vec<f32>)) -> (String, (Vec<usi
     (name.to_string(), t.clone())
 }
 
+/// One parameter in PyTorch's name and layout (from burn's): the name `nn.Module` would give it
+/// in an equivalent PyTorch model, so `load_state_dict` takes this crate's checkpoints.
+pub fn to_torch_one(name: &str, t: &(Vec<usize>, Vec<f32>)) -> (String, (Vec<usize>, Vec<f32>)) {
+    convert_one(name, t, true)
+}
+
 /// The inverse of [`to_torch_one`]: a PyTorch-named parameter in burn's name and layout.
 pub fn from_torch_one(name: &str, t: &(Vec<usize>, Vec<f32>)) -> (String, (Vec<usize>, Vec<f32>)) {
-    let (module, field) = split_name(name);
-    if NORMS.contains(&module) {
-        let field = match field {
-            "weight" => "gamma",
-            "bias" => "beta",
-            f => f,
-        };
-        return (format!("{module}.{field}"), t.clone());
-    }
-    if LINEARS.contains(&module) && field == "weight" && t.0.len() == 2 {
-        return (name.to_string(), transpose(&t.0, &t.1));
-    }
-    (name.to_string(), t.clone())
+    convert_one(name, t, false)
 }
 
 /// The PyTorch shape of the parameter burn calls `name` with `shape`.

@@ -120,7 +120,7 @@ impl Lm<'_> {
             .map(|m| (m.role.clone(), m.text()))
             .collect();
         self.template
-            .apply(&self.model, &msgs)
+            .apply(self.model, &msgs)
             .map_err(|e| LlmError::request("prompt", e))
     }
 
