@@ -293,7 +293,7 @@ fn the_token_is_checked_before_the_body_and_every_error_is_openai_json() {
         "",
     );
     assert_eq!(status, 200, "{m}");
-    let (status, e) = call(addr, "GET /v1/embeddings HTTP/1.1", "");
+    let (status, e) = call(addr, "GET /v1/images/generations HTTP/1.1", "");
     assert_eq!(status, 404);
     assert!(e["error"]["message"].as_str().unwrap().contains("no route"));
     let (status, e) = call(addr, "GET /v1/chat/completions HTTP/1.1", "");
