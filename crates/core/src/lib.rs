@@ -35,6 +35,7 @@ pub use report::{Block, Report, Table};
 pub use repro::{
     Claim, ClaimResult, ReproConfig, ReproContext, ReproOutcome, Reproduction, Resolution, Size,
     apply_overrides, resolve_config, run_reproductions, two_se_of_accuracy_difference,
+    weakest_margin,
 };
 pub use rundir::{InputPrint, Metrics, RunDir, versions};
 pub use shard::Shard;

@@ -97,6 +97,16 @@ impl ClaimResult {
     }
 }
 
+/// Of several (margin, resolves) pairs that must all hold for a claim to hold, the one
+/// furthest from holding (smallest margin minus resolution): it decides the claim, as a chain
+/// is as strong as its weakest link. No pairs give an infinite resolution (undecided).
+pub fn weakest_margin(pairs: impl IntoIterator<Item = (f64, f64)>) -> (f64, f64) {
+    pairs
+        .into_iter()
+        .min_by(|x, y| (x.0 - x.1).total_cmp(&(y.0 - y.1)))
+        .unwrap_or((0.0, f64::INFINITY))
+}
+
 /// Two standard errors of the difference between two accuracies measured on `n` items each
 /// (unpaired, so an upper bound when the items are shared): the smallest difference that
 /// `n` items resolve at about 95%.

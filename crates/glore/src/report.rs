@@ -8,7 +8,7 @@ use crate::label::LabelStats;
 use crate::train::StudentSummary;
 use pw_core::{
     Block, Claim, ClaimResult, Metrics, Plot, PlotKind, ReproOutcome, Series, Stopwatch, Table,
-    pct, two_se_of_accuracy_difference,
+    pct, two_se_of_accuracy_difference, weakest_margin,
 };
 
 pub const CLAIM_SORM_STEPS: &str = "sorm-step-accuracy";
@@ -69,12 +69,12 @@ pub fn outcome(
     // each comparison against two standard errors of its difference on the split it is
     // measured on; a chain of comparisons is decided by its weakest link
     let n_test = test_items.len();
-    let weakest = |pairs: &[(f64, f64)]| -> (f64, f64) {
-        pairs
-            .iter()
-            .map(|&(a, b)| (a - b, two_se_of_accuracy_difference(a, b, n_test)))
-            .min_by(|x, y| (x.0 - x.1).total_cmp(&(y.0 - y.1)))
-            .unwrap_or((0.0, f64::INFINITY))
+    let weakest = |pairs: &[(f64, f64)]| {
+        weakest_margin(
+            pairs
+                .iter()
+                .map(|&(a, b)| (a - b, two_se_of_accuracy_difference(a, b, n_test))),
+        )
     };
     let resolved = |m: f64, r: f64| {
         format!(

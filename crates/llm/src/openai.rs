@@ -53,6 +53,17 @@ pub enum Stop {
     Many(Vec<String>),
 }
 
+impl Stop {
+    /// The stop strings of a request's optional `stop` field.
+    fn list(s: &Option<Stop>) -> Vec<String> {
+        match s {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WireMessage {
     pub role: String,
@@ -400,11 +411,7 @@ pub fn from_wire(w: &ChatRequest, id: String) -> Result<Request, String> {
             .max_completion_tokens
             .or(w.max_tokens)
             .unwrap_or(d.max_tokens),
-        stop: match &w.stop {
-            None => Vec::new(),
-            Some(Stop::One(s)) => vec![s.clone()],
-            Some(Stop::Many(v)) => v.clone(),
-        },
+        stop: Stop::list(&w.stop),
         seed: w.seed,
         n: w.n.unwrap_or(1),
         json_schema,
@@ -519,11 +526,7 @@ pub fn from_completion_wire(w: &CompletionRequest, id: String) -> Result<Request
         temperature: w.temperature.unwrap_or(d.temperature),
         top_p: w.top_p.unwrap_or(d.top_p),
         max_tokens: w.max_tokens.unwrap_or(LEGACY_MAX_TOKENS),
-        stop: match &w.stop {
-            None => Vec::new(),
-            Some(Stop::One(s)) => vec![s.clone()],
-            Some(Stop::Many(v)) => v.clone(),
-        },
+        stop: Stop::list(&w.stop),
         seed: w.seed,
         n,
         json_schema: None,

@@ -476,13 +476,13 @@ fn stream_answer(
         done: false,
         api,
     };
-    let roles: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            serde_json::json!({"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})
-        })
-        .collect();
     // the chat API opens with each choice's role; the legacy API has no roles
     if api == Api::Chat {
+        let roles: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})
+            })
+            .collect();
         s.head = Some(s.chunk(serde_json::Value::from(roles), None));
     }
     let body = futures_util::stream::unfold(s, |mut s| async move {

@@ -158,7 +158,7 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
         .collect();
     // each model's paired difference against the half-width of its 95% interval; the claim
     // is decided by the weakest model
-    let mut a_res: Option<(f64, f64)> = None;
+    let mut a_margins: Vec<(f64, f64)> = Vec::new();
     let mut a_text = Vec::new();
     for r in &untuned {
         let d = paired_diff(&paired(
@@ -176,10 +176,7 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
             pct(pooled(&table, Variant::Deceptive).over_all()),
             diff(d)
         ));
-        let (margin, half) = (d.0, d.0 - d.1);
-        if a_res.is_none_or(|(m, h)| margin - half < m - h) {
-            a_res = Some((margin, half));
-        }
+        a_margins.push((d.0, d.0 - d.1));
     }
 
     // Claim (b).
@@ -409,7 +406,7 @@ pub fn outcome(m: &Measured) -> ReproOutcome {
 
     ReproOutcome {
         claims: vec![
-            match a_res {
+            match (!a_margins.is_empty()).then(|| pw_core::weakest_margin(a_margins)) {
                 Some((margin, half)) => {
                     ClaimResult::by_margin("deceptive_collapse", a_text.join("; "), margin, half)
                 }

@@ -111,6 +111,29 @@ fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
 /// burn's and PyTorch's names for a norm's affine parameters.
 const NORM_FIELDS: [(&str, &str); 2] = [("gamma", "weight"), ("beta", "bias")];
 
+/// A parameter's name in the other convention (`to_torch` gives the direction): only norms'
+/// affine parameters are named differently.
+fn rename(name: &str, to_torch: bool) -> String {
+    let (module, field) = split_name(name);
+    if !NORMS.contains(&module) {
+        return name.to_string();
+    }
+    let renamed = NORM_FIELDS
+        .iter()
+        .find_map(|&(burn, torch)| match to_torch {
+            true if field == burn => Some(torch),
+            false if field == torch => Some(burn),
+            _ => None,
+        })
+        .unwrap_or(field);
+    format!("{module}.{renamed}")
+}
+
+/// burn's name for the parameter PyTorch calls `torch`.
+pub fn burn_name(torch: &str) -> String {
+    rename(torch, false)
+}
+
 /// One parameter renamed and re-laid out between burn's convention and PyTorch's (`to_torch`
 /// gives the direction); a linear weight's transpose is its own inverse.
 fn convert_one(
@@ -119,21 +142,12 @@ fn convert_one(
     to_torch: bool,
 ) -> (String, (Vec<usize>, Vec<f32>)) {
     let (module, field) = split_name(name);
-    if NORMS.contains(&module) {
-        let renamed = NORM_FIELDS
-            .iter()
-            .find_map(|&(burn, torch)| match to_torch {
-                true if field == burn => Some(torch),
-                false if field == torch => Some(burn),
-                _ => None,
-            })
-            .unwrap_or(field);
-        return (format!("{module}.{renamed}"), t.clone());
-    }
-    if LINEARS.contains(&module) && field == "weight" && t.0.len() == 2 {
-        return (name.to_string(), transpose(&t.0, &t.1));
-    }
-    (name.to_string(), t.clone())
+    let value = if LINEARS.contains(&module) && field == "weight" && t.0.len() == 2 {
+        transpose(&t.0, &t.1)
+    } else {
+        t.clone()
+    };
+    (rename(name, to_torch), value)
 }
 
 /// One parameter in PyTorch's name and layout (from burn's): the name `nn.Module` would give it

@@ -8,7 +8,9 @@
 //! tensors only, named as in the model, loadable by `paperworks pdiff fit`).
 
 use crate::data::{FashionSplits, Split};
-use crate::model::{Cnn, H1, Subset, from_torch, from_torch_one, to_torch};
+use crate::model::{
+    Cnn, H1, Subset, burn_name, from_torch, from_torch_one, to_torch, to_torch_one,
+};
 use pw_core::{Error, Result};
 use pw_nn::burn::module::Module;
 use pw_nn::burn::nn::loss::CrossEntropyLossConfig;
@@ -149,13 +151,17 @@ fn feature_batch(
     )
 }
 
-/// The subset tensors of `m`, by PyTorch name and in PyTorch's layout.
+/// The subset tensors of `m`, by PyTorch name and in PyTorch's layout. Only the subset is
+/// converted (this runs once per snapshot; the rest of the model stays as it is).
 pub fn subset_of(m: &Cnn, subset: Subset) -> NamedTensors {
-    let all = to_torch(&module_tensors(m));
+    let all = module_tensors(m);
     subset
         .names()
         .iter()
-        .map(|k| (k.to_string(), all[*k].clone()))
+        .map(|k| {
+            let b = burn_name(k);
+            to_torch_one(&b, &all[&b])
+        })
         .collect()
 }
 

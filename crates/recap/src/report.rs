@@ -101,10 +101,7 @@ pub fn paired_diff(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
 /// Of paired differences (mean, 2.5%, 97.5%) that must all be positive, the one furthest from
 /// being resolved: its mean and the distance down to its lower bound.
 fn weakest(ds: &[(f64, f64, f64)]) -> (f64, f64) {
-    ds.iter()
-        .map(|d| (d.0, d.0 - d.1))
-        .min_by(|x, y| (x.0 - x.1).total_cmp(&(y.0 - y.1)))
-        .unwrap_or((0.0, f64::INFINITY))
+    pw_core::weakest_margin(ds.iter().map(|d| (d.0, d.0 - d.1)))
 }
 
 fn diff_text(name: &str, d: (f64, f64, f64)) -> String {

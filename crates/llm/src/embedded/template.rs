@@ -62,6 +62,29 @@ fn jinja_env(source: String) -> Result<minijinja::Environment<'static>, String> 
     Ok(env)
 }
 
+/// `messages` (role, text) through a Jinja template, with transformers' variables.
+fn render_jinja(
+    env: &minijinja::Environment<'static>,
+    messages: &[(String, String)],
+    bos: &str,
+    eos: &str,
+) -> Result<String, String> {
+    let msgs: Vec<minijinja::Value> = messages
+        .iter()
+        .map(|(role, content)| minijinja::context! { role => role, content => content })
+        .collect();
+    env.get_template(NAME)
+        .and_then(|t| {
+            t.render(minijinja::context! {
+                messages => msgs,
+                add_generation_prompt => true,
+                bos_token => bos,
+                eos_token => eos,
+            })
+        })
+        .map_err(|e| format!("rendering the Jinja chat template: {e}"))
+}
+
 impl ChatTemplate {
     /// The template `cfg` asks for (`cfg.chat_template`, else the GGUF's own), checked on a
     /// probe conversation so a template that cannot render fails at load, not at the first
@@ -139,21 +162,7 @@ impl ChatTemplate {
                 eos,
                 strip_bos,
             } => {
-                let msgs: Vec<minijinja::Value> = messages
-                    .iter()
-                    .map(|(role, content)| minijinja::context! { role => role, content => content })
-                    .collect();
-                let text = env
-                    .get_template(NAME)
-                    .and_then(|t| {
-                        t.render(minijinja::context! {
-                            messages => msgs,
-                            add_generation_prompt => true,
-                            bos_token => bos,
-                            eos_token => eos,
-                        })
-                    })
-                    .map_err(|e| format!("rendering the Jinja chat template: {e}"))?;
+                let text = render_jinja(env, messages, bos, eos)?;
                 Ok(match text.strip_prefix(bos.as_str()) {
                     Some(rest) if *strip_bos && !bos.is_empty() => rest.to_string(),
                     _ => text,
@@ -178,19 +187,11 @@ mod tests {
     use super::*;
 
     fn render(source: &str, messages: &[(&str, &str)]) -> Result<String, String> {
-        let env = jinja_env(source.to_string())?;
-        let msgs: Vec<minijinja::Value> = messages
+        let messages: Vec<(String, String)> = messages
             .iter()
-            .map(|(role, content)| minijinja::context! { role => role, content => content })
+            .map(|(r, c)| (r.to_string(), c.to_string()))
             .collect();
-        env.get_template(NAME)
-            .and_then(|t| {
-                t.render(
-                    minijinja::context! { messages => msgs, add_generation_prompt => true,
-                    bos_token => "<s>", eos_token => "</s>" },
-                )
-            })
-            .map_err(|e| e.to_string())
+        render_jinja(&jinja_env(source.to_string())?, &messages, "<s>", "</s>")
     }
 
     /// SmolLM2's template, as its GGUF carries it: the default system prompt that llama.cpp's
