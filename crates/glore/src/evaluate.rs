@@ -127,6 +127,20 @@ pub fn decide(item: &Item, s: Strategy, tau: f32) -> bool {
     }
 }
 
+/// Accuracy of best-of-n + ORM rerank over each problem's samples (for picking the baseline's
+/// temperature on the validation split).
+pub fn best_of_n(samples: &[Vec<Candidate>]) -> f64 {
+    let right = samples
+        .iter()
+        .filter(|g| {
+            g.iter()
+                .max_by(|a, b| a.orm.total_cmp(&b.orm))
+                .is_some_and(|x| x.correct)
+        })
+        .count();
+    right as f64 / samples.len().max(1) as f64
+}
+
 pub fn accuracy(items: &[Item], s: Strategy, tau: f32) -> f64 {
     items.iter().filter(|i| decide(i, s, tau)).count() as f64 / items.len().max(1) as f64
 }
@@ -237,6 +251,62 @@ pub fn bounds(items: &[Item]) -> Bounds {
     }
 }
 
+/// `items` with every candidate's ORM score taken from `orm` instead (the candidates' texts do
+/// not depend on the ORM, so one pipeline run serves every ORM of the learning curve).
+pub fn rescore(
+    vocab: &Vocab,
+    orm: &ValueModel,
+    problems: &[Problem],
+    items: &[Item],
+    batch: usize,
+) -> Vec<Item> {
+    let question: std::collections::HashMap<&str, &str> = problems
+        .iter()
+        .map(|p| (p.id.as_str(), p.question.as_str()))
+        .collect();
+    let mut seqs = Vec::new();
+    for it in items {
+        let q = question.get(it.id.as_str()).copied().unwrap_or_default();
+        for c in candidates_of(it) {
+            seqs.push(value_tokens(vocab, q, &Solution::parse(&c.text).lines()));
+        }
+    }
+    let mut scores = score(orm, &seqs, batch).into_iter();
+    let mut next = |c: &Candidate| Candidate {
+        orm: scores.next().and_then(|v| v.last().copied()).unwrap_or(0.0),
+        ..c.clone()
+    };
+    items
+        .iter()
+        .map(|it| Item {
+            draft: next(&it.draft),
+            samples: it.samples.iter().map(&mut next).collect(),
+            global: next(&it.global),
+            local: it.local.as_ref().map(&mut next),
+            ..it.clone()
+        })
+        .collect()
+}
+
+/// Every candidate of an item, in the order [`rescore`] scores them.
+pub fn candidates_of(it: &Item) -> impl Iterator<Item = &Candidate> {
+    std::iter::once(&it.draft)
+        .chain(&it.samples)
+        .chain(std::iter::once(&it.global))
+        .chain(&it.local)
+}
+
+/// How often the ORM's verdict (value >= 0.5) agrees with the final answer's correctness over
+/// every candidate of `items` (drafts, samples and refinements).
+pub fn final_answer_accuracy(items: &[Item]) -> f64 {
+    let (mut n, mut ok) = (0usize, 0usize);
+    for c in items.iter().flat_map(candidates_of) {
+        n += 1;
+        ok += ((c.orm >= 0.5) == c.correct) as usize;
+    }
+    ok as f64 / n.max(1) as f64
+}
+
 /// The trained models of the pipeline.
 pub struct Pipeline<'a> {
     pub vocab: &'a Vocab,
@@ -276,37 +346,6 @@ impl Pipeline<'_> {
             .collect()
     }
 
-    /// Accuracy of best-of-`cfg.samples` + ORM rerank at `temperature` (for picking the
-    /// baseline's temperature on the validation split).
-    pub fn best_of_n_accuracy(
-        &self,
-        problems: &[Problem],
-        cfg: &EvalConfig,
-        temperature: f32,
-        seed: u64,
-    ) -> Result<f64> {
-        let reqs: Vec<ContinueRequest> = problems.iter().map(ContinueRequest::from_start).collect();
-        let samples = self
-            .student
-            .continue_batch(&reqs, cfg.samples, temperature, seed ^ 1)
-            .map_err(pw_core::Error::Other)?;
-        let flat_p: Vec<&Problem> = problems
-            .iter()
-            .flat_map(|p| std::iter::repeat_n(p, cfg.samples))
-            .collect();
-        let flat_s: Vec<String> = samples.into_iter().flatten().collect();
-        let c = self.candidates(&flat_p, &flat_s, cfg.score_batch);
-        let right = c
-            .chunks(cfg.samples.max(1))
-            .filter(|g| {
-                g.iter()
-                    .max_by(|a, b| a.orm.total_cmp(&b.orm))
-                    .is_some_and(|x| x.correct)
-            })
-            .count();
-        Ok(right as f64 / problems.len().max(1) as f64)
-    }
-
     /// Runs every model over `problems`.
     pub fn run(&self, problems: &[Problem], cfg: &EvalConfig, seed: u64) -> Result<Vec<Item>> {
         let reqs: Vec<ContinueRequest> = problems.iter().map(ContinueRequest::from_start).collect();
@@ -318,10 +357,7 @@ impl Pipeline<'_> {
             .into_iter()
             .map(|mut v| v.remove(0))
             .collect();
-        let samples = self
-            .student
-            .continue_batch(&reqs, cfg.samples, cfg.sample_temperature, seed ^ 1)
-            .map_err(err)?;
+        let mut samples_it = self.samples(problems, cfg, seed)?.into_iter();
         let all: Vec<&Problem> = problems.iter().collect();
         let draft_c = self.candidates(&all, &drafts, cfg.score_batch);
         let pairs: Vec<(&str, &str)> = problems
@@ -330,12 +366,6 @@ impl Pipeline<'_> {
             .map(|(p, t)| (p.question.as_str(), t.as_str()))
             .collect();
         let draft_sorm = self.values(self.sorm, &pairs, cfg.score_batch);
-        let flat_p: Vec<&Problem> = problems
-            .iter()
-            .flat_map(|p| std::iter::repeat_n(p, cfg.samples))
-            .collect();
-        let flat_s: Vec<String> = samples.into_iter().flatten().collect();
-        let sample_c = self.candidates(&flat_p, &flat_s, cfg.score_batch);
 
         // Global refinement of every draft; the strategies decide which ones are used.
         let draft_lines: Vec<Vec<String>> =
@@ -381,19 +411,40 @@ impl Pipeline<'_> {
             .into_iter();
 
         let mut items = Vec::with_capacity(problems.len());
-        let mut samples_it = sample_c.into_iter();
         for (i, p) in problems.iter().enumerate() {
             items.push(Item {
                 id: p.id.clone(),
                 draft: draft_c[i].clone(),
                 draft_sorm: draft_sorm[i].clone(),
-                samples: samples_it.by_ref().take(cfg.samples).collect(),
+                samples: samples_it.next().unwrap_or_default(),
                 global: global_c[i].clone(),
                 bad_at: bad[i],
                 local: bad[i].and_then(|_| local_c.next()),
             });
         }
         Ok(items)
+    }
+
+    /// The best-of-n samples of each problem at `cfg.sample_temperature`, scored by the ORM
+    /// (the same samples [`Pipeline::run`] draws with this seed).
+    pub fn samples(
+        &self,
+        problems: &[Problem],
+        cfg: &EvalConfig,
+        seed: u64,
+    ) -> Result<Vec<Vec<Candidate>>> {
+        let reqs: Vec<ContinueRequest> = problems.iter().map(ContinueRequest::from_start).collect();
+        let samples = self
+            .student
+            .continue_batch(&reqs, cfg.samples, cfg.sample_temperature, seed ^ 1)
+            .map_err(pw_core::Error::Other)?;
+        let flat_p: Vec<&Problem> = problems
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p, cfg.samples))
+            .collect();
+        let flat_s: Vec<String> = samples.into_iter().flatten().collect();
+        let c = self.candidates(&flat_p, &flat_s, cfg.score_batch);
+        Ok(c.chunks(cfg.samples.max(1)).map(|g| g.to_vec()).collect())
     }
 
     /// Step-level accuracy of ORM and SORM on labelled rollouts.
@@ -528,6 +579,63 @@ mod tests {
         assert_eq!(b.refine_all_orm_rerank, 0.25);
         assert_eq!(b.oracle_when_orm_rerank, 0.5);
         assert_eq!(b.oracle_rerank, 0.75);
+    }
+
+    #[test]
+    fn rescoring_gives_every_candidate_the_new_orms_score_of_its_own_text() {
+        use crate::data::{GenConfig, generate_problems};
+        use crate::model::ModelConfig;
+        use pw_nn::{DeviceKind, device};
+        let d = device(DeviceKind::Cpu, false).unwrap();
+        let vocab = Vocab::domain();
+        let orm = ValueModel::scratch(
+            &ModelConfig {
+                d_model: 16,
+                n_layers: 1,
+                n_heads: 2,
+                max_len: 256,
+            }
+            .transformer(vocab.len()),
+            &d,
+        );
+        let problems = generate_problems(&GenConfig::default(), 3, 7, "r");
+        // Distinct texts in every slot, so a misordered score shows.
+        let text = |p: &Problem, k: usize| {
+            let mut lines = p.steps[..k.min(p.steps.len())].to_vec();
+            lines.push(format!("#### {}", k + 1));
+            lines.join("\n")
+        };
+        let cand = |p: &Problem, k: usize| Candidate {
+            text: text(p, k),
+            correct: false,
+            orm: -1.0,
+        };
+        let items: Vec<Item> = problems
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Item {
+                id: p.id.clone(),
+                draft: cand(p, 0),
+                draft_sorm: vec![],
+                samples: vec![cand(p, 1), cand(p, 2)],
+                global: cand(p, 3),
+                bad_at: None,
+                // one item without a local refinement
+                local: (i != 1).then(|| cand(p, 4)),
+            })
+            .collect();
+        let out = rescore(&vocab, &orm, &problems, &items, 2);
+        for (it, p) in out.iter().zip(&problems) {
+            assert_eq!(
+                candidates_of(it).count(),
+                if it.local.is_some() { 5 } else { 4 }
+            );
+            for c in candidates_of(it) {
+                let seq = value_tokens(&vocab, &p.question, &Solution::parse(&c.text).lines());
+                let want = *score(&orm, &[seq], 1)[0].last().unwrap();
+                assert!((c.orm - want).abs() < 1e-5, "{} vs {want}", c.orm);
+            }
+        }
     }
 
     #[test]

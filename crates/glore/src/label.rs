@@ -194,46 +194,14 @@ pub fn run(
     let by_id: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), *p)).collect();
 
     // 1. rollouts
-    let rollout_path = dir.join(format!("rollouts{sfx}.jsonl"));
-    let mut ledger = Ledger::open(&rollout_path)?;
-    let pending: Vec<ContinueRequest> = problems
-        .iter()
-        .filter(|p| !ledger.contains(&p.id))
-        .map(|p| ContinueRequest::from_start(p))
-        .collect();
-    sample_into(
+    let rollouts = sample_rollouts(
         policy,
-        &mut ledger,
-        pending,
+        &problems,
         cfg.rollouts,
         cfg,
+        &dir.join(format!("rollouts{sfx}.jsonl")),
         seed,
-        "rollouts",
-        |req, outs| {
-            let p = by_id[req.id.as_str()];
-            let rs: Vec<Rollout> = outs
-                .iter()
-                .enumerate()
-                .map(|(j, text)| Rollout {
-                    id: format!("{}/r{j}", p.id),
-                    question_id: p.id.clone(),
-                    text: text.clone(),
-                    correct: Solution::parse(text).is_correct(&p.answer),
-                })
-                .collect();
-            serde_json::to_value(RolloutSet {
-                question_id: p.id.clone(),
-                rollouts: rs,
-            })
-            .expect("serialisable")
-        },
     )?;
-    drop(ledger);
-    let rollouts: Vec<Rollout> = Ledger::read_all::<RolloutSet>(&rollout_path)?
-        .into_iter()
-        .flat_map(|s| s.rollouts)
-        .filter(|r| by_id.contains_key(r.question_id.as_str()))
-        .collect();
 
     // 2. verification of every distinct prefix
     let verify_path = dir.join(format!("verify{sfx}.jsonl"));
@@ -300,6 +268,58 @@ pub fn run(
         stats,
         labels_file,
     })
+}
+
+/// `n` sampled solutions of each of `problems` with their final-answer (ORM) labels, through a
+/// resumable ledger at `path` (one record per question).
+pub fn sample_rollouts(
+    policy: &dyn Policy,
+    problems: &[&Problem],
+    n: usize,
+    cfg: &LabelConfig,
+    path: &Path,
+    seed: u64,
+) -> Result<Vec<Rollout>> {
+    let by_id: HashMap<&str, &Problem> = problems.iter().map(|p| (p.id.as_str(), *p)).collect();
+    let mut ledger = Ledger::open(path)?;
+    let pending: Vec<ContinueRequest> = problems
+        .iter()
+        .filter(|p| !ledger.contains(&p.id))
+        .map(|p| ContinueRequest::from_start(p))
+        .collect();
+    sample_into(
+        policy,
+        &mut ledger,
+        pending,
+        n,
+        cfg,
+        seed,
+        "rollouts",
+        |req, outs| {
+            let p = by_id[req.id.as_str()];
+            let rs: Vec<Rollout> = outs
+                .iter()
+                .enumerate()
+                .map(|(j, text)| Rollout {
+                    id: format!("{}/r{j}", p.id),
+                    question_id: p.id.clone(),
+                    text: text.clone(),
+                    correct: Solution::parse(text).is_correct(&p.answer),
+                })
+                .collect();
+            serde_json::to_value(RolloutSet {
+                question_id: p.id.clone(),
+                rollouts: rs,
+            })
+            .expect("serialisable")
+        },
+    )?;
+    drop(ledger);
+    Ok(Ledger::read_all::<RolloutSet>(path)?
+        .into_iter()
+        .flat_map(|s| s.rollouts)
+        .filter(|r| by_id.contains_key(r.question_id.as_str()))
+        .collect())
 }
 
 /// Samples `n` continuations for each pending request through the ledger's resumable chunked

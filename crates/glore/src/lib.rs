@@ -22,12 +22,15 @@
 //!   and SORM labels; [`postprocess`]: the SORM label rules and the paper's three
 //!   post-processing rules; [`export`]: TRL PRM and Math-Shepherd formats;
 //! - [`refine`]: refiner training data, refinement with the trained refiners or any generator;
+//! - [`curve`]: the ORM's learning curve (rollouts per question, questions, initialisation)
+//!   and the choice of the reproduction's ORM on validation;
 //! - [`evaluate`]: greedy, best-of-3 + ORM rerank, global/local/combined refinement, step-level
 //!   accuracy of ORM and SORM;
 //! - [`report`]: claims, tables, the threshold plot and the diagnosis of a failed claim;
 //!   [`reproduce`]: the miniature's orchestration; [`run`]: the real-use entry points.
 
 pub mod config;
+pub mod curve;
 pub mod data;
 pub mod evaluate;
 pub mod export;

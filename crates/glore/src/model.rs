@@ -123,6 +123,14 @@ impl ValueModel {
         }
     }
 
+    /// A random trunk of shape `cfg` with a fresh head.
+    pub fn scratch(cfg: &TransformerConfig, device: &Device) -> ValueModel {
+        ValueModel {
+            trunk: Transformer::new(cfg, device),
+            head: ValueHead::new(cfg.d_model, device),
+        }
+    }
+
     /// Logits [b, t].
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
         self.head.forward(self.trunk.forward(tokens, None))

@@ -3,6 +3,7 @@
 //! a failed claim computed from the run's own figures.
 
 use crate::config::GloreConfig;
+use crate::curve::{CurveResult, Init};
 use crate::evaluate::{Item, StepMetrics, Strategy, StrategyResult, bounds, refiner_alone};
 use crate::label::LabelStats;
 use crate::train::StudentSummary;
@@ -39,6 +40,7 @@ pub fn claims() -> Vec<Claim> {
 #[allow(clippy::too_many_arguments)] // the report's inputs
 pub fn outcome(
     cfg: &GloreConfig,
+    curve: &[CurveResult],
     temps: &[(f32, f64)],
     student: &StudentSummary,
     lab: &LabelStats,
@@ -276,8 +278,9 @@ pub fn outcome(
         pts(b.oracle_when_orm_rerank - comb),
         pct(b.refine_all_orm_rerank)
     )));
+    curve_blocks(cfg, curve, &mut blocks, &mut metrics);
     blocks.push(Block::Paragraph(diagnosis(
-        steps, test_lab, results, &alone,
+        steps, test_lab, results, &alone, curve,
     )));
     // Accuracy against the "when" threshold on the validation split.
     let grid: Vec<f32> = (0..=20).map(|i| i as f32 / 20.0).collect();
@@ -326,6 +329,120 @@ pub fn outcome(
     }
 }
 
+/// The learning curve's table and plot, and its figures in the metrics.
+fn curve_blocks(
+    cfg: &GloreConfig,
+    curve: &[CurveResult],
+    blocks: &mut Vec<Block>,
+    metrics: &mut Metrics,
+) {
+    if curve.is_empty() {
+        return;
+    }
+    metrics.set("orm_curve", curve);
+    let chosen = curve.iter().find(|r| r.selected);
+    blocks.push(Block::Paragraph(format!(
+        "The ORM's learning curve: each ORM trains on its questions' first rollouts (sampled at temperature {}, \
+         final-answer labels only) for {} passes ({}-{} steps of {}), and is measured on validation and test \
+         candidates (drafts, samples, refinements). The reproduction uses the ORM with the best global + local + \
+         ORM rerank on validation{}.",
+        cfg.label.temperature,
+        cfg.orm.passes,
+        cfg.orm.min_steps,
+        cfg.orm.max_steps,
+        cfg.orm.batch,
+        chosen
+            .map(|r| format!(": {}", r.describe))
+            .unwrap_or_default()
+    )));
+    let mut t = Table::new([
+        "ORM",
+        "rollouts (right)",
+        "steps",
+        "final-answer acc. val / test",
+        "global+local+ORM val / test",
+        "refine all test",
+        "oracle when test",
+    ]);
+    for r in curve {
+        t.row([
+            format!("{}{}", r.describe, if r.selected { " (used)" } else { "" }),
+            format!("{} ({})", r.examples, pct(r.positive)),
+            r.steps.to_string(),
+            format!("{} / {}", pct(r.val_final), pct(r.test_final)),
+            format!("{} / {}", pct(r.val_global_local), pct(r.test_global_local)),
+            pct(r.test_bounds.refine_all_orm_rerank),
+            pct(r.test_bounds.oracle_when_orm_rerank),
+        ]);
+    }
+    blocks.push(Block::Table(t));
+    // Validation figures against the amount of data, one line per family of points.
+    let mut families: Vec<(String, Vec<&CurveResult>)> = Vec::new();
+    for r in curve {
+        let fam = match r.point.init {
+            Init::Student => "from the student".to_string(),
+            Init::Scratch => "from scratch".to_string(),
+        };
+        match families.iter_mut().find(|(f, _)| *f == fam) {
+            Some((_, v)) => v.push(r),
+            None => families.push((fam, vec![r])),
+        }
+    }
+    let mut series = Vec::new();
+    for (fam, rs) in &families {
+        let mut pts: Vec<(f64, f64, f64)> = rs
+            .iter()
+            .map(|r| (r.examples as f64, r.val_final, r.val_global_local))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        series.push(Series::new(
+            format!("final-answer accuracy, {fam}"),
+            pts.iter().map(|p| (p.0.max(1.0).log2(), p.1)).collect(),
+        ));
+        series.push(Series::new(
+            format!("global+local+ORM rerank, {fam}"),
+            pts.iter().map(|p| (p.0.max(1.0).log2(), p.2)).collect(),
+        ));
+    }
+    blocks.push(Block::Plot(Plot {
+        id: "glore_orm_curve".into(),
+        title: "The ORM's learning curve (validation)".into(),
+        x_label: "log2 of the ORM's training rollouts".into(),
+        y_label: "accuracy".into(),
+        kind: PlotKind::Line,
+        series,
+        log_y: false,
+        x_labels: Vec::new(),
+    }));
+}
+
+/// What the learning curve says about more ORM data, for the diagnosis.
+fn curve_trend(curve: &[CurveResult]) -> String {
+    let student: Vec<&CurveResult> = curve
+        .iter()
+        .filter(|r| r.point.init == Init::Student)
+        .collect();
+    let (Some(lo), Some(hi)) = (
+        student.iter().min_by_key(|r| r.examples),
+        student.iter().max_by_key(|r| r.examples),
+    ) else {
+        return String::new();
+    };
+    if lo.examples == hi.examples {
+        return String::new();
+    }
+    format!(
+        " (the learning curve: from {} to {} training rollouts the ORM's validation final-answer accuracy goes \
+         {} -> {} and global + local + ORM rerank on validation {} -> {})",
+        lo.examples,
+        hi.examples,
+        pct(lo.val_final),
+        pct(hi.val_final),
+        pct(lo.val_global_local),
+        pct(hi.val_global_local)
+    )
+}
+
 /// A difference of accuracies in percentage points.
 fn pts(x: f64) -> String {
     format!("{:.1}", 100.0 * x)
@@ -338,6 +455,7 @@ fn diagnosis(
     test_lab: &LabelStats,
     results: &[(Strategy, StrategyResult)],
     alone: &crate::evaluate::RefinerAlone,
+    curve: &[CurveResult],
 ) -> String {
     let mut why = Vec::new();
     if steps.sorm_vs_truth <= steps.orm_vs_truth {
@@ -377,12 +495,13 @@ fn diagnosis(
         why.push(format!(
             "refinement seldom pays: the thresholds picked on validation ({}) refine few or no drafts, because \
              the refiners fix {} (global) and {} (local) of wrong test drafts, {} either, but the ORM, with {} \
-             final-answer accuracy, cannot tell those fixes from the breakages of right drafts well enough to rerank",
+             final-answer accuracy, cannot tell those fixes from the breakages of right drafts well enough to rerank{}",
             taus.join(", "),
             pct(alone.global_fixes),
             pct(alone.local_fixes),
             pct(alone.either_fixes),
-            pct(steps.orm_final)
+            pct(steps.orm_final),
+            curve_trend(curve)
         ));
     }
     if why.is_empty() {

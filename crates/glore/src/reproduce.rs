@@ -9,13 +9,17 @@
 //! ledgers, so a killed run picks up where it stopped.
 
 use crate::config::GloreConfig;
+use crate::curve::{self, CurveResult, Init};
 use crate::data::{SplitSizes, Splits, TEST_SEED, VAL_SEED};
-use crate::evaluate::{Pipeline, Strategy, StrategyResult, pick_threshold, strategy_result};
+use crate::evaluate::{
+    EvalConfig, Pipeline, Strategy, StrategyResult, best_of_n, pick_threshold, rescore,
+    strategy_result,
+};
 use crate::export;
 use crate::label::{self, LabelConfig};
-use crate::model::value_tokens;
+use crate::model::{ValueModel, value_tokens};
 use crate::policy::StudentPolicy;
-use crate::problem::write_gsm8k;
+use crate::problem::{Problem, write_gsm8k};
 use crate::refine::{global_examples, local_examples};
 use crate::report;
 use crate::student;
@@ -28,6 +32,9 @@ use pw_nn::transformer::CausalLm;
 use pw_nn::{DeviceKind, device, seed_everything};
 use std::collections::HashMap;
 use std::time::Instant;
+
+/// Seeds the ORM's own rollouts apart from the labelling stage's.
+const ORM_SEED: u64 = 0x0a11;
 
 #[derive(Default)]
 pub struct GloreReproduction {
@@ -134,20 +141,7 @@ impl Reproduction for GloreReproduction {
         export::write_exports(&dir.join("label-train"), "", &lab.labelled)?;
         times.lap("rollouts + SORM labels (train)");
 
-        // 3. ORM and SORM.
-        let orm_ex: Vec<ValueExample> = lab
-            .labelled
-            .iter()
-            .map(|l| {
-                let (tokens, positions) = value_tokens(&vocab, &l.question, &l.lines);
-                let labels = vec![l.correct as u8 as f32; positions.len()];
-                ValueExample {
-                    tokens,
-                    positions,
-                    labels,
-                }
-            })
-            .collect();
+        // 3. The ORM's learning curve (its rollouts, one ORM per point) and the SORM.
         let sorm_ex: Vec<ValueExample> = lab
             .labelled
             .iter()
@@ -168,25 +162,64 @@ impl Reproduction for GloreReproduction {
                 })
             })
             .collect();
-        let orm = value_model_stage(
-            &dir.join("orm.safetensors"),
-            &student_lm,
-            &orm_ex,
-            &cfg.orm,
-            &ad,
-            &mut rng,
-            "ORM",
-        )?;
+        let points = cfg.orm.points(train.len());
+        let curve_dir = dir.join("orm-curve");
+        std::fs::create_dir_all(&curve_dir)?;
+        let max_q = points.iter().map(|p| p.questions).max().unwrap_or(0);
+        let max_r = points.iter().map(|p| p.rollouts).max().unwrap_or(1);
+        let curve_questions: Vec<&Problem> = train.iter().take(max_q).collect();
+        let mut orm_rollouts: HashMap<String, Vec<label::Rollout>> = HashMap::new();
+        for r in label::sample_rollouts(
+            &policy,
+            &curve_questions,
+            max_r,
+            &cfg.label,
+            &curve_dir.join(format!("rollouts-q{max_q}-r{max_r}.jsonl")),
+            s ^ ORM_SEED,
+        )? {
+            orm_rollouts
+                .entry(r.question_id.clone())
+                .or_default()
+                .push(r);
+        }
+        let qs: Vec<(String, String)> = curve_questions
+            .iter()
+            .map(|p| (p.id.clone(), p.question.clone()))
+            .collect();
+        let mut curve_models = Vec::new();
+        for (i, point) in points.iter().enumerate() {
+            let key = point.key(&cfg.student.model);
+            let ex = curve::examples(&vocab, point, &qs, &orm_rollouts);
+            let tc = cfg.orm.train(ex.len());
+            let shape = point.shape(&cfg.student.model).transformer(vocab.len());
+            let template = || match point.init {
+                Init::Student => ValueModel::from_student(&student_lm, &ad),
+                Init::Scratch => ValueModel::scratch(&shape, &ad),
+            };
+            let m = value_model_stage(
+                &curve_dir.join(format!("{key}.safetensors")),
+                template,
+                &ex,
+                &tc,
+                &mut rng,
+                &format!(
+                    "ORM {}/{} ({})",
+                    i + 1,
+                    points.len(),
+                    point.describe(&cfg.student.model)
+                ),
+            )?;
+            curve_models.push((*point, key, m.valid(), (ex, tc.steps)));
+        }
         let sorm = value_model_stage(
             &dir.join("sorm.safetensors"),
-            &student_lm,
+            || ValueModel::from_student(&student_lm, &ad),
             &sorm_ex,
             &cfg.sorm,
-            &ad,
             &mut rng,
             "SORM",
         )?;
-        times.lap("train ORM + SORM");
+        times.lap("ORM learning curve + SORM");
 
         // 4. Refiners from the same rollouts.
         let answers: HashMap<String, String> = train
@@ -224,8 +257,7 @@ impl Reproduction for GloreReproduction {
         )?;
         times.lap("train global + local refiners");
 
-        // 5. Evaluation: thresholds on validation, figures on test.
-        let orm = orm.valid();
+        // 5. Evaluation: the ORM and thresholds on validation, figures on test.
         let sorm = sorm.valid();
         let global = StudentPolicy {
             name: "global refiner".into(),
@@ -235,28 +267,72 @@ impl Reproduction for GloreReproduction {
             name: "local refiner".into(),
             ..student::policy(&local_lm, &cfg.student, &vocab, "local")?
         };
-        let pipe = Pipeline {
+        let pipeline = |orm| Pipeline {
             vocab: &vocab,
             student: &policy,
-            orm: &orm,
+            orm,
             sorm: &sorm,
             global: &global,
             local: &local,
         };
-        // The best-of-3 baseline's temperature, picked on validation.
+        let batch = cfg.eval.score_batch;
+        // The candidates do not depend on the ORM: one pipeline run per split, rescored by
+        // every ORM of the curve.
+        let val_base = pipeline(&curve_models[0].2).run(&val, &cfg.eval, s ^ VAL_SEED)?;
+        let test_base = pipeline(&curve_models[0].2).run(&test, &cfg.eval, s ^ TEST_SEED)?;
+        let mut curve_results: Vec<CurveResult> = curve_models
+            .iter()
+            .map(|(point, key, m, (ex, steps))| {
+                curve::measure(
+                    key.clone(),
+                    *point,
+                    point.describe(&cfg.student.model),
+                    (ex, *steps),
+                    &rescore(&vocab, m, &val, &val_base, batch),
+                    &rescore(&vocab, m, &test, &test_base, batch),
+                )
+            })
+            .collect();
+        let chosen = curve::select(&curve_results);
+        curve_results[chosen].selected = true;
+        pw_core::write_json_atomic(curve_dir.join("curve.json"), &curve_results)?;
+        let orm = &curve_models[chosen].2;
+        let pipe = pipeline(orm);
+        // The best-of-3 baseline's temperature, picked on validation with the chosen ORM; the
+        // validation samples at the picked temperature are kept, the test ones drawn once.
         let mut eval = cfg.eval.clone();
         let mut temps = Vec::new();
+        let mut val_samples = Vec::new();
         for &t in &cfg.eval.sample_temperatures {
-            temps.push((
-                t,
-                pipe.best_of_n_accuracy(&val, &cfg.eval, t, s ^ VAL_SEED)?,
-            ));
+            let at_t = EvalConfig {
+                sample_temperature: t,
+                ..cfg.eval.clone()
+            };
+            let smp = pipe.samples(&val, &at_t, s ^ VAL_SEED)?;
+            temps.push((t, best_of_n(&smp)));
+            val_samples.push(smp);
         }
-        if let Some(&(t, _)) = temps.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
-            eval.sample_temperature = t;
+        if let Some(i) = (0..temps.len()).max_by(|&a, &b| temps[a].1.total_cmp(&temps[b].1)) {
+            eval.sample_temperature = temps[i].0;
         }
-        let val_items = pipe.run(&val, &eval, s ^ VAL_SEED)?;
-        let test_items = pipe.run(&test, &eval, s ^ TEST_SEED)?;
+        // Drafts and refinements are the base run's, rescored by the chosen ORM.
+        let mut val_items = rescore(&vocab, orm, &val, &val_base, batch);
+        let mut test_items = rescore(&vocab, orm, &test, &test_base, batch);
+        if eval.sample_temperature != cfg.eval.sample_temperature {
+            let i = temps
+                .iter()
+                .position(|(t, _)| *t == eval.sample_temperature)
+                .expect("the picked temperature is one of those tried");
+            for (it, smp) in val_items.iter_mut().zip(val_samples.swap_remove(i)) {
+                it.samples = smp;
+            }
+            for (it, smp) in test_items
+                .iter_mut()
+                .zip(pipe.samples(&test, &eval, s ^ TEST_SEED)?)
+            {
+                it.samples = smp;
+            }
+        }
         pw_core::jsonl::write_jsonl(&dir.join("eval-test.jsonl"), &test_items)?;
         let test_label_cfg = LabelConfig {
             rollouts: cfg.test_rollouts,
@@ -285,6 +361,7 @@ impl Reproduction for GloreReproduction {
         let cfg = GloreConfig { eval, ..cfg };
         Ok(report::outcome(
             &cfg,
+            &curve_results,
             &temps,
             &summary,
             &lab.stats,

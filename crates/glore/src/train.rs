@@ -189,24 +189,23 @@ pub struct StudentSummary {
     pub train_s: f64,
 }
 
-/// The ORM or SORM: loaded from `path`, or trained from the student's trunk on `examples`.
+/// The ORM or SORM: loaded from `path`, or trained from `template()` (the student's trunk
+/// with a fresh head, or a from-scratch trunk) on `examples`.
 pub fn value_model_stage(
     path: &Path,
-    student: &CausalLm,
+    template: impl Fn() -> ValueModel,
     examples: &[ValueExample],
     cfg: &TrainConfig,
-    ad: &Device,
     rng: &mut StdRng,
     label: &str,
 ) -> Result<ValueModel> {
-    let template = || ValueModel::from_student(student, ad);
     if examples.is_empty() && !path.exists() {
         // Nothing to learn from (e.g. every label of a tiny run negative): the untrained head
         // stands, and the report's figures show it.
         tracing::warn!("{label}: no training labels; the model is left untrained");
         return Ok(template());
     }
-    load_or_train(path, template, || {
+    load_or_train(path, &template, || {
         Ok(train_value(template(), examples, cfg, rng, label).0)
     })
 }

@@ -21,7 +21,7 @@ fn tiny_config(dir: &Path) -> String {
          [reproduce.overrides.glore]\nsft_problems = 500\ntrain_problems = 20\nval_problems = 20\ntest_problems = 20\ntest_rollouts = 1\n\
          [reproduce.overrides.glore.student]\nei_samples = 2\nmax_new = 48\n[reproduce.overrides.glore.student.model]\nd_model = 32\nn_layers = 1\nn_heads = 2\n\
          [reproduce.overrides.glore.student.sft]\nsteps = 30\n[reproduce.overrides.glore.student.ei]\nsteps = 5\n\
-         [reproduce.overrides.glore.label]\nrollouts = 2\nk = 2\n[reproduce.overrides.glore.orm]\nsteps = 5\n[reproduce.overrides.glore.sorm]\nsteps = 5\n\
+         [reproduce.overrides.glore.label]\nrollouts = 2\nk = 2\n[reproduce.overrides.glore.orm]\nmin_steps = 1\nmax_steps = 5\n[reproduce.overrides.glore.sorm]\nsteps = 5\n\
          [reproduce.overrides.glore.global]\nsteps = 5\n[reproduce.overrides.glore.local]\nsteps = 5\n\
          [reproduce.overrides.videoprism]\nprobe_evals = 2\nprobe_seeds = 1\n\
          [reproduce.overrides.videoprism.splits]\npairs = 32\nvideo_only = 16\nprobe_train = 32\nprobe_val = 8\nprobe_test = 16\n\
@@ -157,6 +157,13 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
     assert!(rd.join("comments/variant-filtered.safetensors").exists());
     assert!(rd.join("comments/round2/augmented.jsonl").exists());
     assert!(rd.join("glore/label-train/prm_trl.jsonl").exists());
+    // GLoRe's ORM learning curve: every point measured, exactly one chosen, and plotted.
+    let curve: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(rd.join("glore/orm-curve/curve.json")).unwrap())
+            .unwrap();
+    assert!(curve.len() >= 2, "{curve:?}");
+    assert_eq!(curve.iter().filter(|r| r["selected"] == true).count(), 1);
+    assert!(rd.join("plots/glore_orm_curve.png").exists());
     assert!(rd.join("glan/glan.parquet").exists());
     // Re-running resumes into the same directory and records the earlier start.
     let o = run(&[
