@@ -100,13 +100,6 @@ impl Strategy {
 
 /// Is the answer `s` picks for `item` right, refining when the draft's ORM score is below `tau`?
 pub fn decide(item: &Item, s: Strategy, tau: f32) -> bool {
-    let best = |cands: &[&Candidate]| {
-        cands
-            .iter()
-            .max_by(|a, b| a.orm.total_cmp(&b.orm))
-            .map(|c| c.correct)
-            .unwrap_or(false)
-    };
     match s {
         Strategy::Greedy => item.draft.correct,
         Strategy::BestOfN => best(&item.samples.iter().collect::<Vec<_>>()),
@@ -132,13 +125,17 @@ pub fn decide(item: &Item, s: Strategy, tau: f32) -> bool {
 pub fn best_of_n(samples: &[Vec<Candidate>]) -> f64 {
     let right = samples
         .iter()
-        .filter(|g| {
-            g.iter()
-                .max_by(|a, b| a.orm.total_cmp(&b.orm))
-                .is_some_and(|x| x.correct)
-        })
+        .filter(|g| best(&g.iter().collect::<Vec<_>>()))
         .count();
     right as f64 / samples.len().max(1) as f64
+}
+
+/// Is the candidate the ORM ranks highest right? (false when there is none)
+fn best(cands: &[&Candidate]) -> bool {
+    cands
+        .iter()
+        .max_by(|a, b| a.orm.total_cmp(&b.orm))
+        .is_some_and(|c| c.correct)
 }
 
 pub fn accuracy(items: &[Item], s: Strategy, tau: f32) -> f64 {
@@ -264,14 +261,14 @@ pub fn rescore(
         .iter()
         .map(|p| (p.id.as_str(), p.question.as_str()))
         .collect();
-    let mut seqs = Vec::new();
-    for it in items {
-        let q = question.get(it.id.as_str()).copied().unwrap_or_default();
-        for c in candidates_of(it) {
-            seqs.push(value_tokens(vocab, q, &Solution::parse(&c.text).lines()));
-        }
-    }
-    let mut scores = score(orm, &seqs, batch).into_iter();
+    let sols: Vec<(&str, &str)> = items
+        .iter()
+        .flat_map(|it| {
+            let q = question.get(it.id.as_str()).copied().unwrap_or_default();
+            candidates_of(it).map(move |c| (q, c.text.as_str()))
+        })
+        .collect();
+    let mut scores = values(vocab, orm, &sols, batch).into_iter();
     let mut next = |c: &Candidate| Candidate {
         orm: scores.next().and_then(|v| v.last().copied()).unwrap_or(0.0),
         ..c.clone()
@@ -286,6 +283,15 @@ pub fn rescore(
             ..it.clone()
         })
         .collect()
+}
+
+/// The value of every line prefix of each (question, solution text).
+fn values(vocab: &Vocab, model: &ValueModel, sols: &[(&str, &str)], batch: usize) -> Vec<Vec<f32>> {
+    let seqs: Vec<(Vec<u32>, Vec<usize>)> = sols
+        .iter()
+        .map(|(q, t)| value_tokens(vocab, q, &Solution::parse(t).lines()))
+        .collect();
+    score(model, &seqs, batch)
 }
 
 /// Every candidate of an item, in the order [`rescore`] scores them.
@@ -318,22 +324,13 @@ pub struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
-    /// The value of every line prefix of each (question, solution text).
-    fn values(&self, model: &ValueModel, sols: &[(&str, &str)], batch: usize) -> Vec<Vec<f32>> {
-        let seqs: Vec<(Vec<u32>, Vec<usize>)> = sols
-            .iter()
-            .map(|(q, t)| value_tokens(self.vocab, q, &Solution::parse(t).lines()))
-            .collect();
-        score(model, &seqs, batch)
-    }
-
     fn candidates(&self, problems: &[&Problem], texts: &[String], batch: usize) -> Vec<Candidate> {
         let pairs: Vec<(&str, &str)> = problems
             .iter()
             .zip(texts)
             .map(|(p, t)| (p.question.as_str(), t.as_str()))
             .collect();
-        let v = self.values(self.orm, &pairs, batch);
+        let v = values(self.vocab, self.orm, &pairs, batch);
         texts
             .iter()
             .zip(problems)
@@ -365,7 +362,7 @@ impl Pipeline<'_> {
             .zip(&drafts)
             .map(|(p, t)| (p.question.as_str(), t.as_str()))
             .collect();
-        let draft_sorm = self.values(self.sorm, &pairs, cfg.score_batch);
+        let draft_sorm = values(self.vocab, self.sorm, &pairs, cfg.score_batch);
 
         // Global refinement of every draft; the strategies decide which ones are used.
         let draft_lines: Vec<Vec<String>> =
@@ -454,8 +451,8 @@ impl Pipeline<'_> {
             .map(|l| (l.question.as_str(), l.lines.join("\n")))
             .collect();
         let refs: Vec<(&str, &str)> = pairs.iter().map(|(q, t)| (*q, t.as_str())).collect();
-        let orm = self.values(self.orm, &refs, cfg.score_batch);
-        let sorm = self.values(self.sorm, &refs, cfg.score_batch);
+        let orm = values(self.vocab, self.orm, &refs, cfg.score_batch);
+        let sorm = values(self.vocab, self.sorm, &refs, cfg.score_batch);
         let mut m = StepMetrics::default();
         let mut c = [[0usize; 3]; 2];
         let mut fin = [0usize; 2];

@@ -280,22 +280,26 @@ impl Reproduction for GloreReproduction {
         // every ORM of the curve.
         let val_base = pipeline(&curve_models[0].2).run(&val, &cfg.eval, s ^ VAL_SEED)?;
         let test_base = pipeline(&curve_models[0].2).run(&test, &cfg.eval, s ^ TEST_SEED)?;
-        let mut curve_results: Vec<CurveResult> = curve_models
-            .iter()
-            .map(|(point, key, m, (ex, steps))| {
-                curve::measure(
-                    key.clone(),
-                    *point,
-                    point.describe(&cfg.student.model),
-                    (ex, *steps),
-                    &rescore(&vocab, m, &val, &val_base, batch),
-                    &rescore(&vocab, m, &test, &test_base, batch),
-                )
-            })
-            .collect();
+        // Each ORM's rescored items; the chosen one's are the items the strategies use.
+        let mut rescored = Vec::new();
+        let mut curve_results: Vec<CurveResult> = Vec::new();
+        for (point, key, m, (ex, steps)) in &curve_models {
+            let v = rescore(&vocab, m, &val, &val_base, batch);
+            let t = rescore(&vocab, m, &test, &test_base, batch);
+            curve_results.push(curve::measure(
+                key.clone(),
+                *point,
+                point.describe(&cfg.student.model),
+                (ex, *steps),
+                &v,
+                &t,
+            ));
+            rescored.push((v, t));
+        }
         let chosen = curve::select(&curve_results);
         curve_results[chosen].selected = true;
         pw_core::write_json_atomic(curve_dir.join("curve.json"), &curve_results)?;
+        let (mut val_items, mut test_items) = rescored.swap_remove(chosen);
         let orm = &curve_models[chosen].2;
         let pipe = pipeline(orm);
         // The best-of-3 baseline's temperature, picked on validation with the chosen ORM; the
@@ -312,17 +316,11 @@ impl Reproduction for GloreReproduction {
             temps.push((t, best_of_n(&smp)));
             val_samples.push(smp);
         }
-        if let Some(i) = (0..temps.len()).max_by(|&a, &b| temps[a].1.total_cmp(&temps[b].1)) {
+        let picked = (0..temps.len()).max_by(|&a, &b| temps[a].1.total_cmp(&temps[b].1));
+        if let Some(i) = picked
+            && temps[i].0 != cfg.eval.sample_temperature
+        {
             eval.sample_temperature = temps[i].0;
-        }
-        // Drafts and refinements are the base run's, rescored by the chosen ORM.
-        let mut val_items = rescore(&vocab, orm, &val, &val_base, batch);
-        let mut test_items = rescore(&vocab, orm, &test, &test_base, batch);
-        if eval.sample_temperature != cfg.eval.sample_temperature {
-            let i = temps
-                .iter()
-                .position(|(t, _)| *t == eval.sample_temperature)
-                .expect("the picked temperature is one of those tried");
             for (it, smp) in val_items.iter_mut().zip(val_samples.swap_remove(i)) {
                 it.samples = smp;
             }
