@@ -376,12 +376,17 @@ fn curve_blocks(
         ]);
     }
     blocks.push(Block::Table(t));
-    // Validation figures against the amount of data, one line per family of points.
+    // Validation figures against the amount of data, one series per family of points (same
+    // questions, init and shape), so points that share an x stay apart.
     let mut families: Vec<(String, Vec<&CurveResult>)> = Vec::new();
     for r in curve {
+        let m = r.point.shape(&cfg.student.model);
         let fam = match r.point.init {
-            Init::Student => "from the student".to_string(),
-            Init::Scratch => "from scratch".to_string(),
+            Init::Student => format!("{} questions, from the student", r.point.questions),
+            Init::Scratch => format!(
+                "{} questions, scratch d={} L={}",
+                r.point.questions, m.d_model, m.n_layers
+            ),
         };
         match families.iter_mut().find(|(f, _)| *f == fam) {
             Some((_, v)) => v.push(r),
@@ -390,18 +395,14 @@ fn curve_blocks(
     }
     let mut series = Vec::new();
     for (fam, rs) in &families {
-        let mut pts: Vec<(f64, f64, f64)> = rs
-            .iter()
-            .map(|r| (r.examples as f64, r.val_final, r.val_global_local))
-            .collect();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let x = |r: &CurveResult| (r.examples.max(1) as f64).log2();
         series.push(Series::new(
-            format!("final-answer accuracy, {fam}"),
-            pts.iter().map(|p| (p.0.max(1.0).log2(), p.1)).collect(),
+            format!("final-answer acc., {fam}"),
+            rs.iter().map(|r| (x(r), r.val_final)).collect(),
         ));
         series.push(Series::new(
-            format!("global+local+ORM rerank, {fam}"),
-            pts.iter().map(|p| (p.0.max(1.0).log2(), p.2)).collect(),
+            format!("global+local+ORM, {fam}"),
+            rs.iter().map(|r| (x(r), r.val_global_local)).collect(),
         ));
     }
     blocks.push(Block::Plot(Plot {
@@ -409,7 +410,7 @@ fn curve_blocks(
         title: "The ORM's learning curve (validation)".into(),
         x_label: "log2 of the ORM's training rollouts".into(),
         y_label: "accuracy".into(),
-        kind: PlotKind::Line,
+        kind: PlotKind::Scatter,
         series,
         log_y: false,
         x_labels: Vec::new(),
