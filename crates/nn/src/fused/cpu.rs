@@ -271,7 +271,10 @@ impl FusedOps for Flex {
         let mut out = vec![0f32; (n + 2) * d];
         let (dx, params) = out.split_at_mut(n * d);
         const ROWS: usize = 64;
-        let (dgamma, dbeta) = dx
+        // One partial (dgamma, dbeta) per 64-row chunk, summed in chunk order: rayon's
+        // `reduce` groups partials by however the work was stolen, which makes the float sums,
+        // and so a training run, differ from one run to the next.
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
             .par_chunks_mut(ROWS * d)
             .zip(xs.par_chunks(ROWS * d).zip(ds.par_chunks(ROWS * d)))
             .map(|(o, (xr, dr))| {
@@ -280,14 +283,12 @@ impl FusedOps for Flex {
                 layer_norm_backward_rows(xr, dr, gs, o, &mut scratch, &mut acc.0, &mut acc.1, eps);
                 acc
             })
-            .reduce(
-                || (vec![0f32; d], vec![0f32; d]),
-                |mut a, b| {
-                    a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
-                    a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
+            .collect();
+        let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
+        for (g, b) in &partials {
+            dgamma.iter_mut().zip(g).for_each(|(x, y)| *x += y);
+            dbeta.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
         params[..d].copy_from_slice(&dgamma);
         params[d..].copy_from_slice(&dbeta);
         FlexTensor::from_data(TensorData::new(out, [n + 2, d]))
@@ -325,5 +326,58 @@ impl FusedOps for Flex {
             .zip(ps.par_chunks(t * t).zip(ds.par_chunks(t * t)))
             .for_each(|(o, (pm, dm))| causal_softmax_backward_matrix(pm, dm, o, t, scale));
         flex_from_vec(out, &pc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// dgamma and dbeta are bitwise the chunk-order sum on every pool size, so a training run
+    /// gives the same model on every run with the same seed.
+    #[test]
+    fn layer_norm_parameter_gradients_are_the_chunk_order_sum_on_any_pool() {
+        let (n, d, eps) = (64 * 37 + 5, 48, 1e-5);
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+        };
+        let x: Vec<f32> = (0..n * d).map(|_| next()).collect();
+        let dy: Vec<f32> = (0..n * d).map(|_| next()).collect();
+        let gamma: Vec<f32> = (0..d).map(|_| next()).collect();
+        let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
+        let mut dx = vec![0f32; 64 * d];
+        for (xr, dr) in x.chunks(64 * d).zip(dy.chunks(64 * d)) {
+            let (mut g, mut b, mut scratch) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
+            let dx = &mut dx[..xr.len()];
+            layer_norm_backward_rows(xr, dr, &gamma, dx, &mut scratch, &mut g, &mut b, eps);
+            dgamma.iter_mut().zip(&g).for_each(|(s, v)| *s += v);
+            dbeta.iter_mut().zip(&b).for_each(|(s, v)| *s += v);
+        }
+        for threads in [1, 2, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let out = pool.install(|| {
+                <Flex as FusedOps>::layer_norm_backward(
+                    FlexTensor::from_data(TensorData::new(x.clone(), [n, d])),
+                    FlexTensor::from_data(TensorData::new(gamma.clone(), [d])),
+                    FlexTensor::from_data(TensorData::new(dy.clone(), [n, d])),
+                    eps,
+                )
+            });
+            let out = out.as_slice::<f32>().unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&out[n * d..(n + 1) * d]),
+                bits(&dgamma),
+                "{threads} threads"
+            );
+            assert_eq!(bits(&out[(n + 1) * d..]), bits(&dbeta), "{threads} threads");
+        }
     }
 }
