@@ -423,3 +423,72 @@ fn a_rerun_with_corrected_gold_answers_is_refused_instead_of_reusing_stale_rollo
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Two reproductions with one seed on two threads write the same bytes: every checkpoint
+/// (student, ORM curve, SORM, refiners) and every JSONL (problems, rollouts, labels,
+/// evaluations). Float sums whose grouping follows rayon's work stealing would break this.
+#[test]
+fn two_runs_with_one_seed_write_identical_models_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tiny.toml");
+    std::fs::write(
+        &cfg,
+        "[reproduce.overrides.glore]\nsft_problems = 800\ntrain_problems = 24\nval_problems = 16\ntest_problems = 16\ntest_rollouts = 1\n\
+         [reproduce.overrides.glore.student]\nei_samples = 2\nmax_new = 48\n[reproduce.overrides.glore.student.model]\nd_model = 32\nn_layers = 2\nn_heads = 2\n\
+         [reproduce.overrides.glore.student.sft]\nsteps = 300\n[reproduce.overrides.glore.student.ei]\nsteps = 5\n\
+         [reproduce.overrides.glore.label]\nrollouts = 2\nk = 2\n[reproduce.overrides.glore.orm]\nmin_steps = 3\nmax_steps = 8\n\
+         [reproduce.overrides.glore.sorm]\nsteps = 5\n[reproduce.overrides.glore.global]\nsteps = 5\n[reproduce.overrides.glore.local]\nsteps = 5\n",
+    )
+    .unwrap();
+    let files = |name: &str| {
+        let rd = dir.path().join(name);
+        run_ok(bin().args([
+            "--quiet",
+            "--threads",
+            "2",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            rd.to_str().unwrap(),
+            "reproduce",
+            "--only",
+            "glore",
+        ]));
+        let mut out = Vec::new();
+        let mut stack = vec![rd.join("glore")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p
+                    .extension()
+                    .is_some_and(|x| x == "safetensors" || x == "jsonl")
+                {
+                    let rel = p.strip_prefix(&rd).unwrap().to_path_buf();
+                    out.push((rel, std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let (a, b) = (files("a"), files("b"));
+    let names = |v: &[(PathBuf, Vec<u8>)]| v.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    assert!(
+        a.iter()
+            .filter(|(p, _)| p.extension().unwrap() == "safetensors")
+            .count()
+            >= 5,
+        "{:?}",
+        names(&a)
+    );
+    for ((p, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            x == y,
+            "{} differs between two runs with one seed",
+            p.display()
+        );
+    }
+}
