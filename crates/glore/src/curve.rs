@@ -121,6 +121,8 @@ pub struct OrmConfig {
     pub batch: usize,
     pub lr: f64,
     pub warmup: usize,
+    /// As [`TrainConfig::length_group`].
+    pub length_group: usize,
 }
 
 impl Default for OrmConfig {
@@ -133,6 +135,7 @@ impl Default for OrmConfig {
             batch: 32,
             lr: 1e-3,
             warmup: 30,
+            length_group: 8,
         }
     }
 }
@@ -146,6 +149,7 @@ impl OrmConfig {
             batch: self.batch,
             lr: self.lr,
             warmup: self.warmup,
+            length_group: self.length_group,
         }
     }
 

@@ -39,6 +39,7 @@ impl Default for StudentConfig {
                 batch: 32,
                 lr: 1e-3,
                 warmup: 50,
+                ..Default::default()
             },
             ei_rounds: 1,
             ei_samples: 4,
@@ -48,6 +49,7 @@ impl Default for StudentConfig {
                 batch: 32,
                 lr: 3e-4,
                 warmup: 20,
+                ..Default::default()
             },
             max_new: 96,
         }

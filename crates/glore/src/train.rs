@@ -11,9 +11,8 @@ use pw_nn::burn::module::Module;
 use pw_nn::burn::tensor::activation::{log_sigmoid, log_softmax};
 use pw_nn::burn::tensor::{Device, Int, Tensor, TensorData};
 use pw_nn::checkpoint::load_or_train;
-use pw_nn::train::{StepOutput, train_loop};
+use pw_nn::train::{LengthGroupedBatches, StepOutput, train_loop};
 use pw_nn::transformer::CausalLm;
-use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -33,20 +32,43 @@ pub struct ValueExample {
     pub labels: Vec<f32>,
 }
 
-/// `cfg.steps` steps on random batches of `examples` that fit the model's context (longer
-/// ones, e.g. a rambling draft in a refiner pair, cannot be trained on); `loss` maps a batch
-/// to (mean loss, supervised positions). Returns the model and its loss curve.
-fn train_on<M: Module, E>(
+/// A training sequence's length in tokens: what a batch is padded to and grouped by.
+trait Tokens {
+    fn tokens(&self) -> usize;
+}
+
+impl Tokens for LmExample {
+    fn tokens(&self) -> usize {
+        self.tokens.len()
+    }
+}
+
+impl Tokens for ValueExample {
+    fn tokens(&self) -> usize {
+        self.tokens.len()
+    }
+}
+
+/// `cfg.steps` steps on random batches of `examples` that fit the model's context of
+/// `max_len` tokens (longer ones, e.g. a rambling draft in a refiner pair, cannot be trained
+/// on); `loss` maps a batch to (mean loss, supervised positions). Returns the model and its
+/// loss curve.
+fn train_on<M: Module, E: Tokens>(
     model: M,
     examples: &[E],
-    fits: impl Fn(&E) -> bool,
+    max_len: usize,
     cfg: &TrainConfig,
     rng: &mut StdRng,
     label: &str,
     loss: impl Fn(&M, &[&E]) -> (Tensor<1>, usize),
 ) -> (M, Vec<(usize, f32)>) {
-    let examples: Vec<&E> = examples.iter().filter(|e| fits(e)).collect();
+    let examples: Vec<&E> = examples.iter().filter(|e| e.tokens() <= max_len).collect();
     assert!(!examples.is_empty(), "{label}: no training examples");
+    let mut batches = LengthGroupedBatches::new(
+        examples.iter().map(|e| e.tokens()).collect(),
+        cfg.batch,
+        cfg.length_group,
+    );
     let (model, logs) = train_loop(
         model,
         cfg.steps,
@@ -54,8 +76,10 @@ fn train_on<M: Module, E>(
         label,
         25,
         |m, _| {
-            let batch: Vec<&E> = (0..cfg.batch)
-                .map(|_| examples[rng.random_range(0..examples.len())])
+            let batch: Vec<&E> = batches
+                .next_batch(rng)
+                .into_iter()
+                .map(|i| examples[i])
                 .collect();
             let (loss, items) = loss(m, &batch);
             StepOutput { loss, items }
@@ -80,21 +104,13 @@ pub fn train_lm(
 ) -> (CausalLm, Vec<(usize, f32)>) {
     let max_len = model.trunk.max_len;
     let device = model.head.weight.val().device();
-    train_on(
-        model,
-        examples,
-        |e| e.tokens.len() <= max_len,
-        cfg,
-        rng,
-        label,
-        |m, batch| {
-            let (x, y, mask, count) = lm_batch(batch, &device);
-            let [b, t] = x.dims();
-            let logp = log_softmax(m.forward(x), 2);
-            let picked = logp.gather(2, y.reshape([b, t, 1])).reshape([b, t]);
-            (-(picked * mask).sum() / count as f32, count)
-        },
-    )
+    train_on(model, examples, max_len, cfg, rng, label, |m, batch| {
+        let (x, y, mask, count) = lm_batch(batch, &device);
+        let [b, t] = x.dims();
+        let logp = log_softmax(m.forward(x), 2);
+        let picked = logp.gather(2, y.reshape([b, t, 1])).reshape([b, t]);
+        (-(picked * mask).sum() / count as f32, count)
+    })
 }
 
 /// Trains a value model with binary cross-entropy at the labelled positions.
@@ -107,20 +123,12 @@ pub fn train_value(
 ) -> (ValueModel, Vec<(usize, f32)>) {
     let max_len = model.trunk.max_len;
     let device = model.head.linear.weight.val().device();
-    train_on(
-        model,
-        examples,
-        |e| e.tokens.len() <= max_len,
-        cfg,
-        rng,
-        label,
-        |m, batch| {
-            let (x, y, mask, count) = value_batch(batch, &device);
-            let z = m.forward(x);
-            let bce = -(y.clone() * log_sigmoid(z.clone()) + (y.ones_like() - y) * log_sigmoid(-z));
-            ((bce * mask).sum() / count as f32, count)
-        },
-    )
+    train_on(model, examples, max_len, cfg, rng, label, |m, batch| {
+        let (x, y, mask, count) = value_batch(batch, &device);
+        let z = m.forward(x);
+        let bce = -(y.clone() * log_sigmoid(z.clone()) + (y.ones_like() - y) * log_sigmoid(-z));
+        ((bce * mask).sum() / count as f32, count)
+    })
 }
 
 /// Rows padded to the longest: (tokens, per-position targets, mask, supervised positions).
