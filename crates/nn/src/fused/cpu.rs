@@ -271,26 +271,21 @@ impl FusedOps for Flex {
         let mut out = vec![0f32; (n + 2) * d];
         let (dx, params) = out.split_at_mut(n * d);
         const ROWS: usize = 64;
-        // One partial (dgamma, dbeta) per 64-row chunk, summed in chunk order: rayon's
-        // `reduce` groups partials by however the work was stolen, which makes the float sums,
-        // and so a training run, differ from one run to the next.
-        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(ROWS * d)
+        // One partial [dgamma | dbeta] per 64-row chunk in one buffer, summed in chunk order
+        // into the output's last two rows: rayon's `reduce` groups partials by however the work
+        // was stolen, which makes the float sums, and so a training run, differ between runs.
+        let mut partials = vec![0f32; n.div_ceil(ROWS) * 2 * d];
+        dx.par_chunks_mut(ROWS * d)
             .zip(xs.par_chunks(ROWS * d).zip(ds.par_chunks(ROWS * d)))
-            .map(|(o, (xr, dr))| {
-                let mut acc = (vec![0f32; d], vec![0f32; d]);
+            .zip(partials.par_chunks_mut(2 * d))
+            .for_each(|((o, (xr, dr)), acc)| {
                 let mut scratch = vec![0f32; d];
-                layer_norm_backward_rows(xr, dr, gs, o, &mut scratch, &mut acc.0, &mut acc.1, eps);
-                acc
-            })
-            .collect();
-        let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
-        for (g, b) in &partials {
-            dgamma.iter_mut().zip(g).for_each(|(x, y)| *x += y);
-            dbeta.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                let (dgamma, dbeta) = acc.split_at_mut(d);
+                layer_norm_backward_rows(xr, dr, gs, o, &mut scratch, dgamma, dbeta, eps);
+            });
+        for acc in partials.chunks_exact(2 * d) {
+            params.iter_mut().zip(acc).for_each(|(x, y)| *x += y);
         }
-        params[..d].copy_from_slice(&dgamma);
-        params[d..].copy_from_slice(&dbeta);
         FlexTensor::from_data(TensorData::new(out, [n + 2, d]))
     }
 
