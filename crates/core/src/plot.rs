@@ -69,6 +69,10 @@ fn palette(i: usize) -> RGBColor {
 }
 
 impl Plot {
+    fn has_legend(&self) -> bool {
+        self.series.len() > 1 || self.series.iter().any(|s| !s.name.is_empty())
+    }
+
     fn bounds(&self) -> ((f64, f64), (f64, f64)) {
         let pts = self
             .series
@@ -97,6 +101,19 @@ impl Plot {
             (y0 * 0.8, y1 * 1.25)
         } else {
             pad(y0, y1)
+        };
+        // Headroom for the legend in the upper right, so it never covers a point: the data
+        // keep the lower (1 - share) of the plot area (about 400 px high, 20 px per entry).
+        let share = if self.has_legend() {
+            ((self.series.len() as f64 * 20.0 + 12.0) / 400.0).min(0.6)
+        } else {
+            0.0
+        };
+        let grow = share / (1.0 - share);
+        let y1 = if self.log_y {
+            y1 * (y1 / y0).powf(grow)
+        } else {
+            y1 + (y1 - y0) * grow
         };
         (pad(x0, x1), (y0, y1))
     }
@@ -146,7 +163,7 @@ impl Plot {
                         Rectangle::new([(x, y - 4), (x + 14, y + 4)], c.filled())
                     });
                 }
-                if self.series.len() > 1 || self.series.iter().any(|s| !s.name.is_empty()) {
+                if self.has_legend() {
                     chart
                         .configure_series_labels()
                         .position(SeriesLabelPosition::UpperRight)
@@ -265,5 +282,54 @@ impl Plot {
         let mut s = String::new();
         self.draw(SVGBackend::with_string(&mut s, (W, H)).into_drawing_area())?;
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The legend sits in the upper right; the y range leaves it room above every point.
+    #[test]
+    fn the_y_range_leaves_the_legend_room_above_the_data() {
+        let series = |n: usize| {
+            (0..n)
+                .map(|i| Series::new(format!("s{i}"), vec![(0.0, 0.4), (1.0, 0.8)]))
+                .collect()
+        };
+        let plot = |n: usize, log_y: bool| Plot {
+            id: "t".into(),
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            kind: PlotKind::Scatter,
+            series: series(n),
+            log_y,
+            x_labels: Vec::new(),
+        };
+        for log_y in [false, true] {
+            let (_, (y0, y1)) = plot(4, log_y).bounds();
+            let at = |y: f64| {
+                if log_y {
+                    (y / y0).ln() / (y1 / y0).ln()
+                } else {
+                    (y - y0) / (y1 - y0)
+                }
+            };
+            // 4 entries: 92 of about 400 px.
+            assert!(
+                at(0.8) < 1.0 - 92.0 / 400.0 + 1e-9,
+                "log_y {log_y}: {y0}..{y1}"
+            );
+            assert!(at(0.8) > 0.6, "log_y {log_y}: {y0}..{y1}");
+        }
+        // One unnamed series draws no legend and keeps the plain 5% padding.
+        let mut one = plot(1, false);
+        one.series[0].name.clear();
+        let (_, (y0, y1)) = one.bounds();
+        assert!(
+            (y1 - 0.82).abs() < 1e-9 && (y0 - 0.38).abs() < 1e-9,
+            "{y0}..{y1}"
+        );
     }
 }
