@@ -8,6 +8,9 @@ use std::sync::Once;
 pub enum PlotKind {
     Line,
     Scatter,
+    /// Lines through each series' points, with a marker at every point: a curve measured at a
+    /// few places (a series of one point still shows).
+    LinePoints,
     /// Grouped bars: each series is a group member, point `(i, y)` is its bar at the `i`-th
     /// of [`Plot::x_labels`].
     Bars,
@@ -156,6 +159,14 @@ impl Plot {
                         }
                         PlotKind::Scatter => {
                             chart.draw_series(pts.map(|p| Circle::new(p, 3, c.mix(0.7).filled())))
+                        }
+                        PlotKind::LinePoints => {
+                            let pts: Vec<(f64, f64)> = pts.collect();
+                            chart
+                                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                                .map_err(|e| err(e.to_string()))?;
+                            chart
+                                .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, c.filled())))
                         }
                     }
                     .map_err(|e| err(e.to_string()))?;
@@ -330,6 +341,33 @@ mod tests {
         assert!(
             (y1 - 0.82).abs() < 1e-9 && (y0 - 0.38).abs() < 1e-9,
             "{y0}..{y1}"
+        );
+    }
+
+    /// A learning curve joins its points and marks each one: a line per series and a marker
+    /// per point, where a scatter plot draws markers only.
+    #[test]
+    fn line_points_draw_a_line_and_a_marker_per_point() {
+        let plot = |kind| Plot {
+            id: "t".into(),
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            kind,
+            series: vec![
+                Series::new("a", vec![(1.0, 0.5), (2.0, 0.6), (3.0, 0.7)]),
+                Series::new("b", vec![(1.0, 0.4)]),
+            ],
+            log_y: false,
+            x_labels: Vec::new(),
+        };
+        let count = |kind, tag: &str| plot(kind).to_svg().unwrap().matches(tag).count();
+        assert_eq!(count(PlotKind::LinePoints, "<circle"), 4);
+        assert_eq!(count(PlotKind::Scatter, "<circle"), 4);
+        // The mesh is drawn with polylines too: the curve adds one per series.
+        assert_eq!(
+            count(PlotKind::LinePoints, "<polyline") - count(PlotKind::Scatter, "<polyline"),
+            2
         );
     }
 }

@@ -410,7 +410,7 @@ fn curve_blocks(
         title: "The ORM's learning curve (validation)".into(),
         x_label: "log2 of the ORM's training rollouts".into(),
         y_label: "accuracy".into(),
-        kind: PlotKind::Scatter,
+        kind: PlotKind::LinePoints,
         series,
         log_y: false,
         x_labels: Vec::new(),
