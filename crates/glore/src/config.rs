@@ -33,7 +33,9 @@ pub struct TrainConfig {
     /// (1: plain random batches; see [`pw_nn::train::LengthGroupedBatches`]). A batch is padded
     /// to its longest sequence, so grouping by 8 trains the student's 1300 SFT steps in 19-24%
     /// less time; validation accuracy after SFT (seeds 0 and 1): 39.3% and 39.7% with plain
-    /// batches, 30.3% and 52.3% grouped, inside the seed-to-seed spread.
+    /// batches, 30.3% and 52.3% grouped, inside the seed-to-seed spread. The full size's
+    /// refiners (seed 0, retrained on one run's data): either refiner fixes 35.0% of 429 wrong
+    /// test drafts trained on plain batches, 32.6% and 33.8% grouped, in 21% less time.
     pub length_group: usize,
 }
 
