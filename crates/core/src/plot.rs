@@ -163,10 +163,12 @@ impl Plot {
                         PlotKind::LinePoints => {
                             let pts: Vec<(f64, f64)> = pts.collect();
                             chart
-                                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                                .draw_series(LineSeries::new(
+                                    pts.iter().copied(),
+                                    c.stroke_width(2),
+                                ))
                                 .map_err(|e| err(e.to_string()))?;
-                            chart
-                                .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, c.filled())))
+                            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
                         }
                     }
                     .map_err(|e| err(e.to_string()))?;

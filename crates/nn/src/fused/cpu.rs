@@ -278,11 +278,14 @@ impl FusedOps for Flex {
         dx.par_chunks_mut(ROWS * d)
             .zip(xs.par_chunks(ROWS * d).zip(ds.par_chunks(ROWS * d)))
             .zip(partials.par_chunks_mut(2 * d))
-            .for_each(|((o, (xr, dr)), acc)| {
-                let mut scratch = vec![0f32; d];
-                let (dgamma, dbeta) = acc.split_at_mut(d);
-                layer_norm_backward_rows(xr, dr, gs, o, &mut scratch, dgamma, dbeta, eps);
-            });
+            // The scratch row is overwritten per row: one per rayon job, not one per chunk.
+            .for_each_init(
+                || vec![0f32; d],
+                |scratch, ((o, (xr, dr)), acc)| {
+                    let (dgamma, dbeta) = acc.split_at_mut(d);
+                    layer_norm_backward_rows(xr, dr, gs, o, scratch, dgamma, dbeta, eps);
+                },
+            );
         for acc in partials.chunks_exact(2 * d) {
             params.iter_mut().zip(acc).for_each(|(x, y)| *x += y);
         }
