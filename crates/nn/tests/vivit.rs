@@ -116,3 +116,106 @@ fn pooler_and_text_encoder_shapes_and_gradients() {
     let g = loss.backward();
     assert!(tokens.grad(&g).is_some());
 }
+
+/// The encoder's backward pass agrees with central finite differences of its forward pass,
+/// for the input frames and for each position table.
+#[test]
+fn encoder_gradients_match_finite_differences() {
+    check_encoder_gradients(&tiny(), 2, 16);
+    // The miniature's shape, where the fused kernels split their work across threads.
+    let quick = VivitConfig {
+        patch: 8,
+        d_model: 64,
+        n_heads: 4,
+        spatial_layers: 2,
+        temporal_layers: 2,
+        mlp_dim: 128,
+        frames: 8,
+        ..tiny()
+    };
+    check_encoder_gradients(&quick, 8, 32);
+}
+
+fn check_encoder_gradients(cfg: &VivitConfig, b: usize, size: usize) {
+    use pw_nn::burn::module::{Module, Param};
+    let ad = device(DeviceKind::Cpu, true).unwrap();
+    let plain = device(DeviceKind::Cpu, false).unwrap();
+    let enc = VivitEncoder::new(cfg, &ad);
+    let t = cfg.frames;
+    let shape = [b, t, size, size, 3];
+    let tokens = t * (size / cfg.patch) * (size / cfg.patch);
+    let terms = b * tokens * cfg.d_model;
+    let v0 = Tensor::<5>::random(shape, Distribution::Uniform(0.0, 1.0), &plain);
+    let r = Tensor::<3>::random(
+        [b, tokens, cfg.d_model],
+        Distribution::Normal(0.0, 1.0),
+        &plain,
+    );
+    let v = Tensor::<5>::from_data(v0.clone().into_data(), &ad).require_grad();
+    let loss = (enc.forward(v.clone()) * Tensor::<3>::from_data(r.clone().into_data(), &ad)).sum();
+    let g = loss.backward();
+    let gv = v.grad(&g).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let fixed = enc.valid().to_device(&plain);
+    let f = |m: &VivitEncoder, v: Tensor<5>| -> f64 {
+        (m.forward(v) * r.clone()).sum().into_scalar::<f32>() as f64
+    };
+    let h = 1e-2f32;
+    let check = |name: &str, ad_grad: f32, plus: f64, minus: f64| {
+        let fd = (plus - minus) / (2.0 * h as f64);
+        // f32 rounding of a sum over every output grows with the number of terms.
+        let floor = 0.5 * (terms as f64 / 2048.0).sqrt();
+        let tol = 2e-2 * fd.abs().max(ad_grad.abs() as f64).max(floor);
+        assert!(
+            (fd - ad_grad as f64).abs() < tol,
+            "{name}: autodiff {ad_grad} vs finite difference {fd}"
+        );
+    };
+    let vd = v0.clone().into_data().try_to_vec::<f32>().unwrap();
+    for i in [0usize, 777, 3001, 6000] {
+        let bump = |s: f32| {
+            let mut x = vd.clone();
+            x[i] += s;
+            Tensor::<5>::from_data(TensorData::new(x, shape), &plain)
+        };
+        check(
+            &format!("video[{i}]"),
+            gv[i],
+            f(&fixed, bump(h)),
+            f(&fixed, bump(-h)),
+        );
+    }
+    // Position tables, then one weight of each kind of layer in both stacks.
+    type Pick = fn(&mut VivitEncoder) -> &mut Param<Tensor<2>>;
+    let params: [(&str, Pick); 7] = [
+        ("temporal_pos", |m| &mut m.temporal_pos),
+        ("spatial_pos", |m| &mut m.spatial_pos),
+        ("patch_projection", |m| &mut m.patch_projection.weight),
+        ("spatial.query", |m| &mut m.spatial[0].attn.query.weight),
+        ("spatial.fc2", |m| &mut m.spatial[0].fc2.weight),
+        ("temporal.key", |m| &mut m.temporal[0].attn.key.weight),
+        ("temporal.fc1", |m| &mut m.temporal[0].fc1.weight),
+    ];
+    for (name, pick) in params {
+        let mut probe = enc.clone();
+        let grads = pick(&mut probe)
+            .grad(&g)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for i in [0usize, 17, 40] {
+            let bump = |s: f32| {
+                let mut m = fixed.clone();
+                let p = pick(&mut m);
+                let t = p.val();
+                let dims = t.dims();
+                let mut x = t.into_data().try_to_vec::<f32>().unwrap();
+                x[i] += s;
+                *p = Param::from_tensor(Tensor::from_data(TensorData::new(x, dims), &plain));
+                m
+            };
+            let (plus, minus) = (f(&bump(h), v0.clone()), f(&bump(-h), v0.clone()));
+            check(&format!("{name}[{i}]"), grads[i], plus, minus);
+        }
+    }
+}
