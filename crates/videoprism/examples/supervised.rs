@@ -12,7 +12,9 @@
 //! position tables as sin-cos tables (rows and columns, frames) instead of N(0, 0.02).
 //! `--easy` trains on fresh synthetic clips each step, only large objects without appear /
 //! leave events, with the background flattened to grey (validation likewise): the synthetic
-//! task with its clutter removed, between it and the square control.
+//! task with its clutter removed, between it and the square control. With `--easy`,
+//! `--only FACTOR=INDEX` (repeatable; shape, colour, texture, size, speed, event) keeps only the
+//! clips with that factor, e.g. `--only shape=0 --only texture=0` for plain squares.
 
 use pw_core::{ReproConfig, Size};
 use pw_data::synthvideo::Clip;
@@ -73,7 +75,32 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let sincos_pos = args.iter().any(|a| a == "--sincos-pos");
     let easy = args.iter().any(|a| a == "--easy");
-    let pos: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let mut only = vec![("size".to_string(), 1usize), ("event".to_string(), 0)];
+    for w in args.windows(2).filter(|w| w[0] == "--only") {
+        let (k, v) = w[1].split_once('=').expect("--only FACTOR=INDEX");
+        only.push((k.to_string(), v.parse().expect("--only FACTOR=INDEX")));
+    }
+    let is_easy = |c: &Clip| {
+        let f = &c.factors;
+        only.iter().all(|(k, v)| {
+            *v == match k.as_str() {
+                "shape" => f.shape,
+                "colour" => f.colour,
+                "texture" => f.texture,
+                "size" => f.size,
+                "speed" => f.speed,
+                "event" => f.event,
+                other => panic!("--only {other}: shape, colour, texture, size, speed or event"),
+            }
+        })
+    };
+    // Positional arguments: not a flag, not the value after `--only`.
+    let pos: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--only"))
+        .map(|(_, a)| a)
+        .collect();
     let task = pos
         .first()
         .map(|s| s.as_str())
@@ -91,7 +118,12 @@ fn main() {
     let ad = device(DeviceKind::Cpu, true).expect("autodiff device");
     let plain = device(DeviceKind::Cpu, false).expect("device");
     let splits = Splits::new(cfg.video, &cfg.splits, 0);
-    let (train, val) = (splits.range(&splits.pairs), splits.range(&splits.probe_val));
+    let (train, mut val) = (splits.range(&splits.pairs), splits.range(&splits.probe_val));
+    if easy {
+        val.retain(|c| is_easy(c));
+        val.iter_mut().for_each(flatten_background);
+        println!("{} validation clips with {only:?}", val.len());
+    }
     let e = &cfg.model.encoder;
     let mut m = Supervised {
         encoder: VivitEncoder::new(e, &ad),
@@ -177,10 +209,6 @@ fn main() {
             );
         }
     }
-}
-
-fn is_easy(c: &Clip) -> bool {
-    c.factors.size == 1 && c.factors.event == 0
 }
 
 /// Every unsaturated pixel (the background: grey plus texture and noise) becomes flat grey.
