@@ -303,21 +303,24 @@ pub struct VivitEncoder {
 }
 
 impl VivitEncoder {
+    /// A fresh encoder. Its position tables are learned but start as sin-cos tables (rows and
+    /// columns; frames), not as small random vectors, whose positions start too alike for
+    /// attention to tell apart: trained end to end with labels on a square moving right, down,
+    /// left or up (`pw-videoprism`'s `supervised` example, `square 600`), the quick encoder
+    /// reached 100% validation accuracy by step 350 with sin-cos tables and stayed at chance
+    /// for all 600 steps with N(0, 0.02) ones.
     pub fn new(cfg: &VivitConfig, device: &Device) -> Self {
         let d = cfg.d_model;
-        let pos = |n: usize| {
-            Param::from_tensor(Tensor::random(
-                [n, d],
-                Distribution::Normal(0.0, 0.02),
-                device,
-            ))
+        let (gh, gw) = cfg.grid;
+        let table = |v: Vec<f32>, n: usize| {
+            Param::from_tensor(Tensor::from_data(TensorData::new(v, [n, d]), device))
         };
         VivitEncoder {
             patch_projection: LinearConfig::new(cfg.patch * cfg.patch * 3, d).init(device),
-            spatial_pos: pos(cfg.grid.0 * cfg.grid.1),
+            spatial_pos: table(spatial_sincos(gh, gw, d), gh * gw),
             spatial: stack(cfg.spatial_layers, &LayerSpec::vision(cfg), device),
             spatial_ln: ln(d, device),
-            temporal_pos: pos(cfg.frames),
+            temporal_pos: table(temporal_sincos(cfg.frames, d), cfg.frames),
             temporal: stack(cfg.temporal_layers, &LayerSpec::vision(cfg), device),
             temporal_ln: ln(d, device),
             patch: cfg.patch,
@@ -463,8 +466,13 @@ impl MapPooler {
 
 /// Sinusoidal positions `[len, d]` (sin half, then cos half), as the text encoder's.
 pub fn sinusoidal(len: usize, d: usize, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(sincos(len, d, 10_000.0), [len, d]), device)
+}
+
+/// Rows `[len, d]`: sin (first half) and cos (second half) of `p * period^(-i / (half - 1))`.
+fn sincos(len: usize, d: usize, period: f64) -> Vec<f32> {
     let half = d / 2;
-    let inc = (10_000f64).ln() / ((half as f64) - 1.0).max(1.0);
+    let inc = period.ln() / ((half as f64) - 1.0).max(1.0);
     let mut v = vec![0f32; len * d];
     for p in 0..len {
         for i in 0..half {
@@ -473,7 +481,31 @@ pub fn sinusoidal(len: usize, d: usize, device: &Device) -> Tensor<2> {
             v[p * d + half + i] = a.cos() as f32;
         }
     }
-    Tensor::from_data(TensorData::new(v, [len, d]), device)
+    v
+}
+
+/// Longest period of the sin-cos starting values of learned position tables: a few times the
+/// longest axis (frames, patch rows), so that neighbouring positions differ in many dims.
+const INIT_PERIOD: f64 = 100.0;
+
+/// Starting values of a learned `gh x gw` spatial position table `[gh * gw, d]`: the first
+/// half of the dims encodes the row, the second half the column, each as sin-cos.
+pub fn spatial_sincos(gh: usize, gw: usize, d: usize) -> Vec<f32> {
+    let (dy, dx) = (d / 2, d - d / 2);
+    let (rows, cols) = (sincos(gh, dy, INIT_PERIOD), sincos(gw, dx, INIT_PERIOD));
+    let mut v = Vec::with_capacity(gh * gw * d);
+    for y in 0..gh {
+        for x in 0..gw {
+            v.extend_from_slice(&rows[y * dy..(y + 1) * dy]);
+            v.extend_from_slice(&cols[x * dx..(x + 1) * dx]);
+        }
+    }
+    v
+}
+
+/// Starting values of a learned temporal position table `[frames, d]` (sin-cos).
+pub fn temporal_sincos(frames: usize, d: usize) -> Vec<f32> {
+    sincos(frames, d, INIT_PERIOD)
 }
 
 /// The text tower: token embedding * sqrt(D) + sinusoidal positions, a class token appended at

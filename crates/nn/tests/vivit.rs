@@ -219,3 +219,35 @@ fn check_encoder_gradients(cfg: &VivitConfig, b: usize, size: usize) {
         }
     }
 }
+
+/// A fresh encoder's position tables are sin-cos: the spatial table's first half encodes the
+/// row and its second half the column; no two frames start alike.
+#[test]
+fn fresh_position_tables_are_sincos_and_distinct() {
+    use pw_nn::vivit::{spatial_sincos, temporal_sincos};
+    let (gh, gw, d) = (3, 4, 16);
+    let s = spatial_sincos(gh, gw, d);
+    let row = |p: usize| &s[p * d..(p + 1) * d];
+    // Same row, another column: equal row half, different column half.
+    assert_eq!(row(1)[..d / 2], row(2)[..d / 2]);
+    assert_ne!(row(1)[d / 2..], row(2)[d / 2..]);
+    // Same column, another row.
+    assert_eq!(row(1)[d / 2..], row(gw + 1)[d / 2..]);
+    assert_ne!(row(1)[..d / 2], row(gw + 1)[..d / 2]);
+    let t = temporal_sincos(8, d);
+    for a in 0..8 {
+        for b in 0..a {
+            let dist: f32 = (0..d).map(|i| (t[a * d + i] - t[b * d + i]).powi(2)).sum();
+            assert!(dist > 0.05, "frames {a} and {b} start too alike: {dist}");
+        }
+    }
+    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let enc = VivitEncoder::new(&tiny(), &dev);
+    let table = enc
+        .spatial_pos
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_eq!(table, spatial_sincos(4, 4, 16));
+}

@@ -4,12 +4,12 @@
 //! budget, neither pre-training stage will.
 //!
 //! ```text
-//! cargo run --release -p pw-videoprism --example supervised -- TASK [STEPS] [LR] [--sincos-pos]
+//! cargo run --release -p pw-videoprism --example supervised -- TASK [STEPS] [LR] [--random-pos]
 //! ```
 //! TASK: `appearance` (24 classes), `motion` (8), `direction` (4) on the synthetic clips, or
 //! `square` (4): a control of fresh clips each step, a 10-px square of random colour on a flat
-//! background moving 2 px per frame right, down, left or up. `--sincos-pos` starts the learned
-//! position tables as sin-cos tables (rows and columns, frames) instead of N(0, 0.02).
+//! background moving 2 px per frame right, down, left or up. `--random-pos` starts the learned
+//! position tables as N(0, 0.02) instead of the encoder's sin-cos tables.
 //! `--easy` trains on fresh synthetic clips each step, only large objects without appear /
 //! leave events, with the background flattened to grey (validation likewise): the synthetic
 //! task with its clutter removed, between it and the square control. With `--easy`,
@@ -22,7 +22,7 @@ use pw_nn::burn;
 use pw_nn::burn::module::{Module, Param};
 use pw_nn::burn::optim::GradientsParams;
 use pw_nn::burn::tensor::activation::log_softmax;
-use pw_nn::burn::tensor::{Device, Int, Tensor, TensorData};
+use pw_nn::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use pw_nn::vivit::VivitEncoder;
 use pw_nn::{DeviceKind, device};
 use pw_videoprism::config::{StageConfig, VideoPrismConfig};
@@ -73,7 +73,7 @@ fn squares(rng: &mut StdRng, device: &Device) -> (Tensor<5>, Vec<usize>) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let sincos_pos = args.iter().any(|a| a == "--sincos-pos");
+    let random_pos = args.iter().any(|a| a == "--random-pos");
     let easy = args.iter().any(|a| a == "--easy");
     let mut only = vec![("size".to_string(), 1usize), ("event".to_string(), 0)];
     for w in args.windows(2).filter(|w| w[0] == "--only") {
@@ -129,22 +129,11 @@ fn main() {
         encoder: VivitEncoder::new(e, &ad),
         probe: Probe::new(e.d_model, e.n_heads, classes, &ad),
     };
-    if sincos_pos {
-        let (gh, gw, d) = (e.grid.0, e.grid.1, e.d_model);
-        let (dy, dx) = (d / 2, d - d / 2);
-        let mut spatial = Vec::with_capacity(gh * gw * d);
-        for y in 0..gh {
-            for x in 0..gw {
-                spatial.extend(sincos(y, dy));
-                spatial.extend(sincos(x, dx));
-            }
-        }
-        let temporal: Vec<f32> = (0..e.frames).flat_map(|t| sincos(t, d)).collect();
-        let table = |v: Vec<f32>, n: usize| {
-            Param::from_tensor(Tensor::from_data(TensorData::new(v, [n, d]), &ad))
-        };
-        m.encoder.spatial_pos = table(spatial, gh * gw);
-        m.encoder.temporal_pos = table(temporal, e.frames);
+    if random_pos {
+        let (n, d) = (e.grid.0 * e.grid.1, e.d_model);
+        let small = Distribution::Normal(0.0, 0.02);
+        m.encoder.spatial_pos = Param::from_tensor(Tensor::random([n, d], small, &ad));
+        m.encoder.temporal_pos = Param::from_tensor(Tensor::random([e.frames, d], small, &ad));
     }
     let stage = StageConfig {
         steps,
@@ -221,15 +210,6 @@ fn flatten_background(c: &mut Clip) {
             px.fill(0.3);
         }
     }
-}
-
-/// `d` values: sin (first half) and cos (second half) of `p / 100^(i / half)`.
-fn sincos(p: usize, d: usize) -> Vec<f32> {
-    let half = d / 2;
-    let angle = |i: usize| p as f32 / 100f32.powf(i as f32 / half as f32);
-    let mut v: Vec<f32> = (0..half).map(|i| angle(i).sin()).collect();
-    v.extend((0..d - half).map(|i| angle(i).cos()));
-    v
 }
 
 fn accuracy(m: &Supervised, x: Tensor<5>, y: &[usize]) -> f64 {

@@ -136,7 +136,7 @@ impl DistillModel {
         DistillModel {
             student,
             mask_token: Param::from_tensor(Tensor::random([1, d], std, device)),
-            decoder_pos: Param::from_tensor(Tensor::random([tokens, d], std, device)),
+            decoder_pos: Param::from_tensor(decoder_positions(e, tokens, device)),
             token_decoder: stack(cfg.decoder_layers, &LayerSpec::vision(e), device),
             token_head: LinearConfig::new(d, d).init(device),
             global_decoder: stack(cfg.decoder_layers, &LayerSpec::vision(e), device),
@@ -144,6 +144,33 @@ impl DistillModel {
             global_head: LinearConfig::new(d, d).init(device),
         }
     }
+}
+
+/// Starting values of the token-wise decoder's position table, `[tokens, d]` frame-major: the
+/// sum of the encoder's sin-cos tables (see [`VivitEncoder::new`]) of the token's frame and
+/// patch, scaled by 1/sqrt(2). The decoder's input may be shuffled, so these are its only cue to
+/// which teacher token each output predicts. A token count other than frames x grid (a user's
+/// clips of another size) starts from a 1-D sin-cos table over the tokens.
+fn decoder_positions(e: &VivitConfig, tokens: usize, device: &Device) -> Tensor<2> {
+    use pw_nn::burn::tensor::TensorData;
+    use pw_nn::vivit::{spatial_sincos, temporal_sincos};
+    let d = e.d_model;
+    let (gh, gw) = e.grid;
+    let n = gh * gw;
+    let v = if tokens == e.frames * n {
+        let (s, t) = (spatial_sincos(gh, gw, d), temporal_sincos(e.frames, d));
+        let mut v = Vec::with_capacity(tokens * d);
+        for k in 0..tokens {
+            let (f, p) = (k / n, k % n);
+            v.extend(
+                (0..d).map(|i| (s[p * d + i] + t[f * d + i]) * std::f32::consts::FRAC_1_SQRT_2),
+            );
+        }
+        v
+    } else {
+        temporal_sincos(tokens, d)
+    };
+    Tensor::from_data(TensorData::new(v, [tokens, d]), device)
 }
 
 /// Which stage-2 losses and tricks a variant uses (the paper's ablation ladder).
