@@ -101,53 +101,45 @@ impl ReproConfig for VideoPrismConfig {
                 },
                 mask_ratio: 0.65,
                 probe: StageConfig {
-                    steps: 300,
+                    steps: 2000,
                     batch: 64,
                     lr: 2e-3,
                 },
-                probe_evals: 6,
+                probe_evals: 10,
                 probe_seeds: 2,
                 seeds: 1,
             },
             Size::Full => VideoPrismConfig {
                 video: SynthSpec::default(),
-                model: ModelConfig {
-                    encoder: VivitConfig {
-                        d_model: 96,
-                        mlp_dim: 192,
-                        ..model.encoder
-                    },
-                    decoder_layers: 2,
-                    ..model
-                },
+                model,
                 splits: SplitSizes {
                     pairs: 4000,
-                    video_only: 6000,
+                    video_only: 4000,
                     probe_train: 2000,
                     probe_val: 500,
                     probe_test: 1000,
                 },
                 noisy_share: 0.5,
                 stage1: StageConfig {
-                    steps: 1500,
-                    batch: 48,
+                    steps: 2000,
+                    batch: 32,
                     lr: 1e-3,
                 },
                 stage1_group: 4,
                 stage2: StageConfig {
-                    steps: 1200,
-                    batch: 48,
+                    steps: 800,
+                    batch: 32,
                     lr: 1e-3,
                 },
                 mask_ratio: 0.65,
                 probe: StageConfig {
-                    steps: 600,
+                    steps: 2500,
                     batch: 64,
                     lr: 2e-3,
                 },
-                probe_evals: 8,
-                probe_seeds: 3,
-                seeds: 2,
+                probe_evals: 10,
+                probe_seeds: 2,
+                seeds: 3,
             },
         }
     }

@@ -172,6 +172,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
         "motion test acc % (direction x speed, SSv2 analogue)",
         "appearance val %",
         "motion val %",
+        "motion test % by pre-training seed",
     ]);
     let mut pts_a = Vec::new();
     let mut pts_m = Vec::new();
@@ -188,6 +189,12 @@ pub fn outcome(m: Measured) -> ReproOutcome {
             fmt_ms(mo),
             format!("{:.1}", val(&r.appearance)),
             format!("{:.1}", val(&r.motion)),
+            // Scores are pushed seed by seed, `probe_seeds` at a time.
+            r.motion
+                .chunks(cfg.probe_seeds.max(1))
+                .map(|c| format!("{:.1}", mean_std(&test_accs(c)).0))
+                .collect::<Vec<_>>()
+                .join(" / "),
         ]);
         metrics.set(format!("appearance_test_acc.{}", r.name), a.0);
         metrics.set(format!("motion_test_acc.{}", r.name), mo.0);
@@ -198,10 +205,22 @@ pub fn outcome(m: Measured) -> ReproOutcome {
         3,
         "The ablation ladder, frozen-encoder probes".into(),
     ));
+    // A probe whose best validation check is its last one may have stopped short of what
+    // the frozen features allow.
+    let all: Vec<&ProbeScore> = rungs
+        .iter()
+        .flat_map(|r| r.appearance.iter().chain(&r.motion))
+        .collect();
+    let at_last = all
+        .iter()
+        .filter(|p| p.best_step == cfg.probe.steps)
+        .count();
     blocks.push(Block::Paragraph(format!(
-        "Mean ± standard deviation over {} probe run(s) per row (probe seeds x pre-training seeds); each probe is the best of {} validation checks. Chance: appearance {chance_a:.1}%, motion {chance_m:.1}%.",
+        "Mean ± standard deviation over {} probe run(s) per row (probe seeds x pre-training seeds); each probe is the best of {} validation checks ({} of {} probes peaked at their last check, i.e. might gain from more steps). Chance: appearance {chance_a:.1}%, motion {chance_m:.1}%.",
         rungs.first().map(|r| r.motion.len()).unwrap_or(0),
-        cfg.probe_evals
+        cfg.probe_evals,
+        at_last,
+        all.len(),
     )));
     blocks.push(Block::Table(t));
     // Diagnosis when no rung learned motion: the ladder cannot be judged then.
@@ -219,16 +238,28 @@ pub fn outcome(m: Measured) -> ReproOutcome {
     blocks.push(Block::Plot(Plot {
         id: "videoprism_ladder".into(),
         title: "Frozen-encoder probe accuracy along the ablation ladder".into(),
-        x_label: "0 stage 1 only, 1 two stages, 2 + global distillation, 3 + token shuffling"
-            .into(),
-        y_label: "test accuracy (%)".into(),
-        kind: PlotKind::Line,
+        x_label: format!(
+            "encoder (frozen); chance: appearance {chance_a:.1}%, motion {chance_m:.1}%"
+        ),
+        y_label: "test accuracy (%), mean over seeds".into(),
+        kind: PlotKind::Bars,
         series: vec![
             Series::new("appearance", pts_a),
             Series::new("motion", pts_m),
         ],
         log_y: false,
-        x_labels: Vec::new(),
+        x_labels: rungs
+            .iter()
+            .map(|r| {
+                match r.name.as_str() {
+                    STAGE1_ONLY => "stage 1 only",
+                    n if n == LADDER[0].0 => "two stages",
+                    n if n == LADDER[1].0 => "+ global",
+                    n => n,
+                }
+                .to_string()
+            })
+            .collect(),
     }));
 
     if !retrievals.is_empty() {
