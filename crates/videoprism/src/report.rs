@@ -101,7 +101,15 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                     id: id.into(),
                     held: motion_learned.then_some(diff > noise),
                     measured: format!(
-                        "motion probe {b:.1}% vs {a:.1}% ({diff:+.1} points; spread over seeds ±{noise:.1}{})",
+                        "motion probe {b:.1}% vs {a:.1}% ({diff:+.1} points; spread over seeds ±{noise:.1}{}{})",
+                        if cfg.seeds == 1 {
+                            format!(
+                                " over {} probe seeds of one pre-training seed, whose own variance it does not include",
+                                cfg.probe_seeds
+                            )
+                        } else {
+                            String::new()
+                        },
                         if !motion_learned {
                             format!(
                                 "; undecided: no rung learned motion (best {best_motion:.1}%, chance {chance_m:.1}%)"
