@@ -19,6 +19,10 @@ use pw_videoprism::config::VideoPrismConfig;
 use pw_videoprism::data::video_tensor;
 use std::path::PathBuf;
 
+// The allocator the `paperworks` binary runs with, so the step is timed as users run it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let cfg = VideoPrismConfig::for_size(pw_core::Size::Quick);
     let plain = device(DeviceKind::Cpu, false).unwrap();
