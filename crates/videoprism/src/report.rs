@@ -337,3 +337,81 @@ pub fn outcome(m: Measured) -> ReproOutcome {
         blocks,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pw_core::{ReproConfig, Size};
+
+    fn scores(tests: &[f64], last: &[bool], steps: usize) -> Vec<ProbeScore> {
+        tests
+            .iter()
+            .zip(last)
+            .map(|(&t, &l)| ProbeScore {
+                val_acc: t / 100.0,
+                test_acc: t / 100.0,
+                best_step: if l { steps } else { steps / 2 },
+            })
+            .collect()
+    }
+
+    /// Two pre-training seeds x two probe seeds: the per-seed column averages each seed's
+    /// probes, the last-check count is reported, and a gain counts only beyond the spread.
+    #[test]
+    fn ladder_table_gives_each_pre_training_seed_and_judges_gains_against_the_spread() {
+        let mut cfg = VideoPrismConfig::for_size(Size::Quick);
+        cfg.seeds = 2;
+        cfg.probe_seeds = 2;
+        let steps = cfg.probe.steps;
+        let rung = |name: &str, motion: [f64; 4], last: [bool; 4]| Rung {
+            name: name.into(),
+            appearance: scores(&[30.0; 4], &[false; 4], steps),
+            motion: scores(&motion, &last, steps),
+        };
+        let rungs = vec![
+            rung(
+                STAGE1_ONLY,
+                [50.0, 52.0, 60.0, 62.0],
+                [true, false, false, false],
+            ),
+            // +20 points over a spread of about 5: shown.
+            rung(LADDER[0].0, [70.0, 72.0, 80.0, 82.0], [false; 4]),
+            // +1 point: inside the spread.
+            rung(
+                LADDER[1].0,
+                [71.0, 73.0, 81.0, 83.0],
+                [true, true, false, false],
+            ),
+            rung(LADDER[2].0, [71.0, 73.0, 81.0, 83.0], [false; 4]),
+        ];
+        let times = Stopwatch::new();
+        let out = outcome(Measured {
+            cfg: &cfg,
+            rungs,
+            retrievals: Vec::new(),
+            retrieval_examples: Vec::new(),
+            curves: Vec::new(),
+            samples: Vec::new(),
+            vocab: 10,
+            times: &times,
+        });
+        let held = |id: &str| out.claims.iter().find(|c| c.id == id).unwrap().held;
+        assert_eq!(held(CLAIM_TWO_STAGE), Some(true));
+        assert_eq!(held(CLAIM_GLOBAL), Some(false));
+        assert_eq!(held(CLAIM_SHUFFLE), Some(false));
+        let ladder = out
+            .blocks
+            .iter()
+            .find_map(|b| match b {
+                Block::Table(t) if t.headers[0] == "encoder (frozen)" => Some(t),
+                _ => None,
+            })
+            .expect("the ladder table");
+        assert_eq!(ladder.rows[0].last().unwrap(), "51.0 / 61.0");
+        assert_eq!(ladder.rows[1].last().unwrap(), "71.0 / 81.0");
+        let said = out.blocks.iter().any(|b| {
+            matches!(b, Block::Paragraph(p) if p.contains("(3 of 32 probes peaked at their last check"))
+        });
+        assert!(said, "the last-check count is reported");
+    }
+}
