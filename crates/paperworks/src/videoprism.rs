@@ -231,7 +231,7 @@ pub fn run(g: &Global, cmd: &VideoPrismCommand) -> Result<()> {
                 100.0 * s.score.test_acc,
                 s.score.best_step
             );
-            if s.score.best_step == *steps {
+            if s.score.still_improving {
                 println!(
                     "the probe was still improving at its last check; more --steps may raise it"
                 );

@@ -66,6 +66,9 @@ pub struct ProbeScore {
     pub test_acc: f64,
     /// Probe step at which the kept (best-validation) probe was taken.
     pub best_step: usize,
+    /// The kept probe is the last check's: it was still improving when training stopped, so
+    /// more steps may raise it.
+    pub still_improving: bool,
 }
 
 fn accuracy(probe: &Probe, f: &Features, labels: &[usize], device: &Device) -> f64 {
@@ -112,6 +115,7 @@ pub fn probe(
         val_acc: -1.0,
         test_acc: 0.0,
         best_step: 0,
+        still_improving: false,
     };
     for step in 0..stage.steps {
         let idx: Vec<usize> = (0..stage.batch)
@@ -132,6 +136,7 @@ pub fn probe(
                     val_acc: va,
                     test_acc: accuracy(&frozen, test.0, test.1, plain),
                     best_step: step + 1,
+                    still_improving: step + 1 == stage.steps,
                 };
             }
         }

@@ -219,10 +219,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
         .iter()
         .flat_map(|r| r.appearance.iter().chain(&r.motion))
         .collect();
-    let at_last = all
-        .iter()
-        .filter(|p| p.best_step == cfg.probe.steps)
-        .count();
+    let at_last = all.iter().filter(|p| p.still_improving).count();
     blocks.push(Block::Paragraph(format!(
         "Mean ± standard deviation over {} probe run(s) per row (probe seeds x pre-training seeds); each probe is the best of {} validation checks ({} of {} probes peaked at their last check, i.e. might gain from more steps). Chance: appearance {chance_a:.1}%, motion {chance_m:.1}%.",
         rungs.first().map(|r| r.motion.len()).unwrap_or(0),
@@ -351,6 +348,7 @@ mod tests {
                 val_acc: t / 100.0,
                 test_acc: t / 100.0,
                 best_step: if l { steps } else { steps / 2 },
+                still_improving: l,
             })
             .collect()
     }
