@@ -7,46 +7,7 @@
 use pw_core::{ReproConfig, Size};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LmConfig {
-    pub d_model: usize,
-    pub n_heads: usize,
-    pub n_layers: usize,
-    /// Bytes per training window and most bytes of an evaluated function (prompt + body).
-    pub max_len: usize,
-}
-
-impl Default for LmConfig {
-    fn default() -> Self {
-        LmConfig {
-            d_model: 128,
-            n_heads: 4,
-            n_layers: 3,
-            max_len: 512,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    pub steps: usize,
-    pub batch: usize,
-    pub lr: f64,
-    pub warmup: usize,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            steps: 400,
-            batch: 16,
-            lr: 2e-3,
-            warmup: 50,
-        }
-    }
-}
+pub use pw_nn::bytelm::{LmConfig, TrainConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -3,6 +3,8 @@
 //! - [`transformer`]: pre-norm causal decoder / bidirectional encoder blocks, the trunk and a
 //!   causal LM;
 //! - [`heads`]: classifier and scalar value heads;
+//! - [`bytelm`]: a byte-level causal LM: window training on a packed corpus and the bits per
+//!   byte of a text given a prompt;
 //! - [`tokenizer`]: a serialisable character-level tokenizer with special tokens;
 //! - [`schedule`]: AdamW with warmup + cosine decay;
 //! - [`train`]: the training loop helper (progress bar, per-step metrics);
@@ -21,6 +23,7 @@
 //! [`seed_everything`] makes initialisation and sampling deterministic.
 
 pub mod alloc;
+pub mod bytelm;
 pub mod checkpoint;
 pub mod ddpm;
 pub mod decode;
