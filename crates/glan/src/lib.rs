@@ -16,11 +16,17 @@
 //!    the real-use entry points (stages, shards, merge, the dataset and its report) in
 //!    `run.rs`; the claims and report section in `report.rs`; the miniature's orchestration
 //!    in `reproduce.rs`; configuration (paper values as defaults, sizes) in `config.rs`.
+//! 8. the paper's central claim in miniature (reproduction only): a byte-level base model
+//!    pre-trained on WordNet glosses, instruction-tuned on GLAN pairs and on the same number of
+//!    Self-Instruct pairs (`selfinstruct.rs`: new tasks prompted from seed tasks), scored on
+//!    hand-written reference answers of held-out disciplines (`claim.rs`).
 //!
-//! Of the file roles every paper crate shares, GLAN has no `model.rs` or `train.rs` (it trains
-//! nothing; its models are any pw-llm generator), and its data steps are `taxonomy.rs`,
+//! Of the file roles every paper crate shares, GLAN has no `model.rs` or `train.rs`: its data
+//! models are any pw-llm generator, and the one model it trains, the claim's byte-level LM, is
+//! pw-nn's `bytelm`, trained and scored in `claim.rs`. Its data steps are `taxonomy.rs`,
 //! `pipeline.rs` and `dataset.rs` rather than one `data.rs`.
 
+pub mod claim;
 pub mod config;
 pub mod dataset;
 pub mod parquet;
@@ -29,6 +35,7 @@ pub mod quality;
 pub mod report;
 pub mod reproduce;
 pub mod run;
+pub mod selfinstruct;
 pub mod taxonomy;
 
 pub use config::GlanConfig;

@@ -21,7 +21,7 @@ pub const LEVELS: [&str; 6] = [
     "professional",
 ];
 
-fn params(s: &crate::config::Sampling, seed: u64, schema: Option<Value>) -> GenParams {
+pub(crate) fn params(s: &crate::config::Sampling, seed: u64, schema: Option<Value>) -> GenParams {
     GenParams {
         temperature: s.temperature,
         top_p: s.top_p,
@@ -260,12 +260,17 @@ pub fn homework_items(recs: &[StageRecord], cfg: &GlanConfig, seed: u64) -> Resu
     Ok(out)
 }
 
+/// The answer length the answer prompts ask for: half a word a token of `answers.max_tokens`.
+pub fn answer_words(cfg: &GlanConfig) -> u32 {
+    (cfg.answers.max_tokens as f64 * 0.5).round().max(20.0) as u32
+}
+
 /// Step 5 (Sec. 2.4): an answer per question, by the answer model. The system message asks for
 /// an answer that fits `answers.max_tokens` (half a word a token, leaving room for formulas and
 /// markup), so fewer answers are
 /// cut off and removed as truncated.
 pub fn answer_items(recs: &[StageRecord], cfg: &GlanConfig, seed: u64) -> Vec<StageItem> {
-    let words = (cfg.answers.max_tokens as f64 * 0.5).round().max(20.0) as u32;
+    let words = answer_words(cfg);
     recs.iter()
         .filter_map(|r| {
             let q = r.output["question"].as_str()?.trim().to_string();

@@ -148,11 +148,11 @@ pub fn input_print(
     (taxonomy, settings)
 }
 
-fn ledger_path(dir: &Path, stage: &str, shard: Shard) -> PathBuf {
+pub(crate) fn ledger_path(dir: &Path, stage: &str, shard: Shard) -> PathBuf {
     dir.join(format!("{stage}{}.jsonl", shard.suffix()))
 }
 
-fn rejects_path(dir: &Path, stage: &str, shard: Shard) -> PathBuf {
+pub(crate) fn rejects_path(dir: &Path, stage: &str, shard: Shard) -> PathBuf {
     dir.join(format!("{stage}.rejects{}.jsonl", shard.suffix()))
 }
 
@@ -377,7 +377,7 @@ fn read_verdicts(path: &Path) -> Result<BTreeMap<String, Verdict>> {
         .collect()
 }
 
-fn benchmarks(cfg: &GlanConfig, assets: &Path) -> Result<Vec<(PathBuf, String)>> {
+pub(crate) fn benchmarks(cfg: &GlanConfig, assets: &Path) -> Result<Vec<(PathBuf, String)>> {
     if cfg.filters.benchmarks.is_empty() {
         let he = assets.join(pw_data::assets::paths::HUMANEVAL);
         pw_data::require_asset(&he)?;

@@ -17,7 +17,11 @@ fn tiny_config(dir: &Path) -> String {
          [reproduce.overrides.glan]\nmax_disciplines = 1\n[reproduce.overrides.glan.subjects]\nqueries = 1\nper_query = 1\n\
          [reproduce.overrides.glan.syllabus]\nmin_sessions = 2\nmax_sessions = 2\nkey_concepts = 2\n\
          [reproduce.overrides.glan.homework]\nper_syllabus = 2\n[reproduce.overrides.glan.answers]\nmax_tokens = 24\n\
-         [reproduce.overrides.glan.judge]\ncalibrate = false\n[reproduce.overrides.glan.judge.sampling]\nmax_tokens = 96\n\
+         [reproduce.overrides.glan.judge]\ncalibrate = false\nmin_score = 1\n[reproduce.overrides.glan.judge.sampling]\nmax_tokens = 96\n\
+         [reproduce.overrides.glan.filters]\ndrop_truncated = false\nquestion_form = false\n\
+         [reproduce.overrides.glan.claim]\npretrain_bytes = 20000\neval_every = 2\nseeds = 1\n\
+         [reproduce.overrides.glan.claim.lm]\nd_model = 32\nn_heads = 2\nn_layers = 1\n\
+         [reproduce.overrides.glan.claim.pretrain]\nsteps = 3\nbatch = 4\n[reproduce.overrides.glan.claim.sft]\nsteps = 3\nbatch = 4\n\
          [reproduce.overrides.glore]\nsft_problems = 500\ntrain_problems = 20\nval_problems = 20\ntest_problems = 20\ntest_rollouts = 1\n\
          [reproduce.overrides.glore.student]\nei_samples = 2\nmax_new = 48\n[reproduce.overrides.glore.student.model]\nd_model = 32\nn_layers = 1\nn_heads = 2\n\
          [reproduce.overrides.glore.student.sft]\nsteps = 30\n[reproduce.overrides.glore.student.ei]\nsteps = 5\n\
@@ -165,6 +169,22 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
     assert_eq!(curve.iter().filter(|r| r["selected"] == true).count(), 1);
     assert!(rd.join("plots/glore_orm_curve.png").exists());
     assert!(rd.join("glan/glan.parquet").exists());
+    // GLAN's central-claim experiment ran its Self-Instruct arm and gave a verdict or said why
+    // it could not
+    // (the tiny config's filters let SmolLM2's short answers through, so both arms have pairs)
+    assert!(rd.join("glan/claim/self_instruct.jsonl").exists());
+    let tuned = std::fs::read_dir(rd.join("glan/claim"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.path().join("glan-s0.json").exists());
+    assert!(
+        tuned || report.contains("not run: an arm has no kept pair"),
+        "the claim neither ran nor said why: {report}"
+    );
+    assert!(
+        metrics["glan.claim.central.verdict"].is_string(),
+        "{metrics}"
+    );
     // Re-running resumes into the same directory and records the earlier start.
     let o = run(&[
         "reproduce",
