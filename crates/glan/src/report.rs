@@ -451,7 +451,7 @@ pub fn claim_blocks(cfg: &GlanConfig, si: &SelfInstructData, c: &ClaimOutcome) -
              pre-trained for {} steps of {} windows on {:.1} MB of WordNet noun glosses as \
              sentences ({}; {:.0} s). Each arm tunes it for {} steps of {} pairs (loss on the \
              answer bytes) on {} pairs: GLAN's kept pairs and Self-Instruct pairs (new tasks \
-             prompted from 3 of 12 seed tasks, answered by the same model and settings, through \
+             each prompted from {} seed tasks, answered by the same model and settings, through \
              the same filters less question form and the judge), {} tuning seeds each; every run \
              keeps its checkpoint with the lowest bits per byte on the validation disciplines \
              (checked every {} steps). Tuning text: GLAN {} bytes, Self-Instruct {} bytes. \
@@ -468,6 +468,7 @@ pub fn claim_blocks(cfg: &GlanConfig, si: &SelfInstructData, c: &ClaimOutcome) -
             cc.sft.steps,
             cc.sft.batch,
             c.pairs,
+            cc.self_instruct.examples,
             cc.seeds,
             cc.eval_every,
             c.tuning_bytes.get(ARM_GLAN).copied().unwrap_or(0),
