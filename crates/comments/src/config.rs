@@ -79,15 +79,7 @@ impl ReproConfig for CommentsConfig {
         if self.augment_functions < 8 {
             return Err("augment_functions must be at least 8".into());
         }
-        if !self.lm.d_model.is_multiple_of(self.lm.n_heads) {
-            return Err(format!(
-                "lm.d_model {} is not a multiple of lm.n_heads {}",
-                self.lm.d_model, self.lm.n_heads
-            ));
-        }
-        if self.lm.max_len < 64 {
-            return Err("lm.max_len must be at least 64".into());
-        }
+        self.lm.check("lm")?;
         if self.pretrain.steps == 0 || self.cont.steps == 0 || self.eval_every == 0 {
             return Err("pretrain.steps, cont.steps and eval_every must be positive".into());
         }

@@ -480,26 +480,12 @@ impl GlanConfig {
             ("claim.eval_every", c.eval_every),
             ("claim.seeds", c.seeds),
             ("claim.self_instruct.examples", c.self_instruct.examples),
-            ("claim.lm.d_model", c.lm.d_model),
-            ("claim.lm.n_heads", c.lm.n_heads),
-            ("claim.lm.n_layers", c.lm.n_layers),
         ] {
             if v == 0 {
                 return Err(format!("{k} must be at least 1"));
             }
         }
-        if c.lm.max_len < 64 {
-            return Err(format!(
-                "claim.lm.max_len {} must be at least 64 (a question and the start of its answer)",
-                c.lm.max_len
-            ));
-        }
-        if !c.lm.d_model.is_multiple_of(c.lm.n_heads) {
-            return Err(format!(
-                "claim.lm.d_model {} must be a multiple of claim.lm.n_heads {}",
-                c.lm.d_model, c.lm.n_heads
-            ));
-        }
+        c.lm.check("claim.lm")?;
         for (k, v) in [
             ("claim.pretrain.lr", c.pretrain.lr),
             ("claim.sft.lr", c.sft.lr),

@@ -156,6 +156,56 @@ pub(crate) fn rejects_path(dir: &Path, stage: &str, shard: Shard) -> PathBuf {
     dir.join(format!("{stage}.rejects{}.jsonl", shard.suffix()))
 }
 
+/// Runs one stage into `<name>.jsonl` (and its rejects) in `dir`, logs what it did, and
+/// returns that with every record of the ledger (earlier runs' included).
+pub(crate) fn run_glan_stage(
+    cfg: &GlanConfig,
+    dir: &Path,
+    name: &str,
+    shard: Shard,
+    g: &dyn Generator,
+    items: Vec<pw_llm::stage::StageItem>,
+    check: &dyn Fn(
+        &pw_llm::stage::StageItem,
+        &str,
+    ) -> std::result::Result<serde_json::Value, String>,
+) -> Result<(StageStats, Vec<StageRecord>)> {
+    let out = ledger_path(dir, name, shard);
+    let opts = StageOptions {
+        retries: cfg.retries,
+        label: format!("glan {name}"),
+        ..Default::default()
+    };
+    let s = run_stage(
+        g,
+        items,
+        check,
+        &out,
+        &rejects_path(dir, name, shard),
+        &opts,
+    )?;
+    tracing::info!(
+        "glan {name}: {} done, {} rejected, {} from earlier runs, {} generated, {} cached, {:.1} tokens/s",
+        s.done,
+        s.rejected,
+        s.already_done,
+        s.generated,
+        s.cached,
+        s.tokens_per_s()
+    );
+    Ok((s, Ledger::read_all(&out)?))
+}
+
+/// Items a stage of `dir` rejected after their retries (0 before it ran).
+pub(crate) fn rejected_count(dir: &Path, stage: &str) -> Result<usize> {
+    let p = rejects_path(dir, stage, Shard::ALL);
+    Ok(if p.exists() {
+        Ledger::open(&p)?.len()
+    } else {
+        0
+    })
+}
+
 /// Runs steps 2-5 for this shard's disciplines, stopping after `until` when given; returns
 /// the per-stage statistics of the stages that ran.
 pub fn generate_stages(
@@ -184,31 +234,9 @@ pub fn generate_stages(
     ds.retain(|d| shard.owns(&d.id));
     let mut stats = BTreeMap::new();
     let mut stage = |name: &str, g: &dyn Generator, items| -> Result<Vec<StageRecord>> {
-        let out = ledger_path(dir, name, shard);
-        let opts = StageOptions {
-            retries: cfg.retries,
-            label: format!("glan {name}"),
-            ..Default::default()
-        };
-        let s = run_stage(
-            g,
-            items,
-            &default_check,
-            &out,
-            &rejects_path(dir, name, shard),
-            &opts,
-        )?;
-        tracing::info!(
-            "glan {name}: {} done, {} rejected, {} from earlier runs, {} generated, {} cached, {:.1} tokens/s",
-            s.done,
-            s.rejected,
-            s.already_done,
-            s.generated,
-            s.cached,
-            s.tokens_per_s()
-        );
+        let (s, records) = run_glan_stage(cfg, dir, name, shard, g, items, &default_check)?;
         stats.insert(name.to_string(), s);
-        Ledger::read_all(&out)
+        Ok(records)
     };
     let m = |name: &str| models.for_stage(name);
     let stop = |name: &str| until == Some(name);
@@ -492,15 +520,7 @@ pub fn finalize(
         .collect();
     let mut rejected = BTreeMap::new();
     for s in STAGES {
-        let p = rejects_path(dir, s, Shard::ALL);
-        rejected.insert(
-            s.to_string(),
-            if p.exists() {
-                Ledger::open(&p)?.len()
-            } else {
-                0
-            },
-        );
+        rejected.insert(s.to_string(), rejected_count(dir, s)?);
     }
     let mut per_discipline = BTreeMap::new();
     let mut words: BTreeMap<String, (f64, usize)> = BTreeMap::new();

@@ -223,7 +223,7 @@ pub fn generate(
     assets: &Path,
     seed: u64,
 ) -> Result<SelfInstructData> {
-    use crate::run::{ledger_path, rejects_path};
+    use crate::run::{ledger_path, rejected_count, run_glan_stage};
     use pw_core::{Ledger, Shard};
     let c = &cfg.claim.self_instruct;
     let n = if c.instructions > 0 {
@@ -246,37 +246,12 @@ pub fn generate(
     let seeds = seed_tasks(c.seeds.as_deref())?;
     let mut data = SelfInstructData::default();
     type Check<'c> = dyn Fn(&StageItem, &str) -> std::result::Result<Value, String> + 'c;
-    let mut stage = |name: &str,
-                     g: &dyn pw_llm::Generator,
-                     items,
-                     check: &Check|
-     -> Result<Vec<StageRecord>> {
-        let out = ledger_path(dir, name, Shard::ALL);
-        let opts = pw_llm::stage::StageOptions {
-            retries: cfg.retries,
-            label: format!("glan {name}"),
-            ..Default::default()
+    let mut stage =
+        |name: &str, g: &dyn pw_llm::Generator, items, check: &Check| -> Result<Vec<StageRecord>> {
+            let (st, records) = run_glan_stage(cfg, dir, name, Shard::ALL, g, items, check)?;
+            data.stats.insert(name.to_string(), st);
+            Ok(records)
         };
-        let st = pw_llm::stage::run_stage(
-            g,
-            items,
-            check,
-            &out,
-            &rejects_path(dir, name, Shard::ALL),
-            &opts,
-        )?;
-        tracing::info!(
-            "glan {name}: {} done, {} rejected, {} from earlier runs, {} generated, {} cached, {:.1} tokens/s",
-            st.done,
-            st.rejected,
-            st.already_done,
-            st.generated,
-            st.cached,
-            st.tokens_per_s()
-        );
-        data.stats.insert(name.to_string(), st);
-        Ledger::read_all(&out)
-    };
     let check = instruction_check(&seeds);
     let inst = stage(
         STAGE_INSTRUCTIONS,
@@ -357,14 +332,7 @@ pub fn generate(
     if similar > 0 {
         data.removed.insert("rouge_l".into(), similar);
     }
-    data.rejected = {
-        let p = rejects_path(dir, STAGE_INSTRUCTIONS, Shard::ALL);
-        if p.exists() {
-            Ledger::open(&p)?.len()
-        } else {
-            0
-        }
-    };
+    data.rejected = rejected_count(dir, STAGE_INSTRUCTIONS)?;
     Ok(data)
 }
 

@@ -40,6 +40,34 @@ impl Default for LmConfig {
     }
 }
 
+impl LmConfig {
+    /// Range checks; `key` prefixes the setting named in the error (e.g. `lm`).
+    pub fn check(&self, key: &str) -> Result<(), String> {
+        for (k, v) in [
+            ("d_model", self.d_model),
+            ("n_heads", self.n_heads),
+            ("n_layers", self.n_layers),
+        ] {
+            if v == 0 {
+                return Err(format!("{key}.{k} must be at least 1"));
+            }
+        }
+        if !self.d_model.is_multiple_of(self.n_heads) {
+            return Err(format!(
+                "{key}.d_model {} is not a multiple of {key}.n_heads {}",
+                self.d_model, self.n_heads
+            ));
+        }
+        if self.max_len < 64 {
+            return Err(format!(
+                "{key}.max_len {} must be at least 64 (a prompt and the start of its text)",
+                self.max_len
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One training run's length and optimiser (AdamW, warmup then cosine decay to 10%).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
