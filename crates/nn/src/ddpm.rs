@@ -7,10 +7,10 @@
 //! whole batch; a test here guards against that).
 
 use crate::checkpoint::{NamedTensors, assign_tensors, module_tensors};
+use crate::fused::{conv1d, silu};
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig1d};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -129,12 +129,12 @@ impl Denoiser {
         assert_eq!(t.len(), b, "one timestep per sample");
         let emb = timestep_embedding(t, self.hidden, &x.device());
         let emb = self.time2.forward(silu(self.time1.forward(emb))); // [b, hidden]
-        let mut h = self.input.forward(x);
+        let mut h = conv1d(&self.input, x);
         for blk in &self.blocks {
             let shift = blk.time.forward(emb.clone()).reshape([b, self.hidden, 1]);
-            h = h.clone() + blk.conv.forward(silu(blk.norm.forward(h) + shift));
+            h = h.clone() + conv1d(&blk.conv, silu(blk.norm.forward(h) + shift));
         }
-        self.output.forward(silu(self.out_norm.forward(h)))
+        conv1d(&self.output, silu(self.out_norm.forward(h)))
     }
 }
 

@@ -11,8 +11,9 @@ use pw_nn::burn;
 use pw_nn::burn::module::Module;
 use pw_nn::burn::nn::conv::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig};
 use pw_nn::burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig1d};
-use pw_nn::burn::tensor::activation::{leaky_relu, tanh};
+use pw_nn::burn::tensor::activation::tanh;
 use pw_nn::burn::tensor::{Device, Distribution, Tensor};
+use pw_nn::fused::{conv_transpose1d, conv1d, leaky_relu};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,7 +92,7 @@ pub struct ConvAutoencoder {
     pub latent_noise: f64,
 }
 
-const SLOPE: f64 = 0.2;
+const SLOPE: f32 = 0.2;
 
 fn norm(n: &Option<InstanceNorm>, h: Tensor<3>) -> Tensor<3> {
     match n {
@@ -183,20 +184,19 @@ impl ConvAutoencoder {
         }
         .reshape([b, 1, self.padded_len]);
         for blk in &self.down {
-            h = leaky_relu(norm(&blk.norm, blk.conv.forward(h)), SLOPE);
+            h = leaky_relu(norm(&blk.norm, conv1d(&blk.conv, h)), SLOPE);
         }
-        tanh(self.to_latent.forward(h))
+        tanh(conv1d(&self.to_latent, h))
     }
 
     /// Latent -> [b, input_len].
     pub fn decode(&self, z: Tensor<3>) -> Tensor<2> {
         let b = z.dims()[0];
-        let mut h = leaky_relu(self.from_latent.forward(z), SLOPE);
+        let mut h = leaky_relu(conv1d(&self.from_latent, z), SLOPE);
         for blk in &self.up {
-            h = leaky_relu(norm(&blk.norm, blk.conv.forward(h)), SLOPE);
+            h = leaky_relu(norm(&blk.norm, conv_transpose1d(&blk.conv, h)), SLOPE);
         }
-        self.out
-            .forward(h)
+        conv1d(&self.out, h)
             .reshape([b, self.padded_len])
             .narrow(1, 0, self.input_len)
     }

@@ -2,13 +2,16 @@
 //! Anything else (other dtypes, strided views the copy cannot fix) falls back to the composed
 //! implementation in the parent module.
 
+use super::conv::{self, Geometry};
 use super::{
     CHUNK, FusedOps, INV_SQRT_2PI, SQRT_1_2, composed_causal_softmax,
     composed_causal_softmax_backward, composed_gelu, composed_gelu_backward,
-    composed_layer_norm_backward,
+    composed_layer_norm_backward, composed_leaky_relu_backward, composed_silu,
+    composed_silu_backward,
 };
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ActivationOps, ConvOptions, ConvTransposeOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
@@ -21,14 +24,18 @@ pub(super) fn exp_f32(x: f32) -> f32 {
     // Round to nearest by the 1.5 * 2^23 trick: `f32::round` is a libm call that blocks
     // vectorisation on baseline x86-64.
     const MAGIC: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    // The integer n sits in t's low mantissa bits; reading it there instead of `n as i32`
+    // (a saturating conversion, which LLVM leaves scalar) keeps the whole function in vectors.
+    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (0.166_666_67
                     + r * (0.041_666_41 + r * (0.008_333_452 + r * 0.001_394_188)))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p * f32::from_bits(((ni + 127) as u32) << 23)
 }
 
 /// Returns (Phi(x), phi(x)): the standard normal CDF and density. The CDF uses Abramowitz &
@@ -85,6 +92,36 @@ multiversion!(gelu_in_place_chunk(xs: &mut [f32]) {
 pub fn gelu_in_place(xs: &mut [f32]) {
     gelu_in_place_chunk(xs)
 }
+
+multiversion!(silu_chunk(src: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(src) {
+        *o = v / (1.0 + exp_f32(-v));
+    }
+});
+
+multiversion!(silu_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32]) {
+    for ((o, &v), &g) in out.iter_mut().zip(xs).zip(gs) {
+        let s = 1.0 / (1.0 + exp_f32(-v));
+        *o = g * s * (1.0 + v * (1.0 - s));
+    }
+});
+
+/// The slope of [`leaky_chunk`] and [`leaky_backward_chunk`]: element kernels are plain `fn`s,
+/// and p-diff's autoencoder, the only caller, uses the paper's 0.2. Other slopes take the
+/// composed path.
+const LEAKY_SLOPE: f32 = 0.2;
+
+multiversion!(leaky_chunk(src: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(src) {
+        *o = if v < 0.0 { LEAKY_SLOPE * v } else { v };
+    }
+});
+
+multiversion!(leaky_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32]) {
+    for ((o, &v), &g) in out.iter_mut().zip(xs).zip(gs) {
+        *o = if v < 0.0 { LEAKY_SLOPE * g } else { g };
+    }
+});
 
 multiversion!(gelu_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32]) {
     for ((o, &v), &g) in out.iter_mut().zip(xs).zip(gs) {
@@ -215,37 +252,297 @@ fn flex_from_vec(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
 }
 
+/// `kernel` over contiguous f32 chunks in parallel, or `fallback` for anything else.
+fn map_unary(
+    x: FlexTensor,
+    kernel: fn(&[f32], &mut [f32]),
+    fallback: fn(FlexTensor) -> FlexTensor,
+) -> FlexTensor {
+    let Some(x) = contiguous_f32(&x) else {
+        return fallback(x);
+    };
+    let src = x.as_slice::<f32>().expect("contiguous f32");
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(o, s)| kernel(s, o));
+    flex_from_vec(out, &x)
+}
+
+/// The backward of an element-wise op: `kernel(x, grad, out)` over contiguous f32 chunks in
+/// parallel, or `fallback` for anything else.
+fn map_backward(
+    x: FlexTensor,
+    grad: FlexTensor,
+    kernel: fn(&[f32], &[f32], &mut [f32]),
+    fallback: fn(FlexTensor, FlexTensor) -> FlexTensor,
+) -> FlexTensor {
+    let (Some(x), Some(g)) = (contiguous_f32(&x), contiguous_f32(&grad)) else {
+        return fallback(x, grad);
+    };
+    let (xs, gs) = (
+        x.as_slice::<f32>().expect("f32"),
+        g.as_slice::<f32>().expect("f32"),
+    );
+    assert_eq!(
+        xs.len(),
+        gs.len(),
+        "element-wise backward: input and gradient differ in size"
+    );
+    let mut out = vec![0f32; xs.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
+        .for_each(|(o, (xc, gc))| kernel(xc, gc, o));
+    flex_from_vec(out, &x)
+}
+
+/// The geometry of `conv1d(x, weight)` when the fused kernels apply (f32, groups 1,
+/// dilation 1), with the contiguous operands.
+fn conv_geometry(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    options: &ConvOptions<1>,
+) -> Option<(Geometry, FlexTensor, FlexTensor)> {
+    if options.groups != 1 || options.dilation != [1] {
+        return None;
+    }
+    let (x, w) = (contiguous_f32(x)?, contiguous_f32(w)?);
+    let ([batch, c_in, len_in], [c_out, c_in_w, kernel]) = (dims3(&x)?, dims3(&w)?);
+    let (pl, pr) = options.padding[0];
+    let stride = options.stride[0];
+    if c_in_w != c_in || len_in + pl + pr < kernel {
+        return None;
+    }
+    let len_out = (len_in + pl + pr - kernel) / stride + 1;
+    let g = Geometry {
+        batch,
+        c_in,
+        len_in,
+        c_out,
+        len_out,
+        kernel,
+        stride,
+        pad: pl,
+    };
+    Some((g, x, w))
+}
+
+/// The geometry of the convolution whose adjoint is `conv_transpose1d(x, weight)`: its input is
+/// the transposed convolution's output, its output the transposed convolution's input.
+fn conv_transpose_geometry(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    options: &ConvTransposeOptions<1>,
+) -> Option<(Geometry, FlexTensor, FlexTensor)> {
+    if options.groups != 1 || options.dilation != [1] {
+        return None;
+    }
+    let (x, w) = (contiguous_f32(x)?, contiguous_f32(w)?);
+    let ([batch, c_in_t, len_t], [c_in_w, c_out_t, kernel]) = (dims3(&x)?, dims3(&w)?);
+    let (stride, pad, pad_out) = (
+        options.stride[0],
+        options.padding[0],
+        options.padding_out[0],
+    );
+    let full = (len_t.checked_sub(1)?) * stride + kernel + pad_out;
+    if c_in_w != c_in_t || full < 2 * pad || pad_out >= stride {
+        return None;
+    }
+    let g = Geometry {
+        batch,
+        c_in: c_out_t,
+        len_in: full - 2 * pad,
+        c_out: c_in_t,
+        len_out: len_t,
+        kernel,
+        stride,
+        pad,
+    };
+    Some((g, x, w))
+}
+
+fn dims3(t: &FlexTensor) -> Option<[usize; 3]> {
+    t.layout().shape().as_slice().try_into().ok()
+}
+
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32")
+}
+
+fn flex_vec(values: Vec<f32>, shape: [usize; 3]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
 impl FusedOps for Flex {
-    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let Some(x) = contiguous_f32(&x) else {
-            return composed_gelu::<Self>(x);
+    fn conv1d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<1>,
+    ) -> FloatTensor<Self> {
+        let (Some((g, xc, wc)), Some(b)) =
+            (conv_geometry(&x, &weight, &options), contiguous_f32(&bias))
+        else {
+            return <Self as ModuleOps<Self>>::conv1d(x, weight, Some(bias), options);
         };
-        let src = x.as_slice::<f32>().expect("contiguous f32");
-        let mut out = vec![0f32; src.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, s)| gelu_chunk(s, o));
-        flex_from_vec(out, &x)
+        let y = conv::forward(&g, f32s(&xc), f32s(&wc), Some(f32s(&b)));
+        flex_vec(y, [g.batch, g.c_out, g.len_out])
+    }
+
+    fn conv1d_fused_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<1>,
+    ) -> FloatTensor<Self> {
+        let (Some((g, _, wc)), Some(dy)) = (
+            conv_geometry(&x, &weight, &options),
+            contiguous_f32(&output_grad),
+        ) else {
+            return <Self as ModuleOps<Self>>::conv1d_x_backward(x, weight, output_grad, options);
+        };
+        let dx = conv::input_grad(&g, f32s(&dy), f32s(&wc));
+        flex_vec(dx, [g.batch, g.c_in, g.len_in])
+    }
+
+    fn conv1d_fused_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<1>,
+    ) -> FloatTensor<Self> {
+        let (Some((g, xc, _)), Some(dy)) = (
+            conv_geometry(&x, &weight, &options),
+            contiguous_f32(&output_grad),
+        ) else {
+            return <Self as ModuleOps<Self>>::conv1d_weight_backward(
+                x,
+                weight,
+                output_grad,
+                options,
+            );
+        };
+        let dw = conv::weight_grad(&g, f32s(&xc), f32s(&dy));
+        flex_vec(dw, [g.c_out, g.c_in, g.kernel])
+    }
+
+    fn conv_transpose1d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<1>,
+    ) -> FloatTensor<Self> {
+        let (Some((g, xc, wc)), Some(b)) = (
+            conv_transpose_geometry(&x, &weight, &options),
+            contiguous_f32(&bias),
+        ) else {
+            return <Self as ModuleOps<Self>>::conv_transpose1d(x, weight, Some(bias), options);
+        };
+        let mut y = conv::input_grad(&g, f32s(&xc), f32s(&wc));
+        for (row, &bv) in y.chunks_exact_mut(g.len_in).zip(f32s(&b).iter().cycle()) {
+            row.iter_mut().for_each(|v| *v += bv);
+        }
+        flex_vec(y, [g.batch, g.c_in, g.len_in])
+    }
+
+    fn conv_transpose1d_fused_x_backward(
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvTransposeOptions<1>,
+    ) -> FloatTensor<Self> {
+        // The input length is not passed: it is the length the adjoint convolution produces.
+        let geometry = (|| {
+            if options.groups != 1 || options.dilation != [1] {
+                return None;
+            }
+            let ([batch, c_out_t, len], [c_in_t, c_out_w, kernel]) =
+                (dims3(&output_grad)?, dims3(&weight)?);
+            let (stride, pad) = (options.stride[0], options.padding[0]);
+            let len_out = (len + 2 * pad).checked_sub(kernel)? / stride + 1;
+            (c_out_w == c_out_t).then_some(Geometry {
+                batch,
+                c_in: c_out_t,
+                len_in: len,
+                c_out: c_in_t,
+                len_out,
+                kernel,
+                stride,
+                pad,
+            })
+        })();
+        let (Some(g), Some(wc), Some(dy)) = (
+            geometry,
+            contiguous_f32(&weight),
+            contiguous_f32(&output_grad),
+        ) else {
+            return <Self as ModuleOps<Self>>::conv_transpose1d_x_backward(
+                weight,
+                output_grad,
+                options,
+            );
+        };
+        let dx = conv::forward(&g, f32s(&dy), f32s(&wc), None);
+        flex_vec(dx, [g.batch, g.c_out, g.len_out])
+    }
+
+    fn conv_transpose1d_fused_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvTransposeOptions<1>,
+    ) -> FloatTensor<Self> {
+        let (Some((g, xc, _)), Some(dy)) = (
+            conv_transpose_geometry(&x, &weight, &options),
+            contiguous_f32(&output_grad),
+        ) else {
+            return <Self as ModuleOps<Self>>::conv_transpose1d_weight_backward(
+                x,
+                weight,
+                output_grad,
+                options,
+            );
+        };
+        // The adjoint convolution reads the output gradient and writes the input.
+        let dw = conv::weight_grad(&g, f32s(&dy), f32s(&xc));
+        flex_vec(dw, [g.c_out, g.c_in, g.kernel])
+    }
+
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        map_unary(x, gelu_chunk, composed_gelu::<Self>)
     }
 
     fn gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (Some(x), Some(g)) = (contiguous_f32(&x), contiguous_f32(&grad)) else {
-            return composed_gelu_backward::<Self>(x, grad);
-        };
-        let (xs, gs) = (
-            x.as_slice::<f32>().expect("f32"),
-            g.as_slice::<f32>().expect("f32"),
-        );
-        assert_eq!(
-            xs.len(),
-            gs.len(),
-            "gelu_backward: input and gradient differ in size"
-        );
-        let mut out = vec![0f32; xs.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
-            .for_each(|(o, (xc, gc))| gelu_backward_chunk(xc, gc, o));
-        flex_from_vec(out, &x)
+        map_backward(x, grad, gelu_backward_chunk, composed_gelu_backward::<Self>)
+    }
+
+    fn leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        if slope != LEAKY_SLOPE {
+            return <Self as ActivationOps<Self>>::leaky_relu(x, (slope as f64).into());
+        }
+        map_unary(x, leaky_chunk, |x| {
+            <Flex as ActivationOps<Flex>>::leaky_relu(x, (LEAKY_SLOPE as f64).into())
+        })
+    }
+
+    fn leaky_relu_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        slope: f32,
+    ) -> FloatTensor<Self> {
+        if slope != LEAKY_SLOPE {
+            return composed_leaky_relu_backward::<Self>(x, grad, slope);
+        }
+        map_backward(x, grad, leaky_backward_chunk, |x, g| {
+            composed_leaky_relu_backward::<Flex>(x, g, LEAKY_SLOPE)
+        })
+    }
+
+    fn silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        map_unary(x, silu_chunk, composed_silu::<Self>)
+    }
+
+    fn silu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        map_backward(x, grad, silu_backward_chunk, composed_silu_backward::<Self>)
     }
 
     fn layer_norm_backward(

@@ -7,8 +7,14 @@
 //! one op with a hand-written backward node, so autodiff records a single step:
 //!
 //! - [`gelu`]: exact GELU, one parallel vectorised pass forward and one backward;
+//! - [`silu`]: SiLU `x * sigmoid(x)` (p-diff's denoiser), likewise: burn's composes it from
+//!   four ops around a scalar `expf`, which was a third of the denoiser's training step;
 //! - [`layer_norm`]: row-parallel forward (flex's kernel) and a fused backward producing dx,
 //!   dgamma and dbeta in one pass;
+//! - [`leaky_relu`]: one pass each way (burn's is a compare, a mask and a select forward, and
+//!   as many backward);
+//! - [`conv1d`] and [`conv_transpose1d`]: im2col + gemm forward and gradients ([`conv`]) in
+//!   place of flex's generic 3-D convolution;
 //! - [`causal_attention`]: the backend's batched matmuls around a parallel masked softmax and its
 //!   backward.
 //!
@@ -20,10 +26,14 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::ops::{ConvOptions, ConvTransposeOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata, backend_extension};
+use burn::nn::PaddingConfig1d;
+use burn::nn::conv::{Conv1d, ConvTranspose1d};
 use burn::tensor::Tensor;
 
+pub mod conv;
 pub mod cpu;
 
 const SQRT_1_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
@@ -43,6 +53,31 @@ pub trait FusedOps: Backend {
     /// `grad * d gelu(x) / dx`.
     fn gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         composed_gelu_backward::<Self>(x, grad)
+    }
+
+    /// SiLU: `x * sigmoid(x)`.
+    fn silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed_silu::<Self>(x)
+    }
+
+    /// `grad * d silu(x) / dx`.
+    fn silu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed_silu_backward::<Self>(x, grad)
+    }
+
+    /// LeakyReLU: `slope * x` where `x < 0`, `x` elsewhere.
+    fn leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        <Self as burn::backend::ops::ActivationOps<Self>>::leaky_relu(x, (slope as f64).into())
+    }
+
+    /// `grad * d leaky_relu(x) / dx`: `slope * grad` where `x < 0`, `grad` elsewhere (burn's
+    /// convention at 0).
+    fn leaky_relu_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        slope: f32,
+    ) -> FloatTensor<Self> {
+        composed_leaky_relu_backward::<Self>(x, grad, slope)
     }
 
     /// Layer norm over the last dim: `(x - mean) / sqrt(var + eps) * gamma + beta`.
@@ -91,6 +126,73 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self> {
         composed_causal_softmax_backward::<Self>(p, dp, scale)
     }
+
+    /// 1-D convolution with a bias (burn's `conv1d` semantics).
+    fn conv1d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<1>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv1d(x, weight, Some(bias), options)
+    }
+
+    /// Gradient of [`FusedOps::conv1d_fused`] for its input.
+    fn conv1d_fused_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<1>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv1d_x_backward(x, weight, output_grad, options)
+    }
+
+    /// Gradient of [`FusedOps::conv1d_fused`] for its weight.
+    fn conv1d_fused_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<1>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv1d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// 1-D transposed convolution with a bias (burn's `conv_transpose1d` semantics).
+    fn conv_transpose1d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<1>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv_transpose1d(x, weight, Some(bias), options)
+    }
+
+    /// Gradient of [`FusedOps::conv_transpose1d_fused`] for its input.
+    fn conv_transpose1d_fused_x_backward(
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvTransposeOptions<1>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv_transpose1d_x_backward(weight, output_grad, options)
+    }
+
+    /// Gradient of [`FusedOps::conv_transpose1d_fused`] for its weight.
+    fn conv_transpose1d_fused_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvTransposeOptions<1>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv_transpose1d_weight_backward(x, weight, output_grad, options)
+    }
+}
+
+/// The bias gradient of a 1-D (transposed) convolution: `output_grad` summed over batch and
+/// length, [c_out].
+fn conv_bias_grad<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> {
+    let c_out = output_grad.shape()[1];
+    let summed = B::float_sum_dim(B::float_sum_dim(output_grad, 2), 0);
+    B::float_reshape(summed, [c_out].into())
 }
 
 /// Phi(x) = 0.5 (1 + erf(x / sqrt 2)) from backend primitives.
@@ -191,41 +293,156 @@ fn composed_gelu_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -
     B::float_mul(grad, B::float_add(cdf, B::float_mul(x, pdf)))
 }
 
+pub(crate) fn composed_leaky_relu_backward<B: Backend>(
+    x: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    slope: f32,
+) -> FloatTensor<B> {
+    let bool_dtype = burn::backend::get_or_init_device_settings::<B>(&x.device()).bool_dtype;
+    let negative = B::float_lower_elem(x, 0f32.into(), bool_dtype);
+    let scaled = B::float_mul_scalar(grad.clone(), (slope as f64).into());
+    B::float_mask_where(grad, negative, scaled)
+}
+
+fn composed_sigmoid<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let e = B::float_exp(B::float_neg(x));
+    B::float_recip(B::float_add_scalar(e, 1.0f64.into()))
+}
+
+fn composed_silu<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_mul(x.clone(), composed_sigmoid::<B>(x))
+}
+
+/// `grad * s * (1 + x (1 - s))` with `s = sigmoid(x)`.
+fn composed_silu_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+    let s = composed_sigmoid::<B>(x.clone());
+    let one_minus = B::float_add_scalar(B::float_neg(s.clone()), 1.0f64.into());
+    let inner = B::float_add_scalar(B::float_mul(x, one_minus), 1.0f64.into());
+    B::float_mul(grad, B::float_mul(s, inner))
+}
+
+/// The autodiff node of an element-wise op: keeps the input, and its backward is `backward(x,
+/// grad)` of the inner backend.
+struct ElementwiseBackward<B: Backend> {
+    backward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+}
+
+impl<B: Backend> std::fmt::Debug for ElementwiseBackward<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ElementwiseBackward")
+    }
+}
+
+impl<B: Backend> Backward<B, 1> for ElementwiseBackward<B> {
+    type State = B::FloatTensorPrimitive;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            (self.backward)(x, grad)
+        });
+    }
+}
+
+/// `forward(x)` on the inner backend as one autodiff node with `backward`.
+fn elementwise<B: Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    forward: fn(FloatTensor<B>) -> FloatTensor<B>,
+    backward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let node = ElementwiseBackward { backward };
+    match node.prepare::<C>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let input = x.into_primitive();
+            let out = forward(input.clone());
+            prep.finish(input, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive())),
+    }
+}
+
 #[cfg(feature = "cuda")]
 impl FusedOps for burn::backend::Cuda {}
 
 impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct GeluBackward;
+        elementwise::<B, C>(x, <B as FusedOps>::gelu, <B as FusedOps>::gelu_backward)
+    }
 
-        impl<B: Backend + FusedOps> Backward<B, 1> for GeluBackward {
-            type State = B::FloatTensorPrimitive;
+    fn silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        elementwise::<B, C>(x, <B as FusedOps>::silu, <B as FusedOps>::silu_backward)
+    }
 
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let x = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    <B as FusedOps>::gelu_backward(x, grad)
-                });
-            }
-        }
-
-        match GeluBackward
+    fn leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        match LeakyReluBackward
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
                 let input = x.into_primitive();
-                let out = <B as FusedOps>::gelu(input.clone());
-                prep.finish(input, out)
+                let out = <B as FusedOps>::leaky_relu(input.clone(), slope);
+                prep.finish((input, slope), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(<B as FusedOps>::gelu(x.into_primitive())),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(<B as FusedOps>::leaky_relu(x.into_primitive(), slope))
+            }
+        }
+    }
+
+    fn conv1d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<1>,
+    ) -> FloatTensor<Self> {
+        match Conv1dBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w) = (x.into_primitive(), weight.into_primitive());
+                let out =
+                    B::conv1d_fused(x.clone(), w.clone(), bias.into_primitive(), options.clone());
+                prep.finish((x, w, options), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv1d_fused(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                options,
+            )),
+        }
+    }
+
+    fn conv_transpose1d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<1>,
+    ) -> FloatTensor<Self> {
+        match ConvTranspose1dBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w) = (x.into_primitive(), weight.into_primitive());
+                let out = B::conv_transpose1d_fused(
+                    x.clone(),
+                    w.clone(),
+                    bias.into_primitive(),
+                    options.clone(),
+                );
+                prep.finish((x, w, options), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv_transpose1d_fused(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                options,
+            )),
         }
     }
 
@@ -375,6 +592,86 @@ impl<B: Backend + FusedOps> Backward<B, 3> for LayerNormBackward {
 }
 
 #[derive(Debug)]
+struct LeakyReluBackward;
+
+impl<B: Backend + FusedOps> Backward<B, 1> for LeakyReluBackward {
+    /// x, slope.
+    type State = (B::FloatTensorPrimitive, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, slope) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            <B as FusedOps>::leaky_relu_backward(x, grad, slope)
+        });
+    }
+}
+
+#[derive(Debug)]
+struct Conv1dBackward;
+
+impl<B: Backend + FusedOps> Backward<B, 3> for Conv1dBackward {
+    /// x, weight, options.
+    type State = (
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        ConvOptions<1>,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w, options) = ops.state;
+        let dy = grads.consume::<B>(&ops.node);
+        let [px, pw, pb] = ops.parents;
+        if let Some(node) = pb {
+            grads.register::<B>(node.id, conv_bias_grad::<B>(dy.clone()));
+        }
+        if let Some(node) = pw {
+            let dw =
+                B::conv1d_fused_weight_backward(x.clone(), w.clone(), dy.clone(), options.clone());
+            grads.register::<B>(node.id, dw);
+        }
+        if let Some(node) = px {
+            grads.register::<B>(node.id, B::conv1d_fused_x_backward(x, w, dy, options));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ConvTranspose1dBackward;
+
+impl<B: Backend + FusedOps> Backward<B, 3> for ConvTranspose1dBackward {
+    /// x, weight, options.
+    type State = (
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        ConvTransposeOptions<1>,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w, options) = ops.state;
+        let dy = grads.consume::<B>(&ops.node);
+        let [px, pw, pb] = ops.parents;
+        if let Some(node) = pb {
+            grads.register::<B>(node.id, conv_bias_grad::<B>(dy.clone()));
+        }
+        if let Some(node) = pw {
+            let dw = B::conv_transpose1d_fused_weight_backward(
+                x,
+                w.clone(),
+                dy.clone(),
+                options.clone(),
+            );
+            grads.register::<B>(node.id, dw);
+        }
+        if let Some(node) = px {
+            grads.register::<B>(
+                node.id,
+                B::conv_transpose1d_fused_x_backward(w, dy, options),
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
 struct CausalAttentionBackward;
 
 impl<B: Backend + FusedOps> Backward<B, 3> for CausalAttentionBackward {
@@ -414,6 +711,62 @@ impl<B: Backend + FusedOps> Backward<B, 3> for CausalAttentionBackward {
 /// Exact GELU through the fused kernel when the backend has one.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::gelu(x.into_dispatch()))
+}
+
+/// `conv.forward(x)` through the fused convolution when the backend has one. A convolution
+/// without a bias or with `Same` padding takes burn's own path.
+pub fn conv1d(conv: &Conv1d, x: Tensor<3>) -> Tensor<3> {
+    let padding = match conv.padding {
+        PaddingConfig1d::Explicit(l, r) => (l, r),
+        PaddingConfig1d::Valid => (0, 0),
+        PaddingConfig1d::Same => return conv.forward(x),
+    };
+    let Some(bias) = &conv.bias else {
+        return conv.forward(x);
+    };
+    let options = ConvOptions {
+        stride: [conv.stride],
+        padding: [padding],
+        dilation: [conv.dilation],
+        groups: conv.groups,
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::conv1d_fused(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        options,
+    ))
+}
+
+/// `conv.forward(x)` through the fused transposed convolution when the backend has one. One
+/// without a bias takes burn's own path.
+pub fn conv_transpose1d(conv: &ConvTranspose1d, x: Tensor<3>) -> Tensor<3> {
+    let Some(bias) = &conv.bias else {
+        return conv.forward(x);
+    };
+    let options = ConvTransposeOptions::new(
+        [conv.stride],
+        [conv.padding],
+        [conv.padding_out],
+        [conv.dilation],
+        conv.groups,
+    );
+    Tensor::from_dispatch(<Dispatch as FusedOps>::conv_transpose1d_fused(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        options,
+    ))
+}
+
+/// LeakyReLU with `slope` through the fused kernel when the backend has one.
+pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::leaky_relu(x.into_dispatch(), slope))
+}
+
+/// SiLU (`x * sigmoid(x)`) through the fused kernel when the backend has one.
+pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::silu(x.into_dispatch()))
 }
 
 #[cfg(test)]
@@ -471,6 +824,125 @@ mod tests {
         let gf = (fused * w.clone()).sum().backward();
         let gp = (plain * w).sum().backward();
         assert_close(x.grad(&gf).unwrap(), x.grad(&gp).unwrap(), 1e-5, "gradient");
+    }
+
+    #[test]
+    fn fused_silu_matches_burn_silu_forward_and_backward() {
+        let dev = Device::flex().autodiff();
+        let x =
+            Tensor::<2>::random([64, 300], Distribution::Normal(0.0, 30.0), &dev).require_grad();
+        let w = Tensor::<2>::random([64, 300], Distribution::Default, &dev);
+        let fused = silu(x.clone());
+        let plain = burn::tensor::activation::silu(x.clone());
+        assert_close(fused.clone(), plain.clone(), 1e-5, "forward");
+        let gf = (fused * w.clone()).sum().backward();
+        let gp = (plain * w).sum().backward();
+        assert_close(x.grad(&gf).unwrap(), x.grad(&gp).unwrap(), 1e-5, "gradient");
+        // The composed fallback (other backends) computes the same function.
+        let plain_dev = Device::flex();
+        let x2 = Tensor::<2>::from_data(x.clone().into_data(), &plain_dev);
+        let composed = Tensor::<2>::from_dispatch(composed_silu::<Dispatch>(x2.into_dispatch()));
+        assert_close(
+            Tensor::<2>::from_data(composed.into_data(), &dev),
+            silu(x.detach()),
+            1e-5,
+            "composed",
+        );
+    }
+
+    #[test]
+    fn fused_leaky_relu_matches_burn_forward_and_backward() {
+        let dev = Device::flex().autodiff();
+        let x = Tensor::<2>::random([64, 300], Distribution::Normal(0.0, 3.0), &dev).require_grad();
+        let w = Tensor::<2>::random([64, 300], Distribution::Default, &dev);
+        let fused = leaky_relu(x.clone(), 0.2);
+        let plain = burn::tensor::activation::leaky_relu(x.clone(), 0.2);
+        assert_close(fused.clone(), plain.clone(), 1e-6, "forward");
+        let gf = (fused * w.clone()).sum().backward();
+        let gp = (plain * w).sum().backward();
+        assert_close(x.grad(&gf).unwrap(), x.grad(&gp).unwrap(), 1e-6, "gradient");
+    }
+
+    #[test]
+    fn fused_convolutions_match_burn_forward_and_backward() {
+        use burn::nn::conv::{Conv1dConfig, ConvTranspose1dConfig};
+        let dev = Device::flex().autodiff();
+        dev.seed(3);
+        // (c_in, c_out, kernel, stride, padding, length): p-diff's encoder and denoiser shapes,
+        // an odd length and a batch smaller than the thread count.
+        for (batch, c_in, c_out, kernel, stride, pad, len) in [
+            (5, 1, 8, 5, 2, 2, 64),
+            (5, 8, 4, 5, 1, 2, 16),
+            (3, 4, 6, 3, 1, 1, 23),
+            (1, 6, 6, 5, 2, 2, 31),
+            (4, 3, 5, 4, 3, 0, 20),
+        ] {
+            let conv = Conv1dConfig::new(c_in, c_out, kernel)
+                .with_stride(stride)
+                .with_padding(PaddingConfig1d::Explicit(pad, pad))
+                .init(&dev);
+            let x = Tensor::<3>::random([batch, c_in, len], Distribution::Normal(0.0, 1.0), &dev)
+                .require_grad();
+            let fused = conv1d(&conv, x.clone());
+            let plain = conv.forward(x.clone());
+            assert_close(fused.clone(), plain.clone(), 1e-4, "conv1d forward");
+            let w = Tensor::<3>::random(plain.shape(), Distribution::Default, &dev);
+            let gf = (fused * w.clone()).sum().backward();
+            let gp = (plain * w).sum().backward();
+            assert_close(
+                x.grad(&gf).unwrap(),
+                x.grad(&gp).unwrap(),
+                1e-4,
+                "conv1d dx",
+            );
+            let (wf, wp) = (
+                conv.weight.grad(&gf).unwrap(),
+                conv.weight.grad(&gp).unwrap(),
+            );
+            assert_close(wf, wp, 1e-3, "conv1d dw");
+            let b = conv.bias.as_ref().unwrap();
+            assert_close(
+                b.grad(&gf).unwrap(),
+                b.grad(&gp).unwrap(),
+                1e-3,
+                "conv1d db",
+            );
+
+            if pad >= kernel {
+                continue;
+            }
+            let ct = ConvTranspose1dConfig::new([c_in, c_out], kernel)
+                .with_stride(stride)
+                .with_padding(pad)
+                .with_padding_out(stride - 1)
+                .init(&dev);
+            let fused = conv_transpose1d(&ct, x.clone());
+            let plain = ct.forward(x.clone());
+            assert_close(
+                fused.clone(),
+                plain.clone(),
+                1e-4,
+                "conv_transpose1d forward",
+            );
+            let w = Tensor::<3>::random(plain.shape(), Distribution::Default, &dev);
+            let gf = (fused * w.clone()).sum().backward();
+            let gp = (plain * w).sum().backward();
+            assert_close(
+                x.grad(&gf).unwrap(),
+                x.grad(&gp).unwrap(),
+                1e-4,
+                "transposed dx",
+            );
+            let (wf, wp) = (ct.weight.grad(&gf).unwrap(), ct.weight.grad(&gp).unwrap());
+            assert_close(wf, wp, 1e-3, "transposed dw");
+            let b = ct.bias.as_ref().unwrap();
+            assert_close(
+                b.grad(&gf).unwrap(),
+                b.grad(&gp).unwrap(),
+                1e-3,
+                "transposed db",
+            );
+        }
     }
 
     #[test]
