@@ -3,8 +3,11 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= runs/reproduce
-# Python with torch for the PyTorch peers of `make bench` (skipped with a reason when absent).
-PEER_PYTHON ?= python3
+# Python with torch for the PyTorch peers of `make bench` (skipped with a reason when absent):
+# `scripts/setup.sh --peers` installs torch into .venv-peers.
+PEER_PYTHON ?= $(if $(wildcard .venv-peers/bin/python),.venv-peers/bin/python,python3)
+PEERS := crates/nn/benches/transformer_peer.py crates/pdiff/benches/pdiff_peer.py \
+	crates/videoprism/benches/videoprism_peer.py
 
 .PHONY: setup build reproduce test bench lint
 
@@ -32,8 +35,8 @@ bench: setup
 	$(CARGO) bench -p pw-videoprism --bench videoprism
 	$(CARGO) bench -p pw-comments --bench density
 	@if $(PEER_PYTHON) -c 'import torch' 2>/dev/null; then \
-		$(PEER_PYTHON) crates/videoprism/benches/videoprism_peer.py; \
-	else echo "skipped the PyTorch peer of the VideoPrism encoder step: $(PEER_PYTHON) has no torch (set PEER_PYTHON)"; fi
+		for peer in $(PEERS); do $(PEER_PYTHON) $$peer || exit 1; done; \
+	else echo "skipped the PyTorch peers ($(PEERS)): $(PEER_PYTHON) has no torch (set PEER_PYTHON, or run scripts/setup.sh --peers)"; fi
 	$(CARGO) build --release --workspace
 	./target/release/paperworks llm bench --quiet
 

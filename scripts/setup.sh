@@ -11,7 +11,13 @@
 #      machine fetches nothing. Every asset is verified against assets/SHA256SUMS (committed).
 #
 # A second run with everything present prints one line per asset and takes a second or two.
-# Usage: scripts/setup.sh [--no-apt]      (--no-apt: skip the Debian step, e.g. when not root)
+#   3. With --peers only: PyTorch for the peers `make bench` runs beside ours, into .venv-peers
+#      (git-ignored) from scripts/peers-requirements.txt, every wheel pinned by sha256. It is
+#      about 3 GB of wheels (torch pulls the CUDA libraries even for CPU use), so the default
+#      setup and `make test` never fetch it.
+#
+# Usage: scripts/setup.sh [--no-apt] [--peers]
+#   --no-apt: skip the Debian step, e.g. when not root;  --peers: also install the PyTorch peers.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +25,14 @@ assets="$here/assets"
 cache="${PAPERWORKS_CACHE:-$HOME/.cache/paperworks}/wheels"
 sums="$assets/SHA256SUMS"
 do_apt=1
-[ "${1:-}" = "--no-apt" ] && do_apt=0
+do_peers=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-apt) do_apt=0 ;;
+    --peers) do_peers=1 ;;
+    *) printf 'setup: error: unknown option %s (usage: scripts/setup.sh [--no-apt] [--peers])\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -168,3 +181,22 @@ else
   say "warning: $fm_src missing (Debian package dataset-fashion-mnist); p-diff will not run"
 fi
 say "assets ready in $assets"
+
+# ---------------------------------------------------------------- PyTorch peers (--peers)
+if [ "$do_peers" = 1 ]; then
+  venv="$here/.venv-peers"
+  reqs="$here/scripts/peers-requirements.txt"
+  stamp="$venv/.requirements.sha256"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(actual_sum "$reqs")" ] \
+    && "$venv/bin/python" -c 'import torch' 2>/dev/null; then
+    say "ok      .venv-peers (torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'))"
+  else
+    say "installing the PyTorch peers into .venv-peers (about 3 GB of wheels; cached by pip)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install -q --disable-pip-version-check --only-binary=:all: \
+      --require-hashes -r "$reqs" || die "pip install -r $reqs failed"
+    actual_sum "$reqs" >"$stamp"
+    say "fetched .venv-peers (torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'))"
+  fi
+fi
