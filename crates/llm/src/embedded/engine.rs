@@ -246,6 +246,7 @@ pub(super) fn run(
             return;
         }
     };
+    let claim = super::ThreadClaim::start();
     let model = match load_model(&cfg) {
         Ok(m) => m,
         Err(e) => {
@@ -260,7 +261,7 @@ pub(super) fn run(
             return;
         }
     };
-    let threads = cfg.thread_count();
+    let threads = claim.threads(&cfg);
     let n_ctx_train = model.n_ctx_train();
     let ctx_per_seq = cfg.ctx_per_seq.min(n_ctx_train.max(16));
     let parallel = cfg.parallel;

@@ -40,9 +40,10 @@ pub fn with_lm<R>(cfg: &EmbeddedConfig, f: impl FnOnce(&mut Lm) -> R) -> Result<
             format!("parallel {} must be in 1..=256", cfg.parallel),
         ));
     }
+    let claim = super::ThreadClaim::start();
     let model = load_model(&cfg)?;
     let template = ChatTemplate::load(&model, &cfg)?;
-    let threads = cfg.thread_count();
+    let threads = claim.threads(&cfg);
     let ctx_per_seq = cfg.ctx_per_seq.min(model.n_ctx_train().max(16)) as usize;
     let batch_tokens = (cfg.batch_tokens as usize).max(cfg.parallel).max(32);
     let cparams = LlamaContextParams::default()

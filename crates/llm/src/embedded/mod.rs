@@ -6,6 +6,7 @@
 //! batch of requests runs several times faster than one at a time. The GGUF's own tokenizer
 //! and chat template are used; JSON-schema requests are constrained by a llama.cpp grammar.
 
+pub mod budget;
 mod engine;
 pub mod forced;
 pub mod requant;
@@ -80,16 +81,72 @@ impl EmbeddedConfig {
     /// `threads`, else the process default ([`set_default_threads`], the CLI's `--threads`),
     /// else every core.
     pub fn thread_count(&self) -> usize {
+        self.explicit_threads().unwrap_or_else(cores)
+    }
+
+    /// The thread count the user chose, if any.
+    fn explicit_threads(&self) -> Option<usize> {
         self.threads
             .or(match DEFAULT_THREADS.load(Ordering::Relaxed) {
                 0 => None,
                 n => Some(n),
             })
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2)
-            })
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// An engine's claim on the cores, from before its model loads until it is dropped (see
+/// [`budget`]).
+pub(crate) struct ThreadClaim {
+    since: Option<budget::CpuSnapshot>,
+    _slot: Option<budget::EngineSlot>,
+    dir: PathBuf,
+}
+
+impl ThreadClaim {
+    /// Registers the engine and starts measuring what other processes use.
+    pub(crate) fn start() -> Self {
+        let dir = budget::registry_dir();
+        ThreadClaim {
+            since: budget::CpuSnapshot::take(),
+            _slot: budget::register(&dir),
+            dir,
+        }
+    }
+
+    /// llama.cpp threads for `cfg`: the user's count, else this engine's share of the cores.
+    pub(crate) fn threads(&self, cfg: &EmbeddedConfig) -> usize {
+        let cores = cores();
+        let live = 1 + budget::other_processes(&self.dir);
+        let others = self
+            .since
+            .and_then(|s| s.others_busy_since())
+            .unwrap_or(0.0);
+        if let Some(n) = cfg.explicit_threads() {
+            if n * live > cores || n as f64 + others > cores as f64 + 0.6 {
+                tracing::warn!(
+                    "llama.cpp on {n} threads beside {} other paperworks process(es) and {others:.1} \
+                     busy cores on {cores} cores: its spinning threads and the others' will slow \
+                     each other down; leave --threads unset to share the cores",
+                    live - 1
+                );
+            }
+            return n;
+        }
+        let n = budget::plan(cores, live, others);
+        if n < cores {
+            tracing::info!(
+                "llama.cpp on {n} of {cores} cores: {} other paperworks process(es) decoding, \
+                 {others:.1} cores busy elsewhere (--threads overrides)",
+                live - 1
+            );
+        }
+        n
     }
 }
 

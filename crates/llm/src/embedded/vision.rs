@@ -170,6 +170,7 @@ fn serve(
     rx: mpsc::Receiver<Job>,
     ready: mpsc::Sender<Result<(), LlmError>>,
 ) {
+    let claim = super::ThreadClaim::start();
     let model = match load_model(&cfg) {
         Ok(m) => m,
         Err(e) => {
@@ -184,7 +185,7 @@ fn serve(
             return;
         }
     };
-    let threads = cfg.thread_count();
+    let threads = claim.threads(&cfg);
     let params = MtmdContextParams {
         use_gpu: cfg.gpu_layers > 0,
         print_timings: false,
