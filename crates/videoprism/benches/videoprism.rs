@@ -24,6 +24,8 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
+    // And its allocator settings (freed memory stays mapped), as `main` applies them.
+    pw_nn::alloc::tune_mimalloc_for_tensors();
     let cfg = VideoPrismConfig::for_size(pw_core::Size::Quick);
     let plain = device(DeviceKind::Cpu, false).unwrap();
     seed_everything(&plain, 1);
