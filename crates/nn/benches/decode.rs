@@ -7,7 +7,13 @@ use pw_nn::decode::{BeamOptions, Decoder, Prompt, SampleOptions};
 use pw_nn::transformer::{CausalLm, TransformerConfig};
 use pw_nn::{DeviceKind, device, seed_everything};
 
+// The allocator and settings the `paperworks` binary runs with, so decoding is timed as users
+// run it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
+    pw_nn::alloc::tune_mimalloc_for_tensors();
     let dev = device(DeviceKind::Cpu, false).unwrap();
     seed_everything(&dev, 1);
     let cfg = TransformerConfig {
