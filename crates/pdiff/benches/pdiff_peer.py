@@ -1,6 +1,6 @@
 """PyTorch peer of `cargo bench -p pw-pdiff --bench pdiff`: one AdamW training step (betas
 0.9/0.95, weight decay 0.01, global-norm clip 1.0) of
-- the parameter autoencoder at the quick size: 1,536 values, Conv1d blocks [16, 32, 64, 64]
+- the parameter autoencoder at the quick size: 1,536 values, Conv1d blocks [32, 64, 128, 128]
   (kernel 5, stride 2, LeakyReLU 0.2) to a tanh latent of 4 channels, ConvTranspose1d blocks
   back, input noise 0.001 and latent noise 0.1, MSE; batch 50;
 - the DDPM denoiser on latents [4, 96]: residual conv net (hidden 32, 4 blocks, kernel 3,
@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DIM, BATCH, CH, LAT, K = 1536, 50, [16, 32, 64, 64], 4, 5
+DIM, BATCH, CH, LAT, K = 1536, 50, [32, 64, 128, 128], 4, 5
 HID, BLOCKS = 32, 4
 
 
