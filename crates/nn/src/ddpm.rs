@@ -7,7 +7,7 @@
 //! whole batch; a test here guards against that).
 
 use crate::checkpoint::{NamedTensors, assign_tensors, module_tensors};
-use crate::fused::{conv1d, silu};
+use crate::fused::{conv1d, group_norm, silu};
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig1d};
@@ -132,9 +132,9 @@ impl Denoiser {
         let mut h = conv1d(&self.input, x);
         for blk in &self.blocks {
             let shift = blk.time.forward(emb.clone()).reshape([b, self.hidden, 1]);
-            h = h.clone() + conv1d(&blk.conv, silu(blk.norm.forward(h) + shift));
+            h = h.clone() + conv1d(&blk.conv, silu(group_norm(&blk.norm, h) + shift));
         }
-        conv1d(&self.output, silu(self.out_norm.forward(h)))
+        conv1d(&self.output, silu(group_norm(&self.out_norm, h)))
     }
 }
 

@@ -66,9 +66,8 @@ impl Geometry {
                 if self.stride == 1 {
                     row[r.clone()].copy_from_slice(&xr[first..first + r.len()]);
                 } else {
-                    for (j, o) in row[r].iter_mut().enumerate() {
-                        *o = xr[first + j * self.stride];
-                    }
+                    let src = xr[first..].iter().step_by(self.stride);
+                    row[r].iter_mut().zip(src).for_each(|(o, &v)| *o = v);
                 }
             }
         }
@@ -82,8 +81,12 @@ impl Geometry {
                 let row = &col[(c * self.kernel + k) * self.len_out..][..self.len_out];
                 let r = self.valid(k);
                 let first = r.start * self.stride + k - self.pad;
-                for (j, &v) in row[r].iter().enumerate() {
-                    dr[first + j * self.stride] += v;
+                if self.stride == 1 {
+                    let dst = &mut dr[first..first + r.len()];
+                    dst.iter_mut().zip(&row[r]).for_each(|(d, &v)| *d += v);
+                } else {
+                    let dst = dr[first..].iter_mut().step_by(self.stride);
+                    dst.zip(&row[r]).for_each(|(d, &v)| *d += v);
                 }
             }
         }

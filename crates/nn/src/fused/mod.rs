@@ -531,6 +531,32 @@ pub fn layer_norm_eps<const D: usize>(
     ))
 }
 
+/// `gn.forward(x)` for [batch, channels, length] through the fused layer norm: each group of
+/// channels is one row of a layer norm without affine, then the per-channel affine. burn's
+/// GroupNorm composes it from a dozen ops, each recorded for autodiff.
+pub fn group_norm(gn: &burn::nn::GroupNorm, x: Tensor<3>) -> Tensor<3> {
+    let [b, c, l] = x.dims();
+    let g = gn.num_groups;
+    if g == 0 || !c.is_multiple_of(g) || c != gn.num_channels {
+        return gn.forward(x);
+    }
+    let h = c / g * l;
+    let device = x.device();
+    let normed = Tensor::<3>::from_dispatch(<Dispatch as FusedOps>::layer_norm(
+        x.reshape([b, g, h]).into_dispatch(),
+        Tensor::<1>::ones([h], &device).into_dispatch(),
+        Tensor::<1>::zeros([h], &device).into_dispatch(),
+        gn.epsilon as f32,
+    ))
+    .reshape([b, c, l]);
+    match (&gn.gamma, &gn.beta) {
+        (Some(gamma), Some(beta)) if gn.affine => {
+            normed * gamma.val().reshape([1, c, 1]) + beta.val().reshape([1, c, 1])
+        }
+        _ => normed,
+    }
+}
+
 /// Causal attention over [batch, heads, seq, head_dim] tensors with scale 1/sqrt(head_dim).
 pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     let scale = 1.0 / (q.dims()[3] as f32).sqrt();
@@ -861,6 +887,45 @@ mod tests {
         let gf = (fused * w.clone()).sum().backward();
         let gp = (plain * w).sum().backward();
         assert_close(x.grad(&gf).unwrap(), x.grad(&gp).unwrap(), 1e-6, "gradient");
+    }
+
+    #[test]
+    fn fused_group_norm_matches_burn_forward_and_backward() {
+        use burn::nn::GroupNormConfig;
+        let dev = Device::flex().autodiff();
+        dev.seed(5);
+        for (groups, channels, affine) in [(8, 32, true), (1, 6, true), (2, 4, false)] {
+            let mut gn = GroupNormConfig::new(groups, channels)
+                .with_affine(affine)
+                .init(&dev);
+            if affine {
+                // Not the identity initialisation, so the affine's gradients are exercised.
+                gn.gamma = gn.gamma.map(|p| {
+                    p.map(|t| t.random_like(Distribution::Normal(1.0, 0.5)).require_grad())
+                });
+                gn.beta = gn.beta.map(|p| {
+                    p.map(|t| t.random_like(Distribution::Normal(0.0, 0.5)).require_grad())
+                });
+            }
+            let x = Tensor::<3>::random([5, channels, 23], Distribution::Normal(0.5, 2.0), &dev)
+                .require_grad();
+            let fused = group_norm(&gn, x.clone());
+            let plain = gn.forward(x.clone());
+            assert_close(fused.clone(), plain.clone(), 1e-4, "group norm forward");
+            let w = Tensor::<3>::random(plain.shape(), Distribution::Default, &dev);
+            let gf = (fused * w.clone()).sum().backward();
+            let gp = (plain * w).sum().backward();
+            assert_close(
+                x.grad(&gf).unwrap(),
+                x.grad(&gp).unwrap(),
+                1e-4,
+                "group norm dx",
+            );
+            if let (Some(g), Some(b)) = (&gn.gamma, &gn.beta) {
+                assert_close(g.grad(&gf).unwrap(), g.grad(&gp).unwrap(), 1e-3, "dgamma");
+                assert_close(b.grad(&gf).unwrap(), b.grad(&gp).unwrap(), 1e-3, "dbeta");
+            }
+        }
     }
 
     #[test]
