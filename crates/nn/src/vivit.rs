@@ -20,7 +20,7 @@
 //! [`VivitEncoder::encode_patches`] takes a per-sample subset of patch positions (tube
 //! masking: the same positions in every frame), the student's input in masked distillation.
 
-use crate::fused::{gelu, layer_norm_eps};
+use crate::fused::{capped_attention, gelu, layer_norm_eps};
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, softplus};
@@ -158,13 +158,21 @@ impl VpAttention {
             }
             None => 1.0 / (hd as f64).sqrt(),
         };
-        let mask = pad.map(|p| p.reshape([b, 1, 1, s]).expand([b, h, tq, s]));
-        let opts = AttentionModuleOptions {
-            scale: Some(scale),
-            softcap: (self.logit_cap > 0.0).then_some(self.logit_cap),
-            is_causal: self.causal,
+        let y = match pad {
+            // The video encoders' case: unmasked and capped, one fused node.
+            None if !self.causal && self.logit_cap > 0.0 => {
+                capped_attention(q, k, v, scale as f32, self.logit_cap as f32)
+            }
+            pad => {
+                let mask = pad.map(|p| p.reshape([b, 1, 1, s]).expand([b, h, tq, s]));
+                let opts = AttentionModuleOptions {
+                    scale: Some(scale),
+                    softcap: (self.logit_cap > 0.0).then_some(self.logit_cap),
+                    is_causal: self.causal,
+                };
+                attention(q, k, v, mask, None, opts)
+            }
         };
-        let y = attention(q, k, v, mask, None, opts);
         self.post
             .forward(y.swap_dims(1, 2).reshape([b, tq, hidden]))
             .reshape([b, tq, d])

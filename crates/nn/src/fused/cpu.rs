@@ -4,10 +4,10 @@
 
 use super::conv::{self, Geometry};
 use super::{
-    CHUNK, FusedOps, INV_SQRT_2PI, SQRT_1_2, composed_causal_softmax,
-    composed_causal_softmax_backward, composed_gelu, composed_gelu_backward,
-    composed_layer_norm_backward, composed_leaky_relu_backward, composed_silu,
-    composed_silu_backward,
+    CHUNK, FusedOps, INV_SQRT_2PI, SQRT_1_2, composed_capped_softmax,
+    composed_capped_softmax_backward, composed_causal_softmax, composed_causal_softmax_backward,
+    composed_gelu, composed_gelu_backward, composed_layer_norm_backward,
+    composed_leaky_relu_backward, composed_silu, composed_silu_backward,
 };
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -236,6 +236,56 @@ fn causal_softmax_backward_matrix(p: &[f32], dp: &[f32], out: &mut [f32], t: usi
             *o = scale * pv * (dv - dot);
         }
     }
+}
+
+/// tanh by its exponential form: `1 - 2 / (exp(2x) + 1)` (absolute error about 1e-7).
+#[inline(always)]
+fn tanh_f32(x: f32) -> f32 {
+    1.0 - 2.0 / (exp_f32(2.0 * x) + 1.0)
+}
+
+multiversion!(capped_softmax_rows(src: &[f32], out: &mut [f32], s: usize, scale: f32, cap: f32) {
+    let k = scale / cap;
+    for (row, o) in src.chunks_exact(s).zip(out.chunks_exact_mut(s)) {
+        for (ov, &v) in o.iter_mut().zip(row) {
+            *ov = cap * tanh_f32(v * k);
+        }
+        let max = o.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        for v in o.iter_mut() {
+            *v = exp_f32(*v - max);
+        }
+        let inv = 1.0 / sum8(o);
+        o.iter_mut().for_each(|v| *v *= inv);
+    }
+});
+
+multiversion!(capped_softmax_backward_rows(
+    scores: &[f32],
+    p: &[f32],
+    dp: &[f32],
+    out: &mut [f32],
+    s: usize,
+    scale: f32,
+    cap: f32
+) {
+    let k = scale / cap;
+    for (((sr, pr), dr), o) in scores
+        .chunks_exact(s)
+        .zip(p.chunks_exact(s))
+        .zip(dp.chunks_exact(s))
+        .zip(out.chunks_exact_mut(s))
+    {
+        let dot = dot8(pr, dr);
+        for (((ov, &sv), &pv), &dv) in o.iter_mut().zip(sr).zip(pr).zip(dr) {
+            let t = tanh_f32(sv * k);
+            *ov = pv * (dv - dot) * scale * (1.0 - t * t);
+        }
+    }
+});
+
+/// Rows per parallel task of the capped softmax: about [`CHUNK`] values.
+fn rows_per_task(s: usize) -> usize {
+    (CHUNK / s.max(1)).max(1)
 }
 
 fn contiguous_f32(t: &FlexTensor) -> Option<FlexTensor> {
@@ -587,6 +637,48 @@ impl FusedOps for Flex {
             params.iter_mut().zip(acc).for_each(|(x, y)| *x += y);
         }
         FlexTensor::from_data(TensorData::new(out, [n + 2, d]))
+    }
+
+    fn capped_softmax(scores: FloatTensor<Self>, scale: f32, cap: f32) -> FloatTensor<Self> {
+        let Some(sc) = contiguous_f32(&scores) else {
+            return composed_capped_softmax::<Self>(scores, scale, cap);
+        };
+        let s = *sc.layout().shape().as_slice().last().expect("rank >= 1");
+        let src = sc.as_slice::<f32>().expect("f32");
+        let mut out = vec![0f32; src.len()];
+        let n = rows_per_task(s) * s;
+        out.par_chunks_mut(n)
+            .zip(src.par_chunks(n))
+            .for_each(|(o, r)| capped_softmax_rows(r, o, s, scale, cap));
+        flex_from_vec(out, &sc)
+    }
+
+    fn capped_softmax_backward(
+        scores: FloatTensor<Self>,
+        p: FloatTensor<Self>,
+        dp: FloatTensor<Self>,
+        scale: f32,
+        cap: f32,
+    ) -> FloatTensor<Self> {
+        let (Some(sc), Some(pc), Some(dc)) = (
+            contiguous_f32(&scores),
+            contiguous_f32(&p),
+            contiguous_f32(&dp),
+        ) else {
+            return composed_capped_softmax_backward::<Self>(scores, p, dp, scale, cap);
+        };
+        let s = *sc.layout().shape().as_slice().last().expect("rank >= 1");
+        let (ss, ps, ds) = (f32s(&sc), f32s(&pc), f32s(&dc));
+        assert!(
+            ss.len() == ps.len() && ps.len() == ds.len(),
+            "capped softmax backward sizes"
+        );
+        let mut out = vec![0f32; ss.len()];
+        let n = rows_per_task(s) * s;
+        out.par_chunks_mut(n)
+            .zip(ss.par_chunks(n).zip(ps.par_chunks(n).zip(ds.par_chunks(n))))
+            .for_each(|(o, (a, (b, c)))| capped_softmax_backward_rows(a, b, c, o, s, scale, cap));
+        flex_from_vec(out, &sc)
     }
 
     fn causal_softmax(scores: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {

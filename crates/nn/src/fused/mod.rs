@@ -15,6 +15,8 @@
 //!   as many backward);
 //! - [`conv1d`] and [`conv_transpose1d`]: im2col + gemm forward and gradients ([`conv`]) in
 //!   place of flex's generic 3-D convolution;
+//! - [`capped_attention`]: full (unmasked) attention with logits capped by `cap * tanh(x / cap)`
+//!   (VideoPrism's encoders), the same shape of node with the cap folded into the softmax pass;
 //! - [`causal_attention`]: the backend's batched matmuls around a parallel masked softmax and its
 //!   backward.
 //!
@@ -125,6 +127,34 @@ pub trait FusedOps: Backend {
         scale: f32,
     ) -> FloatTensor<Self> {
         composed_causal_softmax_backward::<Self>(p, dp, scale)
+    }
+
+    /// Row softmax over the last dim of `cap * tanh(scores * scale / cap)` (no mask).
+    fn capped_softmax(scores: FloatTensor<Self>, scale: f32, cap: f32) -> FloatTensor<Self> {
+        composed_capped_softmax::<Self>(scores, scale, cap)
+    }
+
+    /// Gradient of the scores of [`FusedOps::capped_softmax`] given its output `p` and the
+    /// gradient `dp`: `p * (dp - rowsum(dp * p)) * scale * (1 - tanh²)`.
+    fn capped_softmax_backward(
+        scores: FloatTensor<Self>,
+        p: FloatTensor<Self>,
+        dp: FloatTensor<Self>,
+        scale: f32,
+        cap: f32,
+    ) -> FloatTensor<Self> {
+        composed_capped_softmax_backward::<Self>(scores, p, dp, scale, cap)
+    }
+
+    /// Attention `capped_softmax(q kᵀ) v` over [b, h, tq, d] / [b, h, s, d] tensors.
+    fn capped_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+        cap: f32,
+    ) -> FloatTensor<Self> {
+        capped_attention_impl::<Self>(q, k, v, scale, cap).0
     }
 
     /// 1-D convolution with a bias (burn's `conv1d` semantics).
@@ -239,6 +269,50 @@ fn composed_layer_norm_backward<B: Backend>(
     let dgamma = B::float_sum_dim(B::float_mul(dy.clone(), xhat), 0);
     let dbeta = B::float_sum_dim(dy, 0);
     B::float_cat(vec![dx, dgamma, dbeta], 0)
+}
+
+fn capped_logits<B: Backend>(scores: FloatTensor<B>, scale: f32, cap: f32) -> FloatTensor<B> {
+    let t = B::float_tanh(B::float_mul_scalar(scores, ((scale / cap) as f64).into()));
+    B::float_mul_scalar(t, (cap as f64).into())
+}
+
+fn composed_capped_softmax<B: Backend>(
+    scores: FloatTensor<B>,
+    scale: f32,
+    cap: f32,
+) -> FloatTensor<B> {
+    let z = capped_logits::<B>(scores, scale, cap);
+    let last = z.shape().num_dims() - 1;
+    let e = B::float_exp(B::float_sub(z.clone(), B::float_max_dim(z, last)));
+    B::float_div(e.clone(), B::float_sum_dim(e, last))
+}
+
+fn composed_capped_softmax_backward<B: Backend>(
+    scores: FloatTensor<B>,
+    p: FloatTensor<B>,
+    dp: FloatTensor<B>,
+    scale: f32,
+    cap: f32,
+) -> FloatTensor<B> {
+    let last = p.shape().num_dims() - 1;
+    let dot = B::float_sum_dim(B::float_mul(dp.clone(), p.clone()), last);
+    let dz = B::float_mul(p, B::float_sub(dp, dot));
+    let t = B::float_tanh(B::float_mul_scalar(scores, ((scale / cap) as f64).into()));
+    let slope = B::float_add_scalar(B::float_neg(B::float_mul(t.clone(), t)), 1.0f64.into());
+    B::float_mul_scalar(B::float_mul(dz, slope), (scale as f64).into())
+}
+
+/// `(out, scores, p)` of capped attention.
+fn capped_attention_impl<B: Backend + FusedOps>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    scale: f32,
+    cap: f32,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let scores = B::float_matmul(q, B::float_swap_dims(k, 2, 3));
+    let p = <B as FusedOps>::capped_softmax(scores.clone(), scale, cap);
+    (B::float_matmul(p.clone(), v), scores, p)
 }
 
 fn composed_causal_softmax<B: Backend>(scores: FloatTensor<B>, scale: f32) -> FloatTensor<B> {
@@ -473,6 +547,37 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 beta.into_primitive(),
                 eps,
             )),
+        }
+    }
+
+    fn capped_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+        cap: f32,
+    ) -> FloatTensor<Self> {
+        match CappedAttentionBackward
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+                let (out, scores, p) =
+                    capped_attention_impl::<B>(q.clone(), k.clone(), v.clone(), scale, cap);
+                prep.finish((q, k, v, scores, p, [scale, cap]), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (out, _, _) = capped_attention_impl::<B>(
+                    q.into_primitive(),
+                    k.into_primitive(),
+                    v.into_primitive(),
+                    scale,
+                    cap,
+                );
+                prep.finish(out)
+            }
         }
     }
 
@@ -734,6 +839,63 @@ impl<B: Backend + FusedOps> Backward<B, 3> for CausalAttentionBackward {
     }
 }
 
+#[derive(Debug)]
+struct CappedAttentionBackward;
+
+impl<B: Backend + FusedOps> Backward<B, 3> for CappedAttentionBackward {
+    /// q, k, v, the scores, the softmax output, [scale, cap].
+    type State = (
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        [f32; 2],
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (q, k, v, scores, p, [scale, cap]) = ops.state;
+        let d_out = grads.consume::<B>(&ops.node);
+        let [pq, pk, pv] = ops.parents;
+        if let Some(node) = pv {
+            grads.register::<B>(
+                node.id,
+                B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), d_out.clone()),
+            );
+        }
+        if pq.is_none() && pk.is_none() {
+            return;
+        }
+        let dp = B::float_matmul(d_out, B::float_swap_dims(v, 2, 3));
+        let ds = <B as FusedOps>::capped_softmax_backward(scores, p, dp, scale, cap);
+        if let Some(node) = pq {
+            grads.register::<B>(node.id, B::float_matmul(ds.clone(), k));
+        }
+        if let Some(node) = pk {
+            grads.register::<B>(node.id, B::float_matmul(B::float_swap_dims(ds, 2, 3), q));
+        }
+    }
+}
+
+/// Attention over [batch, heads, tq, d] queries and [batch, heads, s, d] keys / values with
+/// logits `cap * tanh(q kᵀ * scale / cap)`, no mask, through the fused kernels when the
+/// backend has them.
+pub fn capped_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    scale: f32,
+    cap: f32,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::capped_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        scale,
+        cap,
+    ))
+}
+
 /// Exact GELU through the fused kernel when the backend has one.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::gelu(x.into_dispatch()))
@@ -925,6 +1087,50 @@ mod tests {
                 assert_close(g.grad(&gf).unwrap(), g.grad(&gp).unwrap(), 1e-3, "dgamma");
                 assert_close(b.grad(&gf).unwrap(), b.grad(&gp).unwrap(), 1e-3, "dbeta");
             }
+        }
+    }
+
+    #[test]
+    fn fused_capped_attention_matches_burn_attention_forward_and_backward() {
+        let dev = Device::flex().autodiff();
+        dev.seed(9);
+        for (tq, s, cap) in [(16, 16, 50.0), (8, 8, 5.0), (5, 7, 2.0)] {
+            let mk = |t| {
+                Tensor::<4>::random([3, 2, t, 8], Distribution::Normal(0.0, 2.0), &dev)
+                    .require_grad()
+            };
+            let (q, k, v) = (mk(tq), mk(s), mk(s));
+            let scale = 0.35;
+            let opts = AttentionModuleOptions {
+                scale: Some(scale as f64),
+                softcap: Some(cap as f64),
+                is_causal: false,
+            };
+            let fused = capped_attention(q.clone(), k.clone(), v.clone(), scale, cap);
+            let plain = attention(q.clone(), k.clone(), v.clone(), None, None, opts);
+            // Values are ~N(0, 2) and the logits reach cap = 50: the polynomial tanh's 1e-7
+            // becomes a few 1e-6 at the output.
+            assert_close(fused.clone(), plain.clone(), 5e-5, "output");
+            let w = Tensor::<4>::random(plain.shape(), Distribution::Default, &dev);
+            let gf = (fused * w.clone()).sum().backward();
+            let gp = (plain * w).sum().backward();
+            for (t, name) in [(&q, "dq"), (&k, "dk"), (&v, "dv")] {
+                assert_close(t.grad(&gf).unwrap(), t.grad(&gp).unwrap(), 2e-4, name);
+            }
+            // The composed fallback (other backends) computes the same softmax.
+            let plain_dev = Device::flex();
+            let sc = Tensor::<4>::random([2, 2, tq, s], Distribution::Normal(0.0, 3.0), &plain_dev);
+            let composed = Tensor::<4>::from_dispatch(composed_capped_softmax::<Dispatch>(
+                sc.clone().into_dispatch(),
+                scale,
+                cap,
+            ));
+            let fast = Tensor::<4>::from_dispatch(<Dispatch as FusedOps>::capped_softmax(
+                sc.into_dispatch(),
+                scale,
+                cap,
+            ));
+            assert_close(composed, fast, 1e-6, "composed softmax");
         }
     }
 
