@@ -110,7 +110,7 @@ pub trait FusedOps: Backend {
         v: FloatTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self> {
-        causal_attention_impl::<Self>(q, k, v, scale).0
+        attention_impl::<Self>(q, k, v, Softmax::Causal { scale }).0
     }
 
     /// Row softmax of `scores * scale` with the causal mask (column > row is excluded), over
@@ -154,7 +154,7 @@ pub trait FusedOps: Backend {
         scale: f32,
         cap: f32,
     ) -> FloatTensor<Self> {
-        capped_attention_impl::<Self>(q, k, v, scale, cap).0
+        attention_impl::<Self>(q, k, v, Softmax::Capped { scale, cap }).0
     }
 
     /// 1-D convolution with a bias (burn's `conv1d` semantics).
@@ -300,19 +300,6 @@ fn composed_capped_softmax_backward<B: Backend>(
     let t = B::float_tanh(B::float_mul_scalar(scores, ((scale / cap) as f64).into()));
     let slope = B::float_add_scalar(B::float_neg(B::float_mul(t.clone(), t)), 1.0f64.into());
     B::float_mul_scalar(B::float_mul(dz, slope), (scale as f64).into())
-}
-
-/// `(out, scores, p)` of capped attention.
-fn capped_attention_impl<B: Backend + FusedOps>(
-    q: FloatTensor<B>,
-    k: FloatTensor<B>,
-    v: FloatTensor<B>,
-    scale: f32,
-    cap: f32,
-) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let scores = B::float_matmul(q, B::float_swap_dims(k, 2, 3));
-    let p = <B as FusedOps>::capped_softmax(scores.clone(), scale, cap);
-    (B::float_matmul(p.clone(), v), scores, p)
 }
 
 fn composed_causal_softmax<B: Backend>(scores: FloatTensor<B>, scale: f32) -> FloatTensor<B> {
@@ -470,24 +457,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         bias: FloatTensor<Self>,
         options: ConvOptions<1>,
     ) -> FloatTensor<Self> {
-        match Conv1dBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (x, w) = (x.into_primitive(), weight.into_primitive());
-                let out =
-                    B::conv1d_fused(x.clone(), w.clone(), bias.into_primitive(), options.clone());
-                prep.finish((x, w, options), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv1d_fused(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-                options,
-            )),
-        }
+        conv_node::<B, C, Conv>(x, weight, bias, options)
     }
 
     fn conv_transpose1d_fused(
@@ -496,28 +466,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         bias: FloatTensor<Self>,
         options: ConvTransposeOptions<1>,
     ) -> FloatTensor<Self> {
-        match ConvTranspose1dBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (x, w) = (x.into_primitive(), weight.into_primitive());
-                let out = B::conv_transpose1d_fused(
-                    x.clone(),
-                    w.clone(),
-                    bias.into_primitive(),
-                    options.clone(),
-                );
-                prep.finish((x, w, options), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv_transpose1d_fused(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-                options,
-            )),
-        }
+        conv_node::<B, C, ConvTranspose>(x, weight, bias, options)
     }
 
     fn layer_norm(
@@ -557,28 +506,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         scale: f32,
         cap: f32,
     ) -> FloatTensor<Self> {
-        match CappedAttentionBackward
-            .prepare::<C>([q.node(), k.node(), v.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
-                let (out, scores, p) =
-                    capped_attention_impl::<B>(q.clone(), k.clone(), v.clone(), scale, cap);
-                prep.finish((q, k, v, scores, p, [scale, cap]), out)
-            }
-            OpsKind::UnTracked(prep) => {
-                let (out, _, _) = capped_attention_impl::<B>(
-                    q.into_primitive(),
-                    k.into_primitive(),
-                    v.into_primitive(),
-                    scale,
-                    cap,
-                );
-                prep.finish(out)
-            }
-        }
+        attention_node::<B, C>(q, k, v, Softmax::Capped { scale, cap })
     }
 
     fn causal_attention(
@@ -587,26 +515,7 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         v: FloatTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self> {
-        match CausalAttentionBackward
-            .prepare::<C>([q.node(), k.node(), v.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
-                let (out, p) = causal_attention_impl::<B>(q.clone(), k.clone(), v.clone(), scale);
-                prep.finish((q, k, v, p, scale), out)
-            }
-            OpsKind::UnTracked(prep) => {
-                let (out, _) = causal_attention_impl::<B>(
-                    q.into_primitive(),
-                    k.into_primitive(),
-                    v.into_primitive(),
-                    scale,
-                );
-                prep.finish(out)
-            }
-        }
+        attention_node::<B, C>(q, k, v, Softmax::Causal { scale })
     }
 }
 
@@ -673,19 +582,6 @@ pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     ))
 }
 
-/// Causal scaled-dot-product attention from backend matmuls and the fused causal softmax, as one
-/// autodiff node (the generic fallback records every intermediate op and builds its mask anew).
-fn causal_attention_impl<B: Backend + FusedOps>(
-    q: FloatTensor<B>,
-    k: FloatTensor<B>,
-    v: FloatTensor<B>,
-    scale: f32,
-) -> (FloatTensor<B>, FloatTensor<B>) {
-    let scores = B::float_matmul(q, B::float_swap_dims(k, 2, 3));
-    let p = <B as FusedOps>::causal_softmax(scores, scale);
-    (B::float_matmul(p.clone(), v), p)
-}
-
 #[derive(Debug)]
 struct LayerNormBackward;
 
@@ -737,16 +633,98 @@ impl<B: Backend + FusedOps> Backward<B, 1> for LeakyReluBackward {
     }
 }
 
-#[derive(Debug)]
-struct Conv1dBackward;
+/// A 1-D convolution or transposed convolution as the fused node sees it: its options, its
+/// forward and its two gradients on the inner backend.
+trait ConvOp<B: Backend + FusedOps>: std::fmt::Debug + Send + 'static {
+    type Options: Clone + Send + std::fmt::Debug + 'static;
+    fn forward(
+        x: FloatTensor<B>,
+        w: FloatTensor<B>,
+        b: FloatTensor<B>,
+        o: Self::Options,
+    ) -> FloatTensor<B>;
+    fn x_backward(
+        x: FloatTensor<B>,
+        w: FloatTensor<B>,
+        dy: FloatTensor<B>,
+        o: Self::Options,
+    ) -> FloatTensor<B>;
+    fn weight_backward(
+        x: FloatTensor<B>,
+        w: FloatTensor<B>,
+        dy: FloatTensor<B>,
+        o: Self::Options,
+    ) -> FloatTensor<B>;
+}
 
-impl<B: Backend + FusedOps> Backward<B, 3> for Conv1dBackward {
+#[derive(Debug)]
+struct Conv;
+
+impl<B: Backend + FusedOps> ConvOp<B> for Conv {
+    type Options = ConvOptions<1>;
+    fn forward(
+        x: FloatTensor<B>,
+        w: FloatTensor<B>,
+        b: FloatTensor<B>,
+        o: Self::Options,
+    ) -> FloatTensor<B> {
+        B::conv1d_fused(x, w, b, o)
+    }
+    fn x_backward(
+        x: FloatTensor<B>,
+        w: FloatTensor<B>,
+        dy: FloatTensor<B>,
+        o: Self::Options,
+    ) -> FloatTensor<B> {
+        B::conv1d_fused_x_backward(x, w, dy, o)
+    }
+    fn weight_backward(
+        x: FloatTensor<B>,
+        w: FloatTensor<B>,
+        dy: FloatTensor<B>,
+        o: Self::Options,
+    ) -> FloatTensor<B> {
+        B::conv1d_fused_weight_backward(x, w, dy, o)
+    }
+}
+
+#[derive(Debug)]
+struct ConvTranspose;
+
+impl<B: Backend + FusedOps> ConvOp<B> for ConvTranspose {
+    type Options = ConvTransposeOptions<1>;
+    fn forward(
+        x: FloatTensor<B>,
+        w: FloatTensor<B>,
+        b: FloatTensor<B>,
+        o: Self::Options,
+    ) -> FloatTensor<B> {
+        B::conv_transpose1d_fused(x, w, b, o)
+    }
+    fn x_backward(
+        _: FloatTensor<B>,
+        w: FloatTensor<B>,
+        dy: FloatTensor<B>,
+        o: Self::Options,
+    ) -> FloatTensor<B> {
+        B::conv_transpose1d_fused_x_backward(w, dy, o)
+    }
+    fn weight_backward(
+        x: FloatTensor<B>,
+        w: FloatTensor<B>,
+        dy: FloatTensor<B>,
+        o: Self::Options,
+    ) -> FloatTensor<B> {
+        B::conv_transpose1d_fused_weight_backward(x, w, dy, o)
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward<K>(std::marker::PhantomData<K>);
+
+impl<B: Backend + FusedOps, K: ConvOp<B>> Backward<B, 3> for ConvBackward<K> {
     /// x, weight, options.
-    type State = (
-        B::FloatTensorPrimitive,
-        B::FloatTensorPrimitive,
-        ConvOptions<1>,
-    );
+    type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, K::Options);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w, options) = ops.state;
@@ -756,67 +734,83 @@ impl<B: Backend + FusedOps> Backward<B, 3> for Conv1dBackward {
             grads.register::<B>(node.id, conv_bias_grad::<B>(dy.clone()));
         }
         if let Some(node) = pw {
-            let dw =
-                B::conv1d_fused_weight_backward(x.clone(), w.clone(), dy.clone(), options.clone());
+            let dw = K::weight_backward(x.clone(), w.clone(), dy.clone(), options.clone());
             grads.register::<B>(node.id, dw);
         }
         if let Some(node) = px {
-            grads.register::<B>(node.id, B::conv1d_fused_x_backward(x, w, dy, options));
+            grads.register::<B>(node.id, K::x_backward(x, w, dy, options));
         }
     }
 }
 
-#[derive(Debug)]
-struct ConvTranspose1dBackward;
-
-impl<B: Backend + FusedOps> Backward<B, 3> for ConvTranspose1dBackward {
-    /// x, weight, options.
-    type State = (
-        B::FloatTensorPrimitive,
-        B::FloatTensorPrimitive,
-        ConvTransposeOptions<1>,
-    );
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, w, options) = ops.state;
-        let dy = grads.consume::<B>(&ops.node);
-        let [px, pw, pb] = ops.parents;
-        if let Some(node) = pb {
-            grads.register::<B>(node.id, conv_bias_grad::<B>(dy.clone()));
+/// `K::forward(x, weight, bias)` as one autodiff node.
+fn conv_node<B: Backend + FusedOps, C: CheckpointStrategy, K: ConvOp<B>>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    options: K::Options,
+) -> FloatTensor<Autodiff<B, C>> {
+    match ConvBackward::<K>(std::marker::PhantomData)
+        .prepare::<C>([x.node(), weight.node(), bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (x, w) = (x.into_primitive(), weight.into_primitive());
+            let out = K::forward(x.clone(), w.clone(), bias.into_primitive(), options.clone());
+            prep.finish((x, w, options), out)
         }
-        if let Some(node) = pw {
-            let dw = B::conv_transpose1d_fused_weight_backward(
-                x,
-                w.clone(),
-                dy.clone(),
-                options.clone(),
-            );
-            grads.register::<B>(node.id, dw);
-        }
-        if let Some(node) = px {
-            grads.register::<B>(
-                node.id,
-                B::conv_transpose1d_fused_x_backward(w, dy, options),
-            );
-        }
+        OpsKind::UnTracked(prep) => prep.finish(K::forward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+            options,
+        )),
     }
 }
 
-#[derive(Debug)]
-struct CausalAttentionBackward;
+/// The softmax between the two matmuls of a fused attention.
+#[derive(Debug, Clone, Copy)]
+enum Softmax {
+    /// Causal mask, logits times `scale`.
+    Causal { scale: f32 },
+    /// No mask, logits `cap * tanh(x * scale / cap)`.
+    Capped { scale: f32, cap: f32 },
+}
 
-impl<B: Backend + FusedOps> Backward<B, 3> for CausalAttentionBackward {
-    /// q, k, v, the softmax output, the scale.
+/// `(out, scores, p)`: `p = softmax(q kᵀ)` as `kind` says, `out = p v`.
+fn attention_impl<B: Backend + FusedOps>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    kind: Softmax,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let scores = B::float_matmul(q, B::float_swap_dims(k, 2, 3));
+    let p = match kind {
+        Softmax::Causal { scale } => <B as FusedOps>::causal_softmax(scores.clone(), scale),
+        Softmax::Capped { scale, cap } => {
+            <B as FusedOps>::capped_softmax(scores.clone(), scale, cap)
+        }
+    };
+    (B::float_matmul(p.clone(), v), scores, p)
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: Backend + FusedOps> Backward<B, 3> for AttentionBackward {
+    /// q, k, v, the scores (kept for the capped softmax only), the softmax output, the kind.
     type State = (
         B::FloatTensorPrimitive,
         B::FloatTensorPrimitive,
         B::FloatTensorPrimitive,
+        Option<B::FloatTensorPrimitive>,
         B::FloatTensorPrimitive,
-        f32,
+        Softmax,
     );
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (q, k, v, p, scale) = ops.state;
+        let (q, k, v, scores, p, kind) = ops.state;
         let d_out = grads.consume::<B>(&ops.node);
         let [pq, pk, pv] = ops.parents;
         if let Some(node) = pv {
@@ -829,7 +823,15 @@ impl<B: Backend + FusedOps> Backward<B, 3> for CausalAttentionBackward {
             return;
         }
         let dp = B::float_matmul(d_out, B::float_swap_dims(v, 2, 3));
-        let ds = <B as FusedOps>::causal_softmax_backward(p, dp, scale);
+        let ds = match (kind, scores) {
+            (Softmax::Capped { scale, cap }, Some(scores)) => {
+                <B as FusedOps>::capped_softmax_backward(scores, p, dp, scale, cap)
+            }
+            (Softmax::Causal { scale }, _) => {
+                <B as FusedOps>::causal_softmax_backward(p, dp, scale)
+            }
+            (Softmax::Capped { .. }, None) => unreachable!("capped attention keeps its scores"),
+        };
         if let Some(node) = pq {
             grads.register::<B>(node.id, B::float_matmul(ds.clone(), k));
         }
@@ -839,40 +841,32 @@ impl<B: Backend + FusedOps> Backward<B, 3> for CausalAttentionBackward {
     }
 }
 
-#[derive(Debug)]
-struct CappedAttentionBackward;
-
-impl<B: Backend + FusedOps> Backward<B, 3> for CappedAttentionBackward {
-    /// q, k, v, the scores, the softmax output, [scale, cap].
-    type State = (
-        B::FloatTensorPrimitive,
-        B::FloatTensorPrimitive,
-        B::FloatTensorPrimitive,
-        B::FloatTensorPrimitive,
-        B::FloatTensorPrimitive,
-        [f32; 2],
-    );
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (q, k, v, scores, p, [scale, cap]) = ops.state;
-        let d_out = grads.consume::<B>(&ops.node);
-        let [pq, pk, pv] = ops.parents;
-        if let Some(node) = pv {
-            grads.register::<B>(
-                node.id,
-                B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), d_out.clone()),
+/// Attention as one autodiff node.
+fn attention_node<B: Backend + FusedOps, C: CheckpointStrategy>(
+    q: FloatTensor<Autodiff<B, C>>,
+    k: FloatTensor<Autodiff<B, C>>,
+    v: FloatTensor<Autodiff<B, C>>,
+    kind: Softmax,
+) -> FloatTensor<Autodiff<B, C>> {
+    match AttentionBackward
+        .prepare::<C>([q.node(), k.node(), v.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+            let (out, scores, p) = attention_impl::<B>(q.clone(), k.clone(), v.clone(), kind);
+            let scores = matches!(kind, Softmax::Capped { .. }).then_some(scores);
+            prep.finish((q, k, v, scores, p, kind), out)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (out, _, _) = attention_impl::<B>(
+                q.into_primitive(),
+                k.into_primitive(),
+                v.into_primitive(),
+                kind,
             );
-        }
-        if pq.is_none() && pk.is_none() {
-            return;
-        }
-        let dp = B::float_matmul(d_out, B::float_swap_dims(v, 2, 3));
-        let ds = <B as FusedOps>::capped_softmax_backward(scores, p, dp, scale, cap);
-        if let Some(node) = pq {
-            grads.register::<B>(node.id, B::float_matmul(ds.clone(), k));
-        }
-        if let Some(node) = pk {
-            grads.register::<B>(node.id, B::float_matmul(B::float_swap_dims(ds, 2, 3), q));
+            prep.finish(out)
         }
     }
 }
