@@ -11,8 +11,9 @@
 //! - [`checkpoint`]: safetensors save/load by module path, atomic;
 //! - [`decode`]: the KV-cached CPU decoder of a [`transformer::CausalLm`]: greedy, temperature,
 //!   top-p and beam search, with an optional prefix of continuous embeddings;
-//! - [`fused`]: fused CPU kernels (GELU, layer norm, causal attention) with their own autodiff
-//!   nodes, and [`alloc`]: allocator settings for tensor workloads;
+//! - [`fused`]: fused CPU kernels (GELU, SiLU, LeakyReLU, layer and group norm, causal and
+//!   softcapped attention, im2col + gemm 1-D convolutions) with their own autodiff nodes, and
+//!   [`alloc`]: allocator settings for tensor workloads;
 //! - [`ddpm`]: a DDPM over latent vectors (linear schedule, per-sample timestep embedding,
 //!   EMA), p-diff's generator.
 //!
