@@ -16,7 +16,7 @@
 //!
 //! The count is fixed for the engine's life (llama-cpp-2 exposes no way to change it on a live
 //! context), so an engine that started alone keeps all cores when a second one arrives; the
-//! second takes one thread and says so.
+//! second takes one thread (logged at debug level: a failing command's stderr stays one line).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
