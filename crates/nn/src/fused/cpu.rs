@@ -106,20 +106,15 @@ multiversion!(silu_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32]) {
     }
 });
 
-/// The slope of [`leaky_chunk`] and [`leaky_backward_chunk`]: element kernels are plain `fn`s,
-/// and p-diff's autoencoder, the only caller, uses the paper's 0.2. Other slopes take the
-/// composed path.
-const LEAKY_SLOPE: f32 = 0.2;
-
-multiversion!(leaky_chunk(src: &[f32], out: &mut [f32]) {
+multiversion!(leaky_chunk(src: &[f32], out: &mut [f32], slope: f32) {
     for (o, &v) in out.iter_mut().zip(src) {
-        *o = if v < 0.0 { LEAKY_SLOPE * v } else { v };
+        *o = if v < 0.0 { slope * v } else { v };
     }
 });
 
-multiversion!(leaky_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32]) {
+multiversion!(leaky_backward_chunk(xs: &[f32], gs: &[f32], out: &mut [f32], slope: f32) {
     for ((o, &v), &g) in out.iter_mut().zip(xs).zip(gs) {
-        *o = if v < 0.0 { LEAKY_SLOPE * g } else { g };
+        *o = if v < 0.0 { slope * g } else { g };
     }
 });
 
@@ -305,8 +300,8 @@ fn flex_from_vec(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
 /// `kernel` over contiguous f32 chunks in parallel, or `fallback` for anything else.
 fn map_unary(
     x: FlexTensor,
-    kernel: fn(&[f32], &mut [f32]),
-    fallback: fn(FlexTensor) -> FlexTensor,
+    kernel: impl Fn(&[f32], &mut [f32]) + Sync,
+    fallback: impl FnOnce(FlexTensor) -> FlexTensor,
 ) -> FlexTensor {
     let Some(x) = contiguous_f32(&x) else {
         return fallback(x);
@@ -324,8 +319,8 @@ fn map_unary(
 fn map_backward(
     x: FlexTensor,
     grad: FlexTensor,
-    kernel: fn(&[f32], &[f32], &mut [f32]),
-    fallback: fn(FlexTensor, FlexTensor) -> FlexTensor,
+    kernel: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
+    fallback: impl FnOnce(FlexTensor, FlexTensor) -> FlexTensor,
 ) -> FlexTensor {
     let (Some(x), Some(g)) = (contiguous_f32(&x), contiguous_f32(&grad)) else {
         return fallback(x, grad);
@@ -566,12 +561,11 @@ impl FusedOps for Flex {
     }
 
     fn leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
-        if slope != LEAKY_SLOPE {
-            return <Self as ActivationOps<Self>>::leaky_relu(x, (slope as f64).into());
-        }
-        map_unary(x, leaky_chunk, |x| {
-            <Flex as ActivationOps<Flex>>::leaky_relu(x, (LEAKY_SLOPE as f64).into())
-        })
+        map_unary(
+            x,
+            |s, o| leaky_chunk(s, o, slope),
+            |x| <Flex as ActivationOps<Flex>>::leaky_relu(x, (slope as f64).into()),
+        )
     }
 
     fn leaky_relu_backward(
@@ -579,12 +573,12 @@ impl FusedOps for Flex {
         grad: FloatTensor<Self>,
         slope: f32,
     ) -> FloatTensor<Self> {
-        if slope != LEAKY_SLOPE {
-            return composed_leaky_relu_backward::<Self>(x, grad, slope);
-        }
-        map_backward(x, grad, leaky_backward_chunk, |x, g| {
-            composed_leaky_relu_backward::<Flex>(x, g, LEAKY_SLOPE)
-        })
+        map_backward(
+            x,
+            grad,
+            |xs, gs, o| leaky_backward_chunk(xs, gs, o, slope),
+            |x, g| composed_leaky_relu_backward::<Flex>(x, g, slope),
+        )
     }
 
     fn silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
