@@ -55,6 +55,7 @@ pub fn stage_table(stats: &BTreeMap<String, StageStats>) -> Table {
         "cached",
         "retries",
         "prompt tok",
+        "prompt tok evaluated",
         "completion tok",
         "wall s",
         "tokens/s",
@@ -71,6 +72,7 @@ pub fn stage_table(stats: &BTreeMap<String, StageStats>) -> Table {
                 s.cached.to_string(),
                 s.retries.to_string(),
                 s.prompt_tokens.to_string(),
+                s.prompt_evaluated.to_string(),
                 s.completion_tokens.to_string(),
                 format!("{:.1}", s.wall_s),
                 format!("{:.1}", s.tokens_per_s()),
@@ -382,6 +384,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
                 .into(),
         ),
         Block::Table(stage_table(stats)),
+        Block::Paragraph(prompt_reuse(stats)),
     ];
     blocks.extend(dataset_blocks(d));
     if let Some((si, Some(c), _)) = claim {
@@ -392,6 +395,31 @@ pub fn outcome(m: Measured) -> ReproOutcome {
         metrics,
         blocks,
     }
+}
+
+/// What the stages' prompts cost: tokens sent, tokens the model evaluated (the rest came from
+/// its KV cache: a syllabus or instruction shared with an earlier prompt), per completion token.
+fn prompt_reuse(stats: &BTreeMap<String, StageStats>) -> String {
+    let generated = stats.values().filter(|s| s.generated > 0);
+    let (sent, evaluated, completion) = generated.fold((0, 0, 0), |(a, b, c), s| {
+        (
+            a + s.prompt_tokens,
+            b + s.prompt_evaluated,
+            c + s.completion_tokens,
+        )
+    });
+    if sent == 0 || completion == 0 {
+        return "No prompt was evaluated in this run (every answer came from the cache).".into();
+    }
+    let per = |x: u64| x as f64 / completion as f64;
+    format!(
+        "Prompt tokens: {sent} sent, {evaluated} evaluated by the model ({:.0}% reused from \
+         its KV cache), i.e. {:.2} sent and {:.2} evaluated per completion token (stages \
+         that generated; `prompt_evaluated` is 0 where the backend does not report it).",
+        100.0 * sent.saturating_sub(evaluated) as f64 / sent as f64,
+        per(sent),
+        per(evaluated)
+    )
 }
 
 fn bpb_diff(d: &pw_nn::bytelm::PairedDiff) -> String {

@@ -439,6 +439,11 @@ async fn call_holding(inner: Arc<Inner>, req: Request) -> Result<Completion, Llm
         let m = call_once(&inner, &more).await?;
         c.usage.prompt_tokens += m.usage.prompt_tokens;
         c.usage.completion_tokens += m.usage.completion_tokens;
+        c.usage.prompt_evaluated = c
+            .usage
+            .prompt_evaluated
+            .zip(m.usage.prompt_evaluated)
+            .map(|(a, b)| a + b);
         c.choices.extend(m.choices.into_iter().take(want - have));
     }
     c.latency_ms = submitted.elapsed().as_secs_f64() * 1e3;

@@ -188,6 +188,16 @@ pub struct WireUsage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+    /// `cached_tokens`: prompt tokens served from the server's KV cache (OpenAI, vLLM, and
+    /// `paperworks serve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 /// `{"error": {...}}` as OpenAI sends it.
@@ -549,10 +559,21 @@ pub fn text_completion_to_wire(c: &Completion, created: u64) -> serde_json::Valu
     serde_json::json!({
         "id": format!("cmpl-{}", c.id), "object": "text_completion", "created": created,
         "model": c.model, "choices": choices,
-        "usage": {"prompt_tokens": c.usage.prompt_tokens,
-                  "completion_tokens": c.usage.completion_tokens,
-                  "total_tokens": c.usage.prompt_tokens + c.usage.completion_tokens},
+        "usage": usage_json(c),
     })
+}
+
+/// A completion's `usage` object as the OpenAI API writes it.
+pub fn usage_json(c: &Completion) -> serde_json::Value {
+    let mut u = serde_json::json!({
+        "prompt_tokens": c.usage.prompt_tokens,
+        "completion_tokens": c.usage.completion_tokens,
+        "total_tokens": c.usage.prompt_tokens + c.usage.completion_tokens,
+    });
+    if let Some(cached) = c.usage.cached_tokens(c.choices.len()) {
+        u["prompt_tokens_details"] = serde_json::json!({ "cached_tokens": cached });
+    }
+    u
 }
 
 /// Our completion for a wire response (the client side). `Err` when it holds no choice.
@@ -584,6 +605,7 @@ pub fn completion_from_wire(
         })
         .collect();
     choices.sort_by_key(|c| c.0);
+    let n_choices = choices.len();
     let usage = r.usage.unwrap_or_default();
     Ok(Completion {
         id: id.to_string(),
@@ -596,6 +618,10 @@ pub fn completion_from_wire(
         usage: Usage {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
+            // the wire says it per request; each choice is taken to have reused as much
+            prompt_evaluated: usage
+                .prompt_tokens_details
+                .map(|d| usage.prompt_tokens.saturating_sub(d.cached_tokens) * n_choices as u64),
         },
         latency_ms,
         cached: false,
@@ -627,6 +653,10 @@ pub fn completion_to_wire(c: &Completion, created: u64) -> ChatResponse {
             prompt_tokens: c.usage.prompt_tokens,
             completion_tokens: c.usage.completion_tokens,
             total_tokens: c.usage.prompt_tokens + c.usage.completion_tokens,
+            prompt_tokens_details: c
+                .usage
+                .cached_tokens(c.choices.len())
+                .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
         }),
     }
 }
@@ -649,6 +679,32 @@ mod tests {
         assert_eq!(c.choices[1].finish_reason, "eos_token");
         assert_eq!(c.model, "m");
         assert_eq!(c.usage.completion_tokens, 2);
+    }
+
+    #[test]
+    fn cached_prompt_tokens_cross_the_wire_both_ways() {
+        let body = r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"a"},
+            "finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":5,
+            "total_tokens":105,"prompt_tokens_details":{"cached_tokens":64}}}"#;
+        let r: ChatResponse = serde_json::from_str(body).unwrap();
+        let c = completion_from_wire(r, "q", "m", 1.0).unwrap();
+        assert_eq!(c.usage.prompt_evaluated, Some(36));
+        let back = completion_to_wire(&c, 0);
+        let u = back.usage.unwrap();
+        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 64);
+        // a server that does not say leaves it unknown, and we do not invent it
+        let plain = r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant",
+            "content":"a"}}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+        let c = completion_from_wire(serde_json::from_str(plain).unwrap(), "q", "m", 1.0).unwrap();
+        assert_eq!(c.usage.prompt_evaluated, None);
+        assert!(usage_json(&c).get("prompt_tokens_details").is_none());
+        // n = 2 choices that evaluated 100 + 1 of a 100-token prompt: 49 cached on average
+        let two = Usage {
+            prompt_tokens: 100,
+            completion_tokens: 0,
+            prompt_evaluated: Some(101),
+        };
+        assert_eq!(two.cached_tokens(2), Some(49));
     }
 
     #[test]
@@ -769,6 +825,7 @@ mod tests {
             usage: Usage {
                 prompt_tokens: 2,
                 completion_tokens: 3,
+                prompt_evaluated: None,
             },
             latency_ms: 1.0,
             cached: false,

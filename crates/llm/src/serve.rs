@@ -397,11 +397,7 @@ impl Streaming {
                                                         "finish_reason": ch.finish_reason}),
                     })
                     .collect();
-                let usage = serde_json::json!({
-                    "prompt_tokens": c.usage.prompt_tokens,
-                    "completion_tokens": c.usage.completion_tokens,
-                    "total_tokens": c.usage.prompt_tokens + c.usage.completion_tokens,
-                });
+                let usage = crate::openai::usage_json(&c);
                 format!(
                     "{}data: [DONE]\n\n",
                     self.chunk(serde_json::Value::from(choices), Some(usage))

@@ -93,6 +93,11 @@ pub struct StageStats {
     pub cached: u64,
     pub retries: u64,
     pub prompt_tokens: u64,
+    /// Prompt tokens the model evaluated for the generated answers (cache hits cost none; a
+    /// prefix reused from the KV cache is not evaluated again). Counts only the answers whose
+    /// backend reports it.
+    #[serde(default)]
+    pub prompt_evaluated: u64,
     pub completion_tokens: u64,
     pub wall_s: f64,
 }
@@ -235,6 +240,7 @@ pub fn run_stage(
                         stats.cached += 1;
                     } else {
                         stats.generated += 1;
+                        stats.prompt_evaluated += c.usage.prompt_evaluated.unwrap_or(0);
                     }
                     stats.prompt_tokens += c.usage.prompt_tokens;
                     stats.completion_tokens += c.usage.completion_tokens;

@@ -262,8 +262,23 @@ pub struct Choice {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// The request's prompt, counted once however many choices it asked for (OpenAI's sense).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens the model actually evaluated for this request, over all its choices:
+    /// `n * prompt_tokens` less what was reused from the KV cache (a shared prefix, the
+    /// choices after the first). `None` where the backend does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_evaluated: Option<u64>,
+}
+
+impl Usage {
+    /// OpenAI's `prompt_tokens_details.cached_tokens` for a request of `n` choices: the prompt
+    /// tokens one choice did not evaluate, on average over the choices.
+    pub fn cached_tokens(&self, n: usize) -> Option<u64> {
+        let per_choice = self.prompt_evaluated?.div_ceil(n.max(1) as u64);
+        Some(self.prompt_tokens.saturating_sub(per_choice))
+    }
 }
 
 /// The answer to one [`Request`]: `n` choices, token usage and latency.

@@ -103,6 +103,80 @@ fn a_batch_answers_every_request_once_tagged_with_its_id() {
     assert_eq!(in_batch[0].as_ref().unwrap().choices, alone.choices);
 }
 
+/// A long system prompt shared by the requests of the prefix tests.
+fn syllabus() -> String {
+    let sessions: Vec<String> = (1..=12)
+        .map(|i| {
+            format!("Session {i}: forces, energy and momentum, part {i}, with worked examples")
+        })
+        .collect();
+    format!(
+        "You are a physics teacher. The syllabus:\n{}",
+        sessions.join("\n")
+    )
+}
+
+#[test]
+fn a_shared_prefix_is_evaluated_once_and_changes_no_answer() {
+    let load = |reuse| {
+        let mut cfg = EmbeddedConfig::new(common::smollm2());
+        cfg.ctx_per_seq = 512;
+        cfg.parallel = 4;
+        cfg.reuse_prefix = reuse;
+        Embedded::load(cfg).expect("SmolLM2 loads")
+    };
+    let req = |id: &str, user: &str, n| {
+        Request::new(
+            id,
+            vec![ChatMessage::system(syllabus()), ChatMessage::user(user)],
+            GenParams {
+                n,
+                ..GenParams::greedy(12)
+            },
+        )
+    };
+    let reqs = [
+        req("a", "Write one homework question on session 2.", 4),
+        req("b", "Write one homework question on session 7.", 1),
+        req("c", "Name the topic of session 3.", 2),
+    ];
+    let (on, off) = (load(true), load(false));
+    let answers = |e: &Embedded| -> Vec<pw_llm::Completion> {
+        reqs.iter().map(|r| e.generate(r).unwrap()).collect()
+    };
+    let (with, without) = (answers(&on), answers(&off));
+    for (w, wo) in with.iter().zip(&without) {
+        assert_eq!(w.choices, wo.choices, "{}: reuse changed the answer", w.id);
+        assert_eq!(w.usage.prompt_tokens, wo.usage.prompt_tokens);
+        let n = w.choices.len() as u64;
+        // without reuse every choice evaluates the whole prompt
+        assert_eq!(wo.usage.prompt_evaluated, Some(n * wo.usage.prompt_tokens));
+    }
+    let p = with[0].usage.prompt_tokens;
+    assert!(p > 150, "the syllabus is a long prefix: {p} tokens");
+    // the other three choices of "a" waited for the first and copied all but its last token
+    assert_eq!(
+        with[0].usage.prompt_evaluated,
+        Some(p + 3),
+        "{:?}",
+        with[0].usage
+    );
+    // "b" and "c" differ from "a" only after the syllabus and the start of the user turn
+    for c in &with[1..] {
+        let evaluated = c.usage.prompt_evaluated.unwrap();
+        assert!(
+            evaluated < 30 + c.choices.len() as u64,
+            "{}: evaluated {evaluated} of {} prompt tokens",
+            c.id,
+            c.usage.prompt_tokens
+        );
+    }
+    assert_eq!(
+        with[0].usage.cached_tokens(4),
+        Some(p - (p + 3).div_ceil(4))
+    );
+}
+
 #[test]
 fn stop_strings_and_max_tokens_end_generation() {
     let e = engine();

@@ -249,7 +249,7 @@ fn streaming_deltas_add_up_to_the_plain_answer_and_end_with_usage_and_done() {
         last["choices"][0]["finish_reason"],
         plain["choices"][0]["finish_reason"]
     );
-    assert_eq!(last["usage"], plain["usage"]);
+    same_usage(&last["usage"], &plain["usage"]);
 
     // a stop sequence taken from inside the answer: cut there, never streamed
     let words: Vec<&str> = want.split_whitespace().collect();
@@ -349,7 +349,7 @@ fn legacy_completions_continue_the_raw_prompt_and_stream() {
         .filter_map(|c| c["choices"][0]["text"].as_str())
         .collect();
     assert_eq!(text, want);
-    assert_eq!(chunks.last().unwrap()["usage"], plain["usage"]);
+    same_usage(&chunks.last().unwrap()["usage"], &plain["usage"]);
 
     let (status, e) = post(
         "completions",
@@ -363,4 +363,17 @@ fn legacy_completions_continue_the_raw_prompt_and_stream() {
     );
     assert_eq!(status, 400);
     assert!(e.contains("embeddings are not supported"), "{e}");
+}
+
+/// The same token counts; the second of two equal requests reuses the first one's prompt
+/// from the KV cache, which OpenAI's `prompt_tokens_details.cached_tokens` reports.
+fn same_usage(second: &serde_json::Value, first: &serde_json::Value) {
+    for k in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(second[k], first[k], "{k}");
+    }
+    let cached = second["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .expect("cached_tokens");
+    let prompt = second["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(cached, prompt - 1, "all but the last prompt token reused");
 }

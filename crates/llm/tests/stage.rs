@@ -70,6 +70,7 @@ impl Generator for Scripted {
             usage: Usage {
                 prompt_tokens: 10,
                 completion_tokens: 4,
+                prompt_evaluated: None,
             },
             latency_ms: 1.0,
             cached: false,

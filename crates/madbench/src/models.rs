@@ -143,6 +143,7 @@ impl Generator for TinyVlmGenerator {
             let usage = Usage {
                 prompt_tokens: self.vocab.encode(&q).len() as u64 + self.cfg.patches() as u64,
                 completion_tokens: text.split_whitespace().count() as u64,
+                prompt_evaluated: None,
             };
             on_result(BatchResult {
                 result: Ok(completion(&id, &self.name, text, usage, ms)),

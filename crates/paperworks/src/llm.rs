@@ -49,6 +49,10 @@ pub struct BackendArgs {
     /// ~/.cache/paperworks/models.
     #[arg(long, default_value = "auto", value_name = "FORMAT")]
     pub weights: WeightFormat,
+    /// Embedded: evaluate every prompt in full, instead of reusing the KV cache of a prefix
+    /// that an earlier prompt or another choice of the same request already evaluated.
+    #[arg(long)]
+    pub no_prefix_reuse: bool,
     /// Embedded: layers to offload to a GPU (GPU builds of llama.cpp only).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub gpu_layers: u32,
@@ -97,6 +101,7 @@ impl BackendArgs {
                 chat_template: self.chat_template.clone(),
                 gpu_layers: self.gpu_layers,
                 weights: self.weights,
+                reuse_prefix: !self.no_prefix_reuse,
                 ..Default::default()
             },
             http: HttpConfig {
@@ -272,8 +277,12 @@ pub fn complete(g: &Global, a: &CompleteArgs, seed_given: bool) -> Result<()> {
             }
             println!("{}", ch.text);
         }
+        let reused = match c.usage.cached_tokens(c.choices.len()) {
+            Some(k) if k > 0 && !c.cached => format!(" ({k} reused from the KV cache)"),
+            _ => String::new(),
+        };
         eprintln!(
-            "[{}] {} prompt + {} completion tokens, {:.0} ms{}",
+            "[{}] {} prompt{reused} + {} completion tokens, {:.0} ms{}",
             c.model,
             c.usage.prompt_tokens,
             c.usage.completion_tokens,
@@ -299,6 +308,17 @@ pub fn print_bench(r: &BenchReport) {
         r.parallel, r.tg_batched_tokens_per_s
     );
     println!("batched / single                    {:>8.2}x", r.speedup);
+    use pw_core::samples::report_figure;
+    report_figure(
+        &format!("{}: generation, 1 stream", r.model),
+        r.tg_single_tokens_per_s,
+        "tokens/s",
+    );
+    report_figure(
+        &format!("{}: generation, {} streams", r.model, r.parallel),
+        r.tg_batched_tokens_per_s,
+        "tokens/s",
+    );
 }
 
 pub fn bench(g: &Global, a: &BenchArgs) -> Result<()> {

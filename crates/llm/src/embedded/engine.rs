@@ -5,6 +5,12 @@
 //! batch: the next token of every generating unit first (so running sequences are never
 //! starved by a long prompt), then prompt chunks up to `batch_tokens`; one `decode` call runs
 //! them all. Logits are read only for the positions that need a sample.
+//!
+//! A sequence keeps its KV cache after its unit finishes, with the tokens it holds in
+//! `Engine::kv`. A new unit starts from the longest prefix of its prompt that any sequence
+//! holds (its own slot's, or a copy of another's), so the `n` choices of a request and
+//! requests that open with the same system prompt or syllabus evaluate that prefix once. A
+//! unit whose prefix is still being fed by another waits for it instead of evaluating it too.
 
 use super::sampler::Sampler;
 use super::template::ChatTemplate;
@@ -318,6 +324,8 @@ pub(super) fn run(
         full: LlamaTokenDataArray::new(Vec::new(), false),
         masked: Vec::new(),
         converted: HashMap::new(),
+        kv: vec![Vec::new(); parallel],
+        reuse_prefix: cfg.reuse_prefix,
     };
     engine.serve(rx);
 }
@@ -333,6 +341,31 @@ struct JobState {
     remaining: usize,
     prompt_tokens: u64,
     completion_tokens: u64,
+    /// Prompt tokens evaluated over all its units (less what they reused).
+    prompt_evaluated: u64,
+}
+
+/// The unit whose prompt feeding a waiting unit waits for, and how much of it it will take.
+#[derive(Clone, Copy)]
+struct Leader {
+    slot: usize,
+    job: u64,
+    choice: usize,
+    target: usize,
+}
+
+/// A wait must save at least this many prompt tokens (it delays the unit by the leader's
+/// remaining prompt chunks).
+const MIN_WAIT_GAIN: usize = 16;
+
+/// How much of a common prefix a unit can take: all but its last prompt token, which is always
+/// evaluated for the logits of the first sample.
+fn usable(common: usize, prompt_len: usize) -> usize {
+    common.min(prompt_len.saturating_sub(1))
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 struct Unit {
@@ -351,6 +384,8 @@ struct Unit {
     /// Bytes of `out` already handed to `on_delta`.
     sent: usize,
     on_delta: Option<super::OnDelta>,
+    /// Set while it waits for another unit to feed the prefix it will copy.
+    wait: Option<Leader>,
 }
 
 impl Unit {
@@ -407,6 +442,9 @@ struct Engine<'m> {
     masked: Vec<f32>,
     /// JSON-schema text -> its GBNF grammar (see [`grammars_for`]).
     converted: HashMap<String, String>,
+    /// The tokens in each sequence's KV cache, by position (kept after its unit finishes).
+    kv: Vec<Vec<LlamaToken>>,
+    reuse_prefix: bool,
 }
 
 impl Engine<'_> {
@@ -441,21 +479,142 @@ impl Engine<'_> {
             if !open && self.waiting.is_empty() && self.slots.iter().all(Option::is_none) {
                 return;
             }
-            // start waiting units in free slots
-            for s in 0..self.slots.len() {
-                if self.slots[s].is_none() {
-                    while let Some(u) = self.waiting.pop_front() {
-                        if self.jobs.contains_key(&u.job) {
-                            self.slots[s] = Some(u);
-                            break;
-                        }
-                    }
-                }
-            }
+            self.place_waiting();
             if self.slots.iter().all(Option::is_none) {
                 continue;
             }
             self.step(&mut batch);
+        }
+    }
+
+    /// Starts waiting units in free slots, each in the free slot whose KV cache shares the
+    /// longest prefix with its prompt (on a tie, the one holding least).
+    fn place_waiting(&mut self) {
+        while self.slots.iter().any(Option::is_none) {
+            let Some(u) = self.waiting.pop_front() else {
+                return;
+            };
+            if !self.jobs.contains_key(&u.job) {
+                continue;
+            }
+            let s = (0..self.slots.len())
+                .filter(|&s| self.slots[s].is_none())
+                .max_by_key(|&s| {
+                    (
+                        common_prefix(&self.kv[s], &u.prompt),
+                        std::cmp::Reverse(self.kv[s].len()),
+                        std::cmp::Reverse(s),
+                    )
+                })
+                .expect("a slot is free");
+            self.start(s, u);
+        }
+    }
+
+    /// Puts `u` in slot `s`: on the best prefix there is now, or waiting for a running unit
+    /// that is feeding a longer one.
+    fn start(&mut self, s: usize, mut u: Unit) {
+        if self.reuse_prefix {
+            let have = self.best_source(s, &u.prompt).1;
+            let lead = (0..self.slots.len())
+                .filter_map(|t| {
+                    let l = self.slots[t].as_ref()?;
+                    let feeding = l.wait.is_none() && l.fed < l.prompt.len();
+                    feeding.then(|| Leader {
+                        slot: t,
+                        job: l.job,
+                        choice: l.choice,
+                        target: usable(common_prefix(&l.prompt, &u.prompt), u.prompt.len()),
+                    })
+                })
+                .max_by_key(|l| l.target);
+            if let Some(l) = lead.filter(|l| l.target >= have + MIN_WAIT_GAIN) {
+                u.wait = Some(l);
+                self.slots[s] = Some(u);
+                return;
+            }
+        }
+        self.adopt_prefix(s, &mut u);
+        self.slots[s] = Some(u);
+    }
+
+    /// The sequence holding the longest usable prefix of `prompt`, and its length; slot `s`
+    /// itself on a tie (no copy).
+    fn best_source(&self, s: usize, prompt: &[LlamaToken]) -> (usize, usize) {
+        let mut best = (s, usable(common_prefix(&self.kv[s], prompt), prompt.len()));
+        for (t, kv) in self.kv.iter().enumerate() {
+            let c = usable(common_prefix(kv, prompt), prompt.len());
+            if c > best.1 {
+                best = (t, c);
+            }
+        }
+        best
+    }
+
+    /// Sets sequence `s` to the longest prefix of `u`'s prompt that any sequence holds and
+    /// starts `u` after it; anything llama.cpp cannot keep (a recurrent model's partial
+    /// state, a sliding window that dropped the prefix's start) is evaluated again.
+    fn adopt_prefix(&mut self, s: usize, u: &mut Unit) {
+        let (src, mut keep) = if self.reuse_prefix {
+            self.best_source(s, &u.prompt)
+        } else {
+            (s, 0)
+        };
+        let seq = s as u32;
+        if src != s {
+            // a cache with one buffer per sequence copies whole sequences only, so the whole
+            // of `src` comes over and its tail is dropped below
+            if self
+                .ctx
+                .copy_kv_cache_seq(src as i32, s as i32, None, None)
+                .is_ok()
+            {
+                self.kv[s] = self.kv[src].clone();
+            } else {
+                keep = 0;
+            }
+        }
+        if keep > 0 {
+            let kept = self
+                .ctx
+                .clear_kv_cache_seq(Some(seq), Some(keep as u32), None)
+                .unwrap_or(false)
+                && self.ctx.kv_cache_seq_pos_min(s as i32) == 0
+                && self.ctx.kv_cache_seq_pos_max(s as i32) == keep as i32 - 1;
+            if !kept {
+                keep = 0;
+            }
+        }
+        if keep == 0 {
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq), None, None);
+        }
+        self.kv[s].truncate(keep);
+        u.fed = keep;
+        if let Some(job) = self.jobs.get_mut(&u.job) {
+            job.prompt_evaluated += (u.prompt.len() - keep) as u64;
+        }
+    }
+
+    /// Starts each waiting unit whose leader has fed the prefix it waits for, or stopped
+    /// feeding (finished, failed, or done with its prompt).
+    fn resolve_waits(&mut self) {
+        for s in 0..self.slots.len() {
+            let Some((w, prompt)) = self.slots[s]
+                .as_ref()
+                .and_then(|u| Some((u.wait?, u.prompt.clone())))
+            else {
+                continue;
+            };
+            let feeding = self.slots[w.slot]
+                .as_ref()
+                .is_some_and(|l| l.job == w.job && l.choice == w.choice && l.fed < l.prompt.len());
+            if feeding && common_prefix(&self.kv[w.slot], &prompt) < w.target {
+                continue;
+            }
+            let mut u = self.slots[s].take().expect("slot is active");
+            u.wait = None;
+            self.adopt_prefix(s, &mut u);
+            self.slots[s] = Some(u);
         }
     }
 
@@ -563,6 +722,7 @@ impl Engine<'_> {
                 logit_idx: None,
                 sent: 0,
                 on_delta: job.on_delta.clone(),
+                wait: None,
             });
         }
         self.jobs.insert(
@@ -577,6 +737,7 @@ impl Engine<'_> {
                 remaining: n,
                 prompt_tokens: prompt.len() as u64,
                 completion_tokens: 0,
+                prompt_evaluated: 0,
             },
         );
         self.next_job += 1;
@@ -584,28 +745,32 @@ impl Engine<'_> {
     }
 
     fn step(&mut self, batch: &mut LlamaBatch) {
+        self.resolve_waits();
         batch.clear();
         let mut budget = self.batch_tokens as usize;
         // generating units: one token each
-        for (s, slot) in self.slots.iter_mut().enumerate() {
+        for (s, (slot, kv)) in self.slots.iter_mut().zip(&mut self.kv).enumerate() {
             let Some(u) = slot else { continue };
             u.logit_idx = None;
             if u.fed == u.prompt.len() && u.n_gen > 0 {
                 let pos = (u.prompt.len() as u32 + u.n_gen - 1) as i32;
+                debug_assert_eq!(kv.len(), pos as usize);
                 let idx = batch.n_tokens();
                 batch
                     .add(u.last, pos, &[s as i32], true)
                     .expect("batch sized for every slot");
+                kv.push(u.last);
                 u.logit_idx = Some(idx);
                 budget -= 1;
             }
         }
         // prompt chunks with what is left
-        for (s, slot) in self.slots.iter_mut().enumerate() {
+        for (s, (slot, kv)) in self.slots.iter_mut().zip(&mut self.kv).enumerate() {
             let Some(u) = slot else { continue };
-            if u.fed == u.prompt.len() || budget == 0 {
+            if u.fed == u.prompt.len() || u.wait.is_some() || budget == 0 {
                 continue;
             }
+            debug_assert_eq!(kv.len(), u.fed);
             let k = (u.prompt.len() - u.fed).min(budget);
             for j in u.fed..u.fed + k {
                 let last = j + 1 == u.prompt.len();
@@ -616,14 +781,21 @@ impl Engine<'_> {
                     .add(u.prompt[j], j as i32, &[s as i32], last)
                     .expect("chunk fits the budget");
             }
+            kv.extend_from_slice(&u.prompt[u.fed..u.fed + k]);
             u.fed += k;
             budget -= k;
+        }
+        if batch.n_tokens() == 0 {
+            return;
         }
         if let Err(e) = self.ctx.decode(batch) {
             let active: Vec<u64> = self.slots.iter().flatten().map(|u| u.job).collect();
             for job in active {
                 self.fail_job(job, format!("llama.cpp decode failed: {e}"));
             }
+            // what the failed batch left in the cache is unknown: nothing of it is reused
+            self.ctx.clear_kv_cache();
+            self.kv.iter_mut().for_each(Vec::clear);
             return;
         }
         for s in 0..self.slots.len() {
@@ -705,7 +877,10 @@ impl Engine<'_> {
     fn finish_slot(&mut self, s: usize, reason: &str) {
         let mut u = self.slots[s].take().expect("slot is active");
         u.stream(true);
-        let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+        if !self.reuse_prefix {
+            let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+            self.kv[s].clear();
+        }
         let Some(job) = self.jobs.get_mut(&u.job) else {
             return;
         };
@@ -728,6 +903,7 @@ impl Engine<'_> {
                 usage: Usage {
                     prompt_tokens: job.prompt_tokens,
                     completion_tokens: job.completion_tokens,
+                    prompt_evaluated: Some(job.prompt_evaluated),
                 },
                 latency_ms: job.submitted.elapsed().as_secs_f64() * 1e3,
                 cached: false,
@@ -745,6 +921,7 @@ impl Engine<'_> {
             if self.slots[s].as_ref().is_some_and(|u| u.job == job) {
                 self.slots[s] = None;
                 let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+                self.kv[s].clear();
             }
         }
         if let Some(state) = self.jobs.remove(&job) {

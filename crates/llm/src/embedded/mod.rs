@@ -51,6 +51,10 @@ pub struct EmbeddedConfig {
     /// Where converted models are kept (default `$XDG_CACHE_HOME/paperworks/models` or
     /// `~/.cache/paperworks/models`).
     pub convert_dir: Option<PathBuf>,
+    /// Reuse the KV cache of a prompt prefix another sequence already evaluated (the choices
+    /// of an `n > 1` request, requests that share a system prompt or a syllabus), instead of
+    /// evaluating it again. Off only to measure what it saves.
+    pub reuse_prefix: bool,
 }
 
 impl Default for EmbeddedConfig {
@@ -66,6 +70,7 @@ impl Default for EmbeddedConfig {
             name: None,
             weights: requant::WeightFormat::Auto,
             convert_dir: None,
+            reuse_prefix: true,
         }
     }
 }

@@ -363,6 +363,7 @@ fn answer(
         usage: Usage {
             prompt_tokens: prompt_tokens as u64,
             completion_tokens: generated,
+            prompt_evaluated: Some(prompt_tokens as u64),
         },
         latency_ms: t0.elapsed().as_secs_f64() * 1e3,
         cached: false,
