@@ -27,7 +27,13 @@ test: setup
 	set -o pipefail; $(CARGO) test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
 
+# Every bench and peer appends its headline figures to $(FIGURES); the table of ratios (ours /
+# peer) is printed at the end.
+FIGURES := $(CURDIR)/target/bench-figures.jsonl
+
+bench: export PW_BENCH_FIGURES = $(FIGURES)
 bench: setup
+	@mkdir -p target && rm -f $(FIGURES)
 	$(CARGO) bench -p pw-nn --bench kernels
 	$(CARGO) bench -p pw-pdiff --bench pdiff
 	$(CARGO) bench -p pw-llm --bench sampler
@@ -39,6 +45,8 @@ bench: setup
 	else echo "skipped the PyTorch peers ($(PEERS)): $(PEER_PYTHON) has no torch (set PEER_PYTHON, or run scripts/setup.sh --peers)"; fi
 	$(CARGO) build --release --workspace
 	./target/release/paperworks llm bench --quiet
+	@echo; echo "ratios of the headline figures (higher is better; $(FIGURES)):"
+	@python3 scripts/benchfig.py $(FIGURES)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -127,4 +127,12 @@ fn main() {
         100.0 * achieved / peak
     );
     println!("threads: {} (rayon)", rayon::current_num_threads());
+    use pw_core::samples::report_figure;
+    report_figure("f32 matmul 1024^3", g1, "GFLOP/s");
+    report_figure("f32 matmul 2048^3", g2, "GFLOP/s");
+    report_figure(
+        "transformer train step d256 L4 s128 b32",
+        (BATCH * SEQ) as f64 / step,
+        "tokens/s",
+    );
 }

@@ -7,7 +7,12 @@ as `pw_nn::schedule::OptimConfig::default()`. Also f32 matmul 1024^3 and 2048^3.
 usage: python transformer_peer.py [--steps N]   (needs torch; all cores, as the Rust bench)
 """
 import argparse
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
+from benchfig import figure  # noqa: E402
 
 import torch
 import torch.nn as nn
@@ -66,6 +71,7 @@ def main():
         x, y = torch.randn(n, n), torch.randn(n, n)
         dt = timed(lambda: x @ y, 10)
         print(f"{tag}: f32 matmul {n}^3: {2 * n**3 / dt / 1e9:.1f} GFLOP/s")
+        figure(f"f32 matmul {n}^3", 2 * n**3 / dt / 1e9, "GFLOP/s", f"pytorch {torch.__version__}")
     model = CausalLm()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01)
     tokens = torch.randint(0, V, (B, T + 1))
@@ -80,6 +86,7 @@ def main():
 
     dt = timed(step, a.steps)
     print(f"{tag}: transformer train step d{D} L{L} s{T} b{B}: {1000 * dt:.1f} ms/step, {B * T / dt:.0f} tokens/s")
+    figure(f"transformer train step d{D} L{L} s{T} b{B}", B * T / dt, "tokens/s", f"pytorch {torch.__version__}")
 
 
 if __name__ == "__main__":

@@ -161,4 +161,7 @@ fn main() {
         "| generation (1000 DDPM steps, decode, evaluate 15k rows) | {:>10.2} models/s    |",
         n as f64 / generation
     );
+    use pw_core::samples::report_figure;
+    report_figure("p-diff autoencoder step", BATCH as f64 / a, "samples/s");
+    report_figure("p-diff denoiser step", BATCH as f64 / d, "samples/s");
 }

@@ -12,7 +12,12 @@ usage: python pdiff_peer.py [--steps N]   (needs torch; all cores, as the Rust b
 """
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
+from benchfig import figure  # noqa: E402
 
 import torch
 import torch.nn as nn
@@ -105,6 +110,7 @@ def main():
     ae, x = Autoencoder(), torch.randn(BATCH, DIM)
     dt = timed(train_step(ae, lambda: ae.loss(x)), a.steps)
     print(f"{tag}: autoencoder training ({CH}, {DIM} values): {BATCH / dt:.0f} samples/s")
+    figure("p-diff autoencoder step", BATCH / dt, "samples/s", f"pytorch {torch.__version__}")
     betas = torch.linspace(1e-4, 2e-2, 1000, dtype=torch.float64)
     alpha_bar = torch.cumprod(1 - betas, 0)
     den, z = Denoiser(), torch.randn(BATCH, LAT, DIM // 16)
@@ -117,6 +123,7 @@ def main():
 
     dt = timed(train_step(den, ddpm_loss), a.steps)
     print(f"{tag}: denoiser training (hidden {HID}, latent [{LAT}, {DIM // 16}]): {BATCH / dt:.0f} samples/s")
+    figure("p-diff denoiser step", BATCH / dt, "samples/s", f"pytorch {torch.__version__}")
 
 
 if __name__ == "__main__":

@@ -64,16 +64,25 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(32));
     g.bench_function("encoder step, batch 32 x 8 x 32 x 32", |b| {
-        b.iter(|| {
-            let m = model.take().unwrap();
-            let y = m.forward(video.clone());
-            let loss = (y.clone() * y).mean();
-            let grads = GradientsParams::from_grads(loss.backward(), &m);
-            model = Some(opt.step(1e-4, m, grads));
+        b.iter_custom(|iters| {
+            let t = std::time::Instant::now();
+            for _ in 0..iters {
+                let m = model.take().unwrap();
+                let y = m.forward(video.clone());
+                let loss = (y.clone() * y).mean();
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                model = Some(opt.step(1e-4, m, grads));
+            }
+            SAMPLES.record("step", iters, t.elapsed())
         })
     });
     g.finish();
+    if let Some(step) = SAMPLES.median("step") {
+        pw_core::samples::report_figure("ViViT encoder step b32 8x32x32", 32.0 / step, "clips/s");
+    }
 }
+
+static SAMPLES: pw_core::samples::Samples = pw_core::samples::Samples::new();
 
 criterion_group!(benches, bench);
 criterion_main!(benches);

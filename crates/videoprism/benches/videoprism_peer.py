@@ -7,7 +7,12 @@ usage: python videoprism_peer.py [--steps N]   (needs torch; all cores, as the R
 """
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
+from benchfig import figure  # noqa: E402
 
 import torch
 import torch.nn as nn
@@ -86,6 +91,7 @@ def main():
         step()
     dt = (time.perf_counter() - t0) / a.steps
     print(f"pytorch {torch.__version__} ({torch.get_num_threads()} threads): encoder step, batch {B} x {T} x {S} x {S}: {1000 * dt:.1f} ms/step, {B / dt:.1f} clips/s")
+    figure(f"ViViT encoder step b{B} {T}x{S}x{S}", B / dt, "clips/s", f"pytorch {torch.__version__}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""Headline figures of `make bench`, ours and the peers', collected in one JSON-lines file.
+
+`make bench` sets PW_BENCH_FIGURES; every bench appends {"workload", "who", "value", "unit"}
+(higher is better) with `figure()` here or `pw_core::samples::report_figure` in Rust, and
+`python3 scripts/benchfig.py FILE` prints each workload's ratio, ours / peer.
+"""
+import json
+import os
+import sys
+
+
+def figure(workload, value, unit, who):
+    """Appends one figure to $PW_BENCH_FIGURES; nothing when it is unset."""
+    path = os.environ.get("PW_BENCH_FIGURES")
+    if not path:
+        return
+    line = json.dumps({"workload": workload, "who": who, "value": value, "unit": unit})
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def ratios(lines):
+    """(workload, unit, ours, [(peer, value, ours / value)]) per workload, in first-seen order.
+    A workload measured more than once keeps its last figure per side."""
+    by = {}
+    for rec in lines:
+        w = by.setdefault(rec["workload"], {"unit": rec["unit"], "ours": None, "peers": {}})
+        if rec["unit"] != w["unit"]:
+            raise ValueError(f"{rec['workload']}: unit {rec['unit']} after {w['unit']}")
+        if rec["who"] == "paperworks":
+            w["ours"] = rec["value"]
+        else:
+            w["peers"][rec["who"]] = rec["value"]
+    out = []
+    for name, w in by.items():
+        peers = [(p, v, w["ours"] / v if w["ours"] is not None and v > 0 else None)
+                 for p, v in w["peers"].items()]
+        out.append((name, w["unit"], w["ours"], peers))
+    return out
+
+
+def table(rows):
+    text = ["| workload | paperworks | peer | peer figure | ratio (ours / peer) |",
+            "|---|---|---|---|---|"]
+    for name, unit, ours, peers in rows:
+        mine = "not run" if ours is None else f"{ours:,.1f} {unit}"
+        if not peers:
+            text.append(f"| {name} | {mine} | no peer ran | | |")
+        for p, v, r in peers:
+            ratio = "" if r is None else f"{r:.2f}x"
+            text.append(f"| {name} | {mine} | {p} | {v:,.1f} {unit} | {ratio} |")
+    return "\n".join(text)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: python3 scripts/benchfig.py FIGURES.jsonl")
+    path = sys.argv[1]
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [json.loads(l) for l in f if l.strip()]
+    except FileNotFoundError:
+        sys.exit(f"{path}: no figures (run `make bench`)")
+    except (json.JSONDecodeError, KeyError) as e:
+        sys.exit(f"{path}: not a figures file: {e}")
+    print(table(ratios(lines)))
+
+
+if __name__ == "__main__":
+    main()
