@@ -76,6 +76,31 @@ impl Plot {
         self.series.len() > 1 || self.series.iter().any(|s| !s.name.is_empty())
     }
 
+    /// Headroom for the legend in the upper right, so it never covers a point or a bar: the
+    /// data keep the lower (1 - share) of the plot area (about 400 px high, 20 px per entry).
+    fn legend_share(&self) -> f64 {
+        if self.has_legend() {
+            ((self.series.len() as f64 * 20.0 + 12.0) / 400.0).min(0.6)
+        } else {
+            0.0
+        }
+    }
+
+    /// The top of a bar chart's y axis: 10% above the tallest bar, and the legend's share.
+    fn bar_top(&self) -> f64 {
+        let top = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|y| y.is_finite())
+            .fold(0.0f64, f64::max);
+        if top > 0.0 {
+            top * 1.1 / (1.0 - self.legend_share())
+        } else {
+            1.0
+        }
+    }
+
     fn bounds(&self) -> ((f64, f64), (f64, f64)) {
         let pts = self
             .series
@@ -105,13 +130,7 @@ impl Plot {
         } else {
             pad(y0, y1)
         };
-        // Headroom for the legend in the upper right, so it never covers a point: the data
-        // keep the lower (1 - share) of the plot area (about 400 px high, 20 px per entry).
-        let share = if self.has_legend() {
-            ((self.series.len() as f64 * 20.0 + 12.0) / 400.0).min(0.6)
-        } else {
-            0.0
-        };
+        let share = self.legend_share();
         let grow = share / (1.0 - share);
         let y1 = if self.log_y {
             y1 * (y1 / y0).powf(grow)
@@ -214,13 +233,7 @@ impl Plot {
     {
         let err = |e: String| Error::Other(format!("plot {}: {e}", self.id));
         let n = self.x_labels.len().max(1);
-        let top = self
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
-            .filter(|y| y.is_finite())
-            .fold(0.0f64, f64::max);
-        let y1 = if top > 0.0 { top * 1.1 } else { 1.0 };
+        let y1 = self.bar_top();
         let labels = self.x_labels.clone();
         let mut chart = ChartBuilder::on(&root)
             .caption(&self.title, (FONT, 22))
@@ -344,6 +357,30 @@ mod tests {
             (y1 - 0.82).abs() < 1e-9 && (y0 - 0.38).abs() < 1e-9,
             "{y0}..{y1}"
         );
+    }
+
+    /// A bar chart's legend (upper right) sits above the tallest bar: four entries take 92 of
+    /// about 400 px, and the bars stay below that.
+    #[test]
+    fn bars_leave_the_legend_room() {
+        let bars = |names: &[&str]| Plot {
+            id: "t".into(),
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            kind: PlotKind::Bars,
+            series: names
+                .iter()
+                .map(|n| Series::new(*n, vec![(0.0, 30.0), (1.0, 80.0)]))
+                .collect(),
+            log_y: false,
+            x_labels: vec!["a".into(), "b".into()],
+        };
+        let four = bars(&["a", "b", "c", "d"]);
+        assert!(80.0 / four.bar_top() < 1.0 - 92.0 / 400.0 + 1e-9);
+        assert!(80.0 / four.bar_top() > 0.6);
+        // an unnamed single series has no legend: 10% above the tallest bar
+        assert!((bars(&[""]).bar_top() - 88.0).abs() < 1e-9);
     }
 
     /// A learning curve joins its points and marks each one: a line per series and a marker
