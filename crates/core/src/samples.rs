@@ -37,7 +37,7 @@ impl Samples {
 }
 
 /// The variable `make bench` sets to a JSON-lines file that collects every bench's headline
-/// figures, ours and the peers', so `scripts/bench_ratios.py` can print their ratios.
+/// figures, ours and the peers', so `scripts/benchfig.py` can print their ratios.
 pub const FIGURES_ENV: &str = "PW_BENCH_FIGURES";
 
 /// Appends one headline figure (`value` in `unit`, higher is better) of `workload` to the file

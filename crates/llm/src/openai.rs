@@ -563,17 +563,24 @@ pub fn text_completion_to_wire(c: &Completion, created: u64) -> serde_json::Valu
     })
 }
 
-/// A completion's `usage` object as the OpenAI API writes it.
-pub fn usage_json(c: &Completion) -> serde_json::Value {
-    let mut u = serde_json::json!({
-        "prompt_tokens": c.usage.prompt_tokens,
-        "completion_tokens": c.usage.completion_tokens,
-        "total_tokens": c.usage.prompt_tokens + c.usage.completion_tokens,
-    });
-    if let Some(cached) = c.usage.cached_tokens(c.choices.len()) {
-        u["prompt_tokens_details"] = serde_json::json!({ "cached_tokens": cached });
+impl WireUsage {
+    /// A completion's `usage` as the OpenAI API writes it.
+    pub fn of(c: &Completion) -> Self {
+        WireUsage {
+            prompt_tokens: c.usage.prompt_tokens,
+            completion_tokens: c.usage.completion_tokens,
+            total_tokens: c.usage.prompt_tokens + c.usage.completion_tokens,
+            prompt_tokens_details: c
+                .usage
+                .cached_tokens(c.choices.len())
+                .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
+        }
     }
-    u
+}
+
+/// [`WireUsage::of`] as a JSON value, for the responses written as `json!`.
+pub fn usage_json(c: &Completion) -> serde_json::Value {
+    serde_json::to_value(WireUsage::of(c)).unwrap_or_default()
 }
 
 /// Our completion for a wire response (the client side). `Err` when it holds no choice.
@@ -649,15 +656,7 @@ pub fn completion_to_wire(c: &Completion, created: u64) -> ChatResponse {
                 finish_reason: Some(ch.finish_reason.clone()),
             })
             .collect(),
-        usage: Some(WireUsage {
-            prompt_tokens: c.usage.prompt_tokens,
-            completion_tokens: c.usage.completion_tokens,
-            total_tokens: c.usage.prompt_tokens + c.usage.completion_tokens,
-            prompt_tokens_details: c
-                .usage
-                .cached_tokens(c.choices.len())
-                .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
-        }),
+        usage: Some(WireUsage::of(c)),
     }
 }
 

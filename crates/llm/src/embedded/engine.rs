@@ -569,7 +569,8 @@ impl Engine<'_> {
                 .copy_kv_cache_seq(src as i32, s as i32, None, None)
                 .is_ok()
             {
-                self.kv[s] = self.kv[src].clone();
+                let copied = self.kv[src][..keep].to_vec();
+                self.kv[s] = copied;
             } else {
                 keep = 0;
             }
