@@ -24,7 +24,7 @@ use pw_core::{
 use pw_nn::burn::module::Module;
 use pw_nn::checkpoint::load_or_train;
 use pw_nn::transformer::CausalLm;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::collections::HashSet;
@@ -285,7 +285,7 @@ impl Reproduction for CommentsReproduction {
             pw_core::Ledger::read_all(&summary.rejects)?;
 
         // Training: the base, then each variant from it at equal steps.
-        let ad = device(DeviceKind::Cpu, true)?;
+        let ad = train_device(true)?;
         let mut rng = seed_everything(&ad, pw_core::seed::derive(ctx.seed, "comments/base"));
         let base_path = ctx.dir.join("base.safetensors");
         let base = load_or_train(

@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn a_model_that_learned_a_comment_writes_it_without_changing_code() {
         // A tiny model taught one comment line ("# ab cd") on code like the unit's.
-        let device = pw_nn::device(pw_nn::DeviceKind::Cpu, true).unwrap();
+        let device = pw_nn::train_device(true).unwrap();
         let cfg = LmConfig {
             d_model: 32,
             n_heads: 2,

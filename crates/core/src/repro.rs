@@ -241,8 +241,14 @@ pub fn run_reproductions(
     let mut report = Report::new(format!("paperworks reproduction ({size})"));
     let mut metrics = Metrics::default();
     let m = run.manifest();
+    // The CLI records its device (`--device`) in the run's config; a reader of a GPU run's
+    // report sees where it trained.
+    let device = m.config["global"]["device"]
+        .as_str()
+        .map(|d| format!(" · device {d}"))
+        .unwrap_or_default();
     report.paragraph(format!(
-        "Revision {} · seed {} · started {} · {} system(s) registered and selected.",
+        "Revision {} · seed {}{device} · started {} · {} system(s) registered and selected.",
         m.git_revision,
         seed,
         m.started_at,

@@ -26,7 +26,7 @@ use pw_nn::bytelm::{self, NlExample, PairedDiff};
 use pw_nn::checkpoint::{load_module, load_or_train, save_module};
 use pw_nn::train::{StepOutput, train_loop};
 use pw_nn::transformer::CausalLm;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -328,7 +328,7 @@ fn tune(
     seed: u64,
     label: &str,
 ) -> Result<Tuned> {
-    let ad = device(DeviceKind::Cpu, true)?;
+    let ad = train_device(true)?;
     let mut rng = seed_everything(&ad, seed);
     let model = load_module(bytelm::new_lm(&cfg.lm, &ad), base)?;
     let val = examples(refs, "validation");
@@ -416,7 +416,7 @@ pub fn run(
     let dir = &experiment_dir(dir, cfg, &arms, &refs, seed);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let pretrain_bytes: usize = text.iter().map(|s| s.len()).sum();
-    let ad = device(DeviceKind::Cpu, true)?;
+    let ad = train_device(true)?;
     let base = load_or_train(
         &base_path,
         || bytelm::new_lm(&cfg.lm, &ad),

@@ -582,8 +582,8 @@ mod tests {
     fn rescoring_gives_every_candidate_the_new_orms_score_of_its_own_text() {
         use crate::data::{GenConfig, generate_problems};
         use crate::model::ModelConfig;
-        use pw_nn::{DeviceKind, device};
-        let d = device(DeviceKind::Cpu, false).unwrap();
+        use pw_nn::train_device;
+        let d = train_device(false).unwrap();
         let vocab = Vocab::domain();
         let orm = ValueModel::scratch(
             &ModelConfig {

@@ -29,7 +29,7 @@ use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size, Stopwatch, 
 use pw_nn::burn::module::Module;
 use pw_nn::checkpoint::{load_module, save_module};
 use pw_nn::transformer::CausalLm;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -62,7 +62,7 @@ impl Reproduction for GloreReproduction {
         ctx: &ReproContext,
     ) -> Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>> {
         let cfg: GloreConfig = ctx.config(self.config.as_ref())?;
-        let ad = device(DeviceKind::Cpu, true)?;
+        let ad = train_device(true)?;
         let mut rng = seed_everything(&ad, ctx.seed);
         let dir = &ctx.dir;
         std::fs::create_dir_all(dir)?;

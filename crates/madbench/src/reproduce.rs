@@ -19,7 +19,7 @@ use pw_core::{Claim, Error, ReproContext, ReproOutcome, Reproduction, Stopwatch,
 use pw_llm::Generator;
 use pw_nn::burn::module::Module;
 use pw_nn::checkpoint::load_or_train;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -190,7 +190,7 @@ impl Reproduction for MadBenchReproduction {
         pw_core::write_json_atomic(vlm_dir.join("vocab.json"), &vocab)?;
         pw_core::write_json_atomic(vlm_dir.join("config.json"), &cfg.vlm)?;
 
-        let ad = device(DeviceKind::Cpu, true)?;
+        let ad = train_device(true)?;
         let val_items: Vec<&BenchItem> = val.items.iter().collect();
         let mut curve = Vec::new();
         let base_path = vlm_dir.join("model.safetensors");

@@ -110,7 +110,7 @@ pub fn load_tiny(dir: &Path) -> Result<TinyVlmGenerator> {
     let cfg: VlmConfig = serde_json::from_slice(&std::fs::read(&cfg_path).at(&cfg_path)?)
         .map_err(|e| Error::invalid(&cfg_path, format!("not a tiny VLM config: {e}")))?;
     cfg.validate().map_err(|e| Error::invalid(&cfg_path, e))?;
-    let device = pw_nn::device(pw_nn::DeviceKind::Cpu, false)?;
+    let device = pw_nn::train_device(false)?;
     let weights = dir.join("model.safetensors");
     let model = pw_nn::checkpoint::load_module(TinyVlm::new(&cfg, vocab.len(), &device), &weights)?;
     let name = format!(

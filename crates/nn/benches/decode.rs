@@ -5,7 +5,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pw_nn::decode::{BeamOptions, Decoder, Prompt, SampleOptions};
 use pw_nn::transformer::{CausalLm, TransformerConfig};
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 
 // The allocator and settings the `paperworks` binary runs with, so decoding is timed as users
 // run it.
@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
     pw_nn::alloc::tune_mimalloc_for_tensors();
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     seed_everything(&dev, 1);
     let cfg = TransformerConfig {
         vocab_size: 128,

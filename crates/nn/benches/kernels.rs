@@ -9,8 +9,8 @@ use pw_nn::burn::nn::loss::CrossEntropyLossConfig;
 use pw_nn::burn::optim::GradientsParams;
 use pw_nn::burn::tensor::{Device, Distribution, Int, Tensor};
 use pw_nn::schedule::OptimConfig;
+use pw_nn::train_device;
 use pw_nn::transformer::{CausalLm, TransformerConfig};
-use pw_nn::{DeviceKind, device};
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -52,7 +52,7 @@ pub const BATCH: usize = 32;
 pub const SEQ: usize = 128;
 
 fn bench_train_step(c: &mut Criterion) {
-    let dev = device(DeviceKind::Cpu, true).unwrap();
+    let dev = train_device(true).unwrap();
     dev.seed(0);
     let mut model = Some(CausalLm::new(&bench_model(), &dev));
     let mut opt = OptimConfig::default().adamw();
@@ -87,7 +87,7 @@ fn bench_train_step(c: &mut Criterion) {
 fn main() {
     pw_nn::alloc::tune_mimalloc_for_tensors();
     let mut c = Criterion::default().configure_from_args();
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     bench_matmul(&mut c, &dev, 1024);
     bench_matmul(&mut c, &dev, 2048);
     bench_train_step(&mut c);
@@ -127,11 +127,13 @@ fn main() {
         100.0 * achieved / peak
     );
     println!("threads: {} (rayon)", rayon::current_num_threads());
+    println!("device: {}", pw_nn::selected_device().unwrap());
     use pw_core::samples::report_figure;
-    report_figure("f32 matmul 1024^3", g1, "GFLOP/s");
-    report_figure("f32 matmul 2048^3", g2, "GFLOP/s");
+    use pw_nn::on_selected_device as on;
+    report_figure(&on("f32 matmul 1024^3"), g1, "GFLOP/s");
+    report_figure(&on("f32 matmul 2048^3"), g2, "GFLOP/s");
     report_figure(
-        "transformer train step d256 L4 s128 b32",
+        &on("transformer train step d256 L4 s128 b32"),
         (BATCH * SEQ) as f64 / step,
         "tokens/s",
     );

@@ -20,7 +20,8 @@
 //! - [`vivit`]: VideoPrism's video encoder: factorized ViViT, MAP pooler, text encoder, with
 //!   the layer details of the released weights.
 //!
-//! Devices: [`device`] gives the CPU (flex, rayon) device, or CUDA with the `cuda` feature.
+//! Devices: [`train_device`] gives the process's device: the CPU (flex, rayon) by default, or
+//! burn's LibTorch backend on CUDA / the CPU with the `torch` feature ([`DeviceKind`]).
 //! [`seed_everything`] makes initialisation and sampling deterministic.
 
 pub mod alloc;
@@ -39,31 +40,159 @@ pub mod vivit;
 pub use burn;
 use burn::tensor::Device;
 
-/// Which device a command runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Which device a command runs on: `cpu` (burn's flex backend on all cores, the default),
+/// `cuda[:N]` (burn's LibTorch backend on GPU N) or `torch-cpu` (the LibTorch backend on the CPU:
+/// the GPU build's code path on a machine without a GPU). The last two need a build with the
+/// `torch` feature (`make build-gpu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceKind {
-    /// burn's flex backend on all CPU cores.
+    /// burn's flex backend on all CPU cores, with the fused CPU kernels.
     #[default]
     Cpu,
-    /// burn's CUDA backend (build with `--features cuda`).
-    Cuda,
+    /// burn's LibTorch backend on the CPU.
+    TorchCpu,
+    /// burn's LibTorch backend on CUDA device N.
+    Cuda(usize),
 }
 
-/// The device for `kind`; `autodiff` enables gradient recording.
+impl DeviceKind {
+    /// The names `--device` accepts, for help texts and errors.
+    pub const CHOICES: &'static str = "cpu, cuda, cuda:N, torch-cpu";
+}
+
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceKind::Cpu => f.write_str("cpu"),
+            DeviceKind::TorchCpu => f.write_str("torch-cpu"),
+            DeviceKind::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown device {s:?} (expected one of: {})", Self::CHOICES);
+        match s.trim() {
+            "cpu" => Ok(DeviceKind::Cpu),
+            "torch-cpu" => Ok(DeviceKind::TorchCpu),
+            "cuda" => Ok(DeviceKind::Cuda(0)),
+            other => match other.strip_prefix("cuda:") {
+                Some(n) => n.parse().map(DeviceKind::Cuda).map_err(|_| bad()),
+                None => Err(bad()),
+            },
+        }
+    }
+}
+
+impl serde::Serialize for DeviceKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The device for `kind`; `autodiff` enables gradient recording. A device this build or
+/// machine lacks is an error naming what to do, never a panic inside the backend.
+// burn 0.22 marks its LibTorch devices deprecated (in favour of CubeCL backends, whose CUDA
+// runtime does not build from the registries); they are the GPU path here.
+#[allow(deprecated)]
 pub fn device(kind: DeviceKind, autodiff: bool) -> pw_core::Result<Device> {
     let d = match kind {
         DeviceKind::Cpu => Device::flex(),
-        #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => Device::cuda(0),
-        #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => {
-            return Err(pw_core::Error::Other(
-                "this build has no CUDA support: rebuild with `--features cuda`".into(),
-            ));
+        #[cfg(feature = "torch")]
+        DeviceKind::TorchCpu => Device::libtorch(),
+        #[cfg(feature = "torch")]
+        DeviceKind::Cuda(n) => {
+            let found = torch_cuda_devices();
+            if n >= found {
+                return Err(pw_core::Error::Other(format!(
+                    "--device cuda:{n}: libtorch sees {found} CUDA device(s) (no driver, no GPU, \
+                     or CUDA_VISIBLE_DEVICES hides it)"
+                )));
+            }
+            Device::libtorch_cuda(n)
+        }
+        #[cfg(not(feature = "torch"))]
+        DeviceKind::TorchCpu | DeviceKind::Cuda(_) => {
+            return Err(pw_core::Error::Other(format!(
+                "--device {kind}: this build has no LibTorch backend; build it with \
+                 `scripts/setup.sh --gpu && make build-gpu` (target/gpu/release/paperworks)"
+            )));
         }
     };
     Ok(if autodiff { d.autodiff() } else { d })
+}
+
+/// How many CUDA devices libtorch can use (0 without a driver or GPU).
+#[cfg(feature = "torch")]
+#[allow(deprecated)]
+pub fn torch_cuda_devices() -> usize {
+    use burn::backend::{Backend, LibTorch};
+    LibTorch::device_count(0)
+}
+
+/// Caps libtorch's intra-op threads (the `torch` build; nothing otherwise), so that `--threads`
+/// bounds the LibTorch backend as it bounds rayon.
+pub fn set_torch_threads(n: usize) {
+    #[cfg(feature = "torch")]
+    tch::set_num_threads(n.min(i32::MAX as usize) as i32);
+    #[cfg(not(feature = "torch"))]
+    let _ = n;
+}
+
+static SELECTED: std::sync::OnceLock<DeviceKind> = std::sync::OnceLock::new();
+
+/// Makes `kind` the process's training device ([`train_device`]); the CLI calls it once from
+/// `--device` or the config's `device`. It checks that the device can be made, so a bad choice
+/// fails before any work starts. A second call with another device is an error.
+pub fn select_device(kind: DeviceKind) -> pw_core::Result<()> {
+    device(kind, false)?;
+    let chosen = *SELECTED.get_or_init(|| kind);
+    if chosen != kind {
+        return Err(pw_core::Error::Other(format!(
+            "the device is already {chosen}; cannot switch to {kind} in one process"
+        )));
+    }
+    Ok(())
+}
+
+/// The process's training device: the one [`select_device`] chose, else the environment's
+/// `PW_DEVICE` (how `make test-gpu` runs the same tests on another backend), else `cpu`.
+pub fn selected_device() -> pw_core::Result<DeviceKind> {
+    if let Some(k) = SELECTED.get() {
+        return Ok(*k);
+    }
+    match std::env::var("PW_DEVICE") {
+        Ok(s) if !s.trim().is_empty() => s
+            .parse()
+            .map_err(|e: String| pw_core::Error::Other(format!("PW_DEVICE: {e}"))),
+        _ => Ok(DeviceKind::Cpu),
+    }
+}
+
+/// `name`, with " on DEVICE" appended when the selected device is not the default `cpu`: bench
+/// figures of another backend (`make bench-gpu`) sit beside the default one's in one table.
+pub fn on_selected_device(name: &str) -> String {
+    match selected_device() {
+        Ok(DeviceKind::Cpu) => name.to_string(),
+        Ok(other) => format!("{name} on {other}"),
+        Err(_) => format!("{name} on an unknown device"),
+    }
+}
+
+/// The device the paper crates train and run their burn models on: [`selected_device`], with
+/// gradient recording when `autodiff`.
+pub fn train_device(autodiff: bool) -> pw_core::Result<Device> {
+    device(selected_device()?, autodiff)
 }
 
 /// Seeds burn's generator on `device` and returns a seeded `StdRng` for the caller's own

@@ -5,12 +5,12 @@
 use pw_nn::burn::tensor::{Device, Int, Tensor, TensorData};
 use pw_nn::decode::{BeamOptions, Decoder, Prompt, SampleOptions};
 use pw_nn::transformer::{CausalLm, TransformerConfig};
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 
 const VOCAB: usize = 40;
 
 fn lm(vocab: usize) -> (CausalLm, Device) {
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     seed_everything(&dev, 3);
     let cfg = TransformerConfig {
         vocab_size: vocab,

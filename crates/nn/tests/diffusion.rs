@@ -5,12 +5,12 @@ use pw_nn::burn::tensor::{Tensor, TensorData};
 use pw_nn::ddpm::{Denoiser, DenoiserConfig, Ema, Schedule, ddpm_loss, ddpm_sample};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::train::{StepOutput, train_loop};
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use rand::Rng;
 
 #[test]
 fn denoiser_embeds_each_samples_own_timestep() {
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     seed_everything(&dev, 1);
     let model = Denoiser::new(
         &DenoiserConfig {
@@ -53,7 +53,7 @@ fn denoiser_embeds_each_samples_own_timestep() {
 
 #[test]
 fn ddpm_learns_a_two_mode_distribution() {
-    let dev = device(DeviceKind::Cpu, true).unwrap();
+    let dev = train_device(true).unwrap();
     let mut rng = seed_everything(&dev, 11);
     let schedule = Schedule::linear(1000, 1e-4, 2e-2);
     assert!(
@@ -99,7 +99,7 @@ fn ddpm_learns_a_two_mode_distribution() {
         |_| true,
     );
     ema.update(&model);
-    let plain = device(DeviceKind::Cpu, false).unwrap();
+    let plain = train_device(false).unwrap();
     let sampler = ema.apply(Denoiser::new(&cfg, &plain)).unwrap();
     let _ = model.valid();
     let samples = ddpm_sample(&sampler, &schedule, 64, [1, 8], &plain)

@@ -7,7 +7,7 @@ use pw_nn::checkpoint::{load_module, save_module};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::train::{StepOutput, train_loop};
 use pw_nn::transformer::{CausalLm, TransformerConfig};
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use rand::Rng;
 
 const L: usize = 8; // digits to reverse
@@ -53,7 +53,7 @@ fn reversal_accuracy(model: &CausalLm, inputs: Tensor<2, Int>, targets: Tensor<2
 
 #[test]
 fn causal_transformer_learns_sequence_reversal() {
-    let dev = device(DeviceKind::Cpu, true).unwrap();
+    let dev = train_device(true).unwrap();
     let mut rng = seed_everything(&dev, 7);
     let model = CausalLm::new(&cfg(), &dev);
     let optim = OptimConfig {
@@ -85,7 +85,7 @@ fn causal_transformer_learns_sequence_reversal() {
     );
     assert!(logs.last().unwrap().loss < logs[0].loss);
 
-    let eval_dev = device(DeviceKind::Cpu, false).unwrap();
+    let eval_dev = train_device(false).unwrap();
     let model = pw_nn::burn::module::Module::valid(&model);
     let (x, y) = batch(&mut rng, 512, &eval_dev);
     let acc = reversal_accuracy(&model, x.clone(), y.clone());
@@ -116,7 +116,7 @@ fn causal_transformer_learns_sequence_reversal() {
 
 #[test]
 fn loading_a_checkpoint_of_another_shape_names_the_tensor() {
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("small.safetensors");
     save_module(&CausalLm::new(&cfg(), &dev), &path).unwrap();

@@ -1,10 +1,10 @@
 //! The video encoder's shapes, masking, position-embedding resize and gradients.
 
 use pw_nn::burn::tensor::{Distribution, Int, Tensor, TensorData};
+use pw_nn::train_device;
 use pw_nn::vivit::{
     MapPooler, TextEncoder, VivitConfig, VivitEncoder, l2_normalize, resize_matrix,
 };
-use pw_nn::{DeviceKind, device};
 
 fn tiny() -> VivitConfig {
     VivitConfig {
@@ -22,7 +22,7 @@ fn tiny() -> VivitConfig {
 
 #[test]
 fn encoder_keeps_every_space_time_token() {
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     let enc = VivitEncoder::new(&tiny(), &dev);
     let v = Tensor::<5>::random([2, 4, 16, 16, 3], Distribution::Uniform(0.0, 1.0), &dev);
     let y = enc.forward(v.clone());
@@ -34,7 +34,7 @@ fn encoder_keeps_every_space_time_token() {
 
 #[test]
 fn patchify_orders_rows_then_columns_then_channels() {
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     let enc = VivitEncoder::new(&tiny(), &dev);
     let vals: Vec<f32> = (0..8 * 8 * 3).map(|i| i as f32).collect();
     let v = Tensor::<5>::from_data(TensorData::new(vals, [1, 1, 8, 8, 3]), &dev);
@@ -50,7 +50,7 @@ fn patchify_orders_rows_then_columns_then_channels() {
 
 #[test]
 fn visible_positions_encode_the_same_as_a_gathered_input() {
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     let cfg = VivitConfig {
         spatial_layers: 0,
         temporal_layers: 0,
@@ -100,7 +100,7 @@ fn resize_matches_jax_bilinear_on_known_cases() {
 
 #[test]
 fn pooler_and_text_encoder_shapes_and_gradients() {
-    let dev = device(DeviceKind::Cpu, true).unwrap();
+    let dev = train_device(true).unwrap();
     let pool = MapPooler::new(16, 64, 2, 1, &dev);
     let tokens =
         Tensor::<3>::random([3, 10, 16], Distribution::Normal(0.0, 1.0), &dev).require_grad();
@@ -138,8 +138,8 @@ fn encoder_gradients_match_finite_differences() {
 
 fn check_encoder_gradients(cfg: &VivitConfig, b: usize, size: usize) {
     use pw_nn::burn::module::{Module, Param};
-    let ad = device(DeviceKind::Cpu, true).unwrap();
-    let plain = device(DeviceKind::Cpu, false).unwrap();
+    let ad = train_device(true).unwrap();
+    let plain = train_device(false).unwrap();
     let enc = VivitEncoder::new(cfg, &ad);
     let t = cfg.frames;
     let shape = [b, t, size, size, 3];
@@ -241,7 +241,7 @@ fn fresh_position_tables_are_sincos_and_distinct() {
             assert!(dist > 0.05, "frames {a} and {b} start too alike: {dist}");
         }
     }
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     let enc = VivitEncoder::new(&tiny(), &dev);
     let table = enc
         .spatial_pos

@@ -53,6 +53,14 @@ pub(crate) struct Global {
     /// Worker threads for CPU kernels (default: all cores).
     #[arg(long, global = true, value_name = "N")]
     pub(crate) threads: Option<usize>,
+    /// Device for training and model compute: cpu (default; burn's flex backend with the fused
+    /// CPU kernels), cuda[:N] (burn's LibTorch backend on GPU N) or torch-cpu (the LibTorch
+    /// backend on the CPU). The last two need the GPU build: `scripts/setup.sh --gpu && make
+    /// build-gpu`, then target/gpu/release/paperworks. LLM decoding is set apart, by
+    /// --gpu-layers.
+    #[arg(long, global = true, env = "PW_DEVICE", value_name = "DEVICE")]
+    #[serde(serialize_with = "serialize_device")]
+    pub(crate) device: Option<pw_nn::DeviceKind>,
     /// No progress bars and only warnings and errors on stderr.
     #[arg(long, short, global = true)]
     pub(crate) quiet: bool,
@@ -73,6 +81,13 @@ pub(crate) struct Global {
     )]
     #[serde(serialize_with = "pw_core::cpath::lossy")]
     pub(crate) assets: PathBuf,
+}
+
+fn serialize_device<S: serde::Serializer>(
+    d: &Option<pw_nn::DeviceKind>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(&d.unwrap_or_default())
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,6 +222,8 @@ struct AssetsArgs {
 struct ConfigFile {
     seed: Option<u64>,
     threads: Option<usize>,
+    /// `device = "cuda:0"`: as `--device`, which overrides it.
+    device: Option<pw_nn::DeviceKind>,
     #[serde(default)]
     reproduce: ReproduceConfig,
     /// `[glan]`: the whole GLAN configuration (stages, models, filters).
@@ -385,7 +402,10 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
             .build_global()
             .map_err(|e| Error::Other(format!("--threads: {e}")))?;
         pw_llm::embedded::set_default_threads(n);
+        pw_nn::set_torch_threads(n);
     }
+    g.device = Some(g.device.or(cfg.device).unwrap_or_default());
+    pw_nn::select_device(g.device.unwrap_or_default())?;
     match &cli.command {
         Command::Reproduce(a) => reproduce(&g, a, &cfg),
         Command::Pdiff(c) => pdiff::run(&g, c),

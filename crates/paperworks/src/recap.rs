@@ -358,7 +358,7 @@ pub fn run(g: &Global, cmd: &RecapCommand) -> Result<()> {
             if *clip_seconds <= 0.0 {
                 return Err(Error::Other("--clip-seconds must be positive".into()));
             }
-            let device = pw_nn::device(pw_nn::DeviceKind::Cpu, false)?;
+            let device = pw_nn::train_device(false)?;
             let enc = pw_videoprism::run::load_encoder(encoder, &device)?;
             let s = pw_recap::features::video_features(&enc, videos, *clip_seconds, out, &device)?;
             for (v, n) in &s.videos {

@@ -4,7 +4,7 @@
 use crate::Global;
 use clap::Subcommand;
 use pw_core::{Error, Result, RunDir};
-use pw_nn::{DeviceKind, device};
+use pw_nn::train_device;
 use pw_videoprism::run::{
     EmbedOptions, Encoder, ProbeOptions, TrainOptions, embed, load_encoder, probe_labels,
     random_encoder, train,
@@ -98,7 +98,7 @@ pub enum VideoPrismCommand {
 }
 
 fn find_encoder(checkpoint: &Option<PathBuf>, random: bool, seed: u64) -> Result<Encoder> {
-    let dev = device(DeviceKind::Cpu, false)?;
+    let dev = train_device(false)?;
     if random {
         return Ok(random_encoder(seed, &dev));
     }

@@ -124,11 +124,21 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
         serde_json::from_slice(&std::fs::read(rd.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["status"], "ok");
     assert_eq!(m["config"]["reproduce"]["size"], "quick");
+    // the device it trained on (`make test-gpu` runs this test with PW_DEVICE=torch-cpu)
+    let device: pw_nn::DeviceKind = std::env::var("PW_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()
+        .unwrap();
+    assert_eq!(m["config"]["global"]["device"], device.to_string());
     assert_eq!(
         m["config"]["reproduce"]["overrides"]["pdiff"]["ae_steps"],
         20
     );
     let report = std::fs::read_to_string(rd.join("report.md")).unwrap();
+    assert!(
+        report.contains(&format!(" · device {device} · ")),
+        "{report}"
+    );
     assert!(
         report.contains("| pdiff |"),
         "the claims table must list p-diff: {report}"

@@ -286,7 +286,7 @@ fn pdiff_generator_json_loader() {
     };
     pw_pdiff::run::fit_checkpoints(&ckpts, &fitted, &opts).unwrap();
     let valid = std::fs::read(fitted.join("generator.json")).unwrap();
-    let device = pw_nn::device(pw_nn::DeviceKind::Cpu, false).unwrap();
+    let device = pw_nn::train_device(false).unwrap();
     fuzz(
         "p-diff generator.json",
         &valid,

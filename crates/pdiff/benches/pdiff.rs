@@ -8,7 +8,7 @@ use pw_nn::burn::module::Module;
 use pw_nn::burn::tensor::{Distribution, Tensor};
 use pw_nn::ddpm::{Denoiser, DenoiserConfig, Schedule, ddpm_loss};
 use pw_nn::schedule::OptimConfig;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use pw_pdiff::autoencoder::{ConvAeConfig, ConvAutoencoder};
 use pw_pdiff::config::PdiffConfig;
 use pw_pdiff::diffusion::{ParamDataset, ParamGenerator, Scaling};
@@ -29,10 +29,7 @@ fn main() {
     pw_nn::alloc::tune_mimalloc_for_tensors();
     let mut c = Criterion::default().configure_from_args();
     let quick = PdiffConfig::for_size(pw_core::Size::Quick);
-    let (ad, plain) = (
-        device(DeviceKind::Cpu, true).unwrap(),
-        device(DeviceKind::Cpu, false).unwrap(),
-    );
+    let (ad, plain) = (train_device(true).unwrap(), train_device(false).unwrap());
     let mut rng = seed_everything(&ad, 0);
     let ae_cfg = ConvAeConfig {
         channels: quick.ae_channels.clone(),
@@ -162,6 +159,11 @@ fn main() {
         n as f64 / generation
     );
     use pw_core::samples::report_figure;
-    report_figure("p-diff autoencoder step", BATCH as f64 / a, "samples/s");
-    report_figure("p-diff denoiser step", BATCH as f64 / d, "samples/s");
+    use pw_nn::on_selected_device as on;
+    report_figure(
+        &on("p-diff autoencoder step"),
+        BATCH as f64 / a,
+        "samples/s",
+    );
+    report_figure(&on("p-diff denoiser step"), BATCH as f64 / d, "samples/s");
 }

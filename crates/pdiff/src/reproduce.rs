@@ -13,7 +13,7 @@ use crate::train::{collect_snapshots, features, train_base};
 use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size, Stopwatch, resolve_config};
 use pw_nn::burn::tensor::Device;
 use pw_nn::checkpoint::save_tensors;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 
@@ -74,10 +74,7 @@ impl Reproduction for PdiffReproduction {
         ctx: &ReproContext,
     ) -> Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>> {
         let cfg: PdiffConfig = ctx.config(self.config.as_ref())?;
-        let (ad, plain) = (
-            device(DeviceKind::Cpu, true)?,
-            device(DeviceKind::Cpu, false)?,
-        );
+        let (ad, plain) = (train_device(true)?, train_device(false)?);
         let mut rng = seed_everything(&ad, ctx.seed);
         let mut times = Stopwatch::new();
 

@@ -5,7 +5,7 @@
 use crate::diffusion::{FitConfig, ParamDataset, ParamGenerator, fit};
 use pw_core::{Error, IoContext, Result};
 use pw_nn::checkpoint::save_tensors_as;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -66,10 +66,7 @@ pub fn fit_checkpoints(
     let files = checkpoint_files(checkpoints)?;
     let names = (!opts.tensors.is_empty()).then_some(opts.tensors.as_slice());
     let ds = ParamDataset::from_files(&files, names)?;
-    let (ad, plain) = (
-        device(DeviceKind::Cpu, true)?,
-        device(DeviceKind::Cpu, false)?,
-    );
+    let (ad, plain) = (train_device(true)?, train_device(false)?);
     let mut rng = seed_everything(&ad, opts.seed);
     let mut cfg = FitConfig::paper(ds.dim());
     cfg.ae.channels = opts.ae_channels.clone();
@@ -86,7 +83,7 @@ pub fn generate_files(generator: &Path, n: usize, out: &Path, seed: u64) -> Resu
     if n == 0 {
         return Err(Error::Other("-n 0: asked for no checkpoints".into()));
     }
-    let plain = device(DeviceKind::Cpu, false)?;
+    let plain = train_device(false)?;
     seed_everything(&plain, seed);
     let (g, layout) = ParamGenerator::load(generator, &plain)?;
     std::fs::create_dir_all(out).at(out)?;

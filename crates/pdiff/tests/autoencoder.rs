@@ -4,7 +4,7 @@ use pw_nn::burn::module::Module;
 use pw_nn::burn::tensor::{Tensor, TensorData};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::train::{StepOutput, train_loop};
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use pw_pdiff::autoencoder::{ConvAeConfig, ConvAutoencoder};
 use rand::Rng;
 
@@ -27,7 +27,7 @@ fn structured_vectors(rng: &mut impl Rng, count: usize, n: usize) -> Vec<f32> {
 
 #[test]
 fn conv_autoencoder_reconstructs_held_out_vectors() {
-    let dev = device(DeviceKind::Cpu, true).unwrap();
+    let dev = train_device(true).unwrap();
     let mut rng = seed_everything(&dev, 3);
     let n = 300;
     let cfg = ConvAeConfig {
@@ -62,7 +62,7 @@ fn conv_autoencoder_reconstructs_held_out_vectors() {
         |_| true,
     );
     let model = model.valid();
-    let plain = device(DeviceKind::Cpu, false).unwrap();
+    let plain = train_device(false).unwrap();
     let test = structured_vectors(&mut rng, 64, n);
     let variance = test.iter().map(|v| v * v).sum::<f32>() / test.len() as f32;
     let x = Tensor::<2>::from_data(TensorData::new(test, [64, n]), &plain);

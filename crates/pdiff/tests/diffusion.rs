@@ -4,7 +4,7 @@
 
 use pw_nn::checkpoint::{NamedTensors, save_tensors};
 use pw_nn::ddpm::DenoiserConfig;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use pw_pdiff::autoencoder::ConvAeConfig;
 use pw_pdiff::diffusion::{FitConfig, ParamDataset, fit};
 use rand::Rng;
@@ -19,10 +19,7 @@ fn dist(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn generator_samples_near_the_checkpoint_family_and_checks_its_input() {
-    let (ad, plain) = (
-        device(DeviceKind::Cpu, true).unwrap(),
-        device(DeviceKind::Cpu, false).unwrap(),
-    );
+    let (ad, plain) = (train_device(true).unwrap(), train_device(false).unwrap());
     let mut rng = seed_everything(&ad, 9);
     let (k, p) = (40, 100);
     let base: Vec<f32> = (0..p).map(|_| rng.random_range(-1.0..1.0)).collect();

@@ -2,7 +2,7 @@
 //! snapshots are written with the model's tensor names, reused on a second call, and loading a
 //! snapshot into the base model reproduces the accuracy that the snapshot's own head gives.
 
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use pw_pdiff::data::load_splits;
 use pw_pdiff::model::{H1, SUBSET};
 use pw_pdiff::train::{
@@ -20,10 +20,7 @@ fn fashion_dir() -> PathBuf {
 
 #[test]
 fn base_training_and_subset_snapshots_at_tiny_size() {
-    let (ad, plain) = (
-        device(DeviceKind::Cpu, true).unwrap(),
-        device(DeviceKind::Cpu, false).unwrap(),
-    );
+    let (ad, plain) = (train_device(true).unwrap(), train_device(false).unwrap());
     let mut rng = seed_everything(&ad, 5);
     let splits = load_splits(&fashion_dir(), 5, Some(4000)).unwrap();
     assert_eq!(

@@ -14,7 +14,7 @@ use crate::report::{self, Measured, Variant};
 use crate::train::{Example, TrainLog, train_level};
 use pw_core::{Claim, Error, ReproContext, ReproOutcome, Reproduction, Stopwatch, resolve_config};
 use pw_nn::tokenizer::WordVocab;
-use pw_nn::{DeviceKind, device};
+use pw_nn::train_device;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -242,10 +242,7 @@ impl Reproduction for RecapReproduction {
         pw_core::write_json_atomic(model_dir.join("vocab.json"), &vocab)?;
         pw_core::write_json_atomic(model_dir.join("model.json"), &cfg.model)?;
 
-        let (ad, plain) = (
-            device(DeviceKind::Cpu, true)?,
-            device(DeviceKind::Cpu, false)?,
-        );
+        let (ad, plain) = (train_device(true)?, train_device(false)?);
         let enc_cfg = encoder_config(cfg.video, cfg.encoder_steps, cfg.encoder_pairs);
         let encoder = train_encoder(&enc_cfg, &ctx.dir.join("encoder"), (&ad, &plain), ctx.seed)?;
         times.lap("frozen encoder (VideoPrism stage 1)");

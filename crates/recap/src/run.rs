@@ -10,7 +10,7 @@ use crate::model::{Captioner, Decoding, ModelConfig, ReCap};
 use crate::train::{TrainLog, train_level};
 use pw_core::{Error, Result};
 use pw_nn::tokenizer::WordVocab;
-use pw_nn::{DeviceKind, device};
+use pw_nn::train_device;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -184,10 +184,7 @@ pub fn train(o: &TrainOptions) -> Result<TrainSummary> {
     std::fs::create_dir_all(&o.out).map_err(|e| Error::io(&o.out, e))?;
     pw_core::write_json_atomic(o.out.join("vocab.json"), &vocab)?;
     pw_core::write_json_atomic(o.out.join("model.json"), &o.model)?;
-    let (ad, plain) = (
-        device(DeviceKind::Cpu, true)?,
-        device(DeviceKind::Cpu, false)?,
-    );
+    let (ad, plain) = (train_device(true)?, train_device(false)?);
     let g = Decoding::Greedy;
     let cap = |m: &ReCap| Captioner::new(m.clone(), o.model, vocab.clone());
     let mut logs = Vec::new();

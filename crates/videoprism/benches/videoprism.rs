@@ -14,7 +14,7 @@ use pw_nn::burn::optim::GradientsParams;
 use pw_nn::burn::tensor::{Distribution, Tensor};
 use pw_nn::schedule::OptimConfig;
 use pw_nn::vivit::VivitEncoder;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 use pw_videoprism::config::VideoPrismConfig;
 use pw_videoprism::data::video_tensor;
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ fn bench(c: &mut Criterion) {
     // And its allocator settings (freed memory stays mapped), as `main` applies them.
     pw_nn::alloc::tune_mimalloc_for_tensors();
     let cfg = VideoPrismConfig::for_size(pw_core::Size::Quick);
-    let plain = device(DeviceKind::Cpu, false).unwrap();
+    let plain = train_device(false).unwrap();
     seed_everything(&plain, 1);
     let enc = VivitEncoder::new(&cfg.model.encoder, &plain);
     let bikes = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/video/bikes.mp4");
@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
         );
     }
 
-    let ad = device(DeviceKind::Cpu, true).unwrap();
+    let ad = train_device(true).unwrap();
     seed_everything(&ad, 1);
     let video = Tensor::<5>::random([32, 8, 32, 32, 3], Distribution::Uniform(0.0, 1.0), &ad);
     let optim = OptimConfig::default();
@@ -78,7 +78,11 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     if let Some(step) = SAMPLES.median("step") {
-        pw_core::samples::report_figure("ViViT encoder step b32 8x32x32", 32.0 / step, "clips/s");
+        pw_core::samples::report_figure(
+            &pw_nn::on_selected_device("ViViT encoder step b32 8x32x32"),
+            32.0 / step,
+            "clips/s",
+        );
     }
 }
 

@@ -23,8 +23,8 @@ use pw_nn::burn::module::{Module, Param};
 use pw_nn::burn::optim::GradientsParams;
 use pw_nn::burn::tensor::activation::log_softmax;
 use pw_nn::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use pw_nn::train_device;
 use pw_nn::vivit::VivitEncoder;
-use pw_nn::{DeviceKind, device};
 use pw_videoprism::config::{StageConfig, VideoPrismConfig};
 use pw_videoprism::data::{Splits, clip_tensor};
 use pw_videoprism::model::Probe;
@@ -115,8 +115,8 @@ fn main() {
         other => panic!("unknown task {other}: appearance | motion | direction | square"),
     };
     let cfg = VideoPrismConfig::for_size(Size::Quick);
-    let ad = device(DeviceKind::Cpu, true).expect("autodiff device");
-    let plain = device(DeviceKind::Cpu, false).expect("device");
+    let ad = train_device(true).expect("autodiff device");
+    let plain = train_device(false).expect("device");
     let splits = Splits::new(cfg.video, &cfg.splits, 0);
     let (train, mut val) = (splits.range(&splits.pairs), splits.range(&splits.probe_val));
     if easy {

@@ -13,7 +13,7 @@ use crate::train::{read_log, stage1, stage2, tokenizer};
 use pw_core::{Claim, ReproContext, ReproOutcome, Reproduction, Size, Stopwatch, resolve_config};
 use pw_data::synthvideo::{APPEARANCE_CLASSES, Clip, MOTION_CLASSES};
 use pw_nn::vivit::VivitEncoder;
-use pw_nn::{DeviceKind, device, seed_everything};
+use pw_nn::{seed_everything, train_device};
 
 /// The registered reproduction; `config` overrides the size's defaults (tests use a tiny one).
 #[derive(Default)]
@@ -73,10 +73,7 @@ impl Reproduction for VideoPrismReproduction {
         ctx: &ReproContext,
     ) -> Result<ReproOutcome, Box<dyn std::error::Error + Send + Sync>> {
         let cfg: VideoPrismConfig = ctx.config(self.config.as_ref())?;
-        let (ad, plain) = (
-            device(DeviceKind::Cpu, true)?,
-            device(DeviceKind::Cpu, false)?,
-        );
+        let (ad, plain) = (train_device(true)?, train_device(false)?);
         let devices = (&ad, &plain);
         let mut times = Stopwatch::new();
         let splits = Splits::new(cfg.video, &cfg.splits, ctx.seed);

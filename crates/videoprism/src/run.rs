@@ -16,8 +16,8 @@ use pw_data::video::{FrameSpec, Frames, decode_many};
 use pw_nn::burn::tensor::{Device, Tensor};
 use pw_nn::checkpoint::{NamedTensors, load_module, save_tensors};
 use pw_nn::tokenizer::WordTokenizer;
+use pw_nn::train_device;
 use pw_nn::vivit::{VivitEncoder, l2_normalize};
-use pw_nn::{DeviceKind, device};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -209,7 +209,7 @@ pub fn embed(enc: &Encoder, opts: &EmbedOptions) -> Result<EmbedSummary> {
         return Err(Error::Other("no videos given".into()));
     }
     let t0 = std::time::Instant::now();
-    let plain = device(DeviceKind::Cpu, false)?;
+    let plain = train_device(false)?;
     let mut global: Vec<f32> = Vec::new();
     let mut tokens: Vec<f32> = Vec::new();
     let mut index = Vec::new();
@@ -361,10 +361,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             size: opts.size,
         },
     )?;
-    let (ad, plain) = (
-        device(DeviceKind::Cpu, true)?,
-        device(DeviceKind::Cpu, false)?,
-    );
+    let (ad, plain) = (train_device(true)?, train_device(false)?);
     let (t, s) = (opts.frames, opts.size);
     let batch_of = |idx: &[usize], dev: &Device| {
         let views: Vec<&[f32]> = idx.iter().map(|&i| clips[i].as_slice()).collect();
@@ -460,8 +457,8 @@ pub fn probe_labels(enc: &Encoder, opts: &ProbeOptions) -> Result<ProbeSummary> 
         };
         split_of.push(s);
     }
-    let plain = device(DeviceKind::Cpu, false)?;
-    let ad = device(DeviceKind::Cpu, true)?;
+    let plain = train_device(false)?;
+    let ad = train_device(true)?;
     let paths: Vec<PathBuf> = recs.iter().map(|r| resolve(&opts.data, &r.video)).collect();
     let mut feats: [Features; 3] = std::array::from_fn(|_| Features {
         n: 0,

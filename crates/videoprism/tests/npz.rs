@@ -4,8 +4,8 @@
 //! stored-figures check of the same forward pass).
 
 use pw_nn::burn::tensor::{Tensor, TensorData};
+use pw_nn::train_device;
 use pw_nn::vivit::VivitConfig;
-use pw_nn::{DeviceKind, device};
 use pw_videoprism::npz::{
     NpArray, load_encoder, npy_bytes, parse_npy, random_official, read_npz, write_npz,
 };
@@ -34,7 +34,7 @@ fn frames(t: usize, size: usize) -> Vec<f32> {
 }
 
 fn ours(ckpt: &Path, t: usize, size: usize) -> Vec<f32> {
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     let (enc, _) = load_encoder(ckpt, 50.0, &dev).unwrap();
     let x = Tensor::<5>::from_data(
         TensorData::new(frames(t, size), [1, t, size, size, 3]),
@@ -51,7 +51,7 @@ fn npz_round_trips_and_the_config_is_read_from_shapes() {
     write_npz(&p, &arrays).unwrap();
     let back = read_npz(&p).unwrap();
     assert_eq!(back, arrays);
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     let (_, cfg) = load_encoder(&p, 50.0, &dev).unwrap();
     assert_eq!(cfg, small());
     // numpy's own header variants parse: a 0-d and a 1-d array.
@@ -65,7 +65,7 @@ fn npz_round_trips_and_the_config_is_read_from_shapes() {
 #[test]
 fn missing_and_misshaped_parameters_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = device(DeviceKind::Cpu, false).unwrap();
+    let dev = train_device(false).unwrap();
     let mut arrays = random_official(&small(), 3);
     arrays.remove("temporal_ln/bias");
     let p = dir.path().join("missing.npz");

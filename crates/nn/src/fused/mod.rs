@@ -23,6 +23,9 @@
 //! The flex kernels live in [`cpu`]; every other backend (CUDA) gets the composed default built
 //! from backend primitives, so results agree across devices. Equivalence with burn's own ops,
 //! values and gradients, is tested below.
+// burn 0.22 marks LibTorch deprecated; the dispatch code `backend_extension` generates for it
+// names the type, so the allowance is module-wide in the `torch` build.
+#![cfg_attr(feature = "torch", allow(deprecated))]
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -44,8 +47,9 @@ const INV_SQRT_2PI: f32 = 0.398_942_3;
 /// Elements per parallel task: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 15;
 
-#[cfg_attr(not(feature = "cuda"), backend_extension(Flex, Autodiff))]
-#[cfg_attr(feature = "cuda", backend_extension(Flex, Cuda, Autodiff))]
+// LibTorch (the `torch` feature) takes every default body: the composed operations, which
+// libtorch runs with its own kernels.
+#[backend_extension(Flex, LibTorch: cfg(feature = "torch"), Autodiff)]
 pub trait FusedOps: Backend {
     /// Exact GELU: `x * Phi(x)`.
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -422,8 +426,9 @@ fn elementwise<B: Backend, C: CheckpointStrategy>(
     }
 }
 
-#[cfg(feature = "cuda")]
-impl FusedOps for burn::backend::Cuda {}
+#[cfg(feature = "torch")]
+#[allow(deprecated)]
+impl FusedOps for burn::backend::LibTorch {}
 
 impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
