@@ -9,7 +9,7 @@ PEER_PYTHON ?= $(if $(wildcard .venv-peers/bin/python),.venv-peers/bin/python,py
 PEERS := crates/nn/benches/transformer_peer.py crates/pdiff/benches/pdiff_peer.py \
 	crates/videoprism/benches/videoprism_peer.py
 
-.PHONY: setup build reproduce test bench lint
+.PHONY: setup build reproduce test bench lint setup-gpu build-gpu test-gpu bench-gpu
 
 setup:
 	bash scripts/setup.sh
@@ -51,3 +51,51 @@ bench: setup
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# ---------------------------------------------------------------- the GPU build
+# burn's LibTorch backend (`--device cuda[:N]`, `--device torch-cpu`), linked against the libtorch
+# of the torch 2.9.0 wheel that `scripts/setup.sh --gpu` puts in .venv-peers. It builds into its
+# own target directory (target/gpu) so the default binary stays as it is, and records that
+# libtorch directory as the rpath, so target/gpu/release/paperworks runs without
+# LD_LIBRARY_PATH. On a machine with a GPU: `make test-gpu GPU_DEVICE=cuda`.
+GPU_DEVICE ?= torch-cpu
+GPU_TARGET ?= $(CURDIR)/target/gpu
+GPU_VENV := $(CURDIR)/.venv-peers
+GPU_FEATURES := --features paperworks/torch
+TORCH_LIB = $(shell $(GPU_VENV)/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+# torch-sys's torch_api.cpp and llama.cpp's mtmd-helper.cpp both compile stb_image's public
+# functions (stbi_*) into their archives, so every binary that links both needs the linker to keep
+# one copy: both are stb_image with the same public API, and each copy's state is static to its
+# own object, so the copy kept is self-consistent.
+GPU_ENV = VIRTUAL_ENV=$(GPU_VENV) PATH="$(GPU_VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 \
+	CARGO_TARGET_DIR=$(GPU_TARGET) \
+	RUSTFLAGS="-C link-arg=-Wl,-rpath,$(TORCH_LIB) -C link-arg=-Wl,--allow-multiple-definition"
+
+setup-gpu:
+	bash scripts/setup.sh --gpu
+
+build-gpu: setup-gpu
+	$(GPU_ENV) $(CARGO) build --release --workspace $(GPU_FEATURES)
+
+# The training tests on the LibTorch backend's $(GPU_DEVICE): the two backends side by side
+# (pw-nn's tests/backends.rs), then the ordinary training tests and the tiny reproduction of
+# every system with PW_DEVICE=$(GPU_DEVICE), so they assert the same figures they assert on the
+# default backend.
+test-gpu: build-gpu
+	@mkdir -p $(GPU_TARGET)
+	set -o pipefail; ( \
+	  $(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) test --release $(GPU_FEATURES) -p paperworks -p pw-nn -p pw-pdiff \
+	    --test backends --test reversal --test diffusion --test autoencoder --test train \
+	    --test reproduce_smoke --no-fail-fast && \
+	  $(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) test --release $(GPU_FEATURES) -p paperworks --test cli \
+	    -- --exact reproduce_smoke_writes_report_manifest_and_metrics \
+	) 2>&1 | tee $(GPU_TARGET)/test-output.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' $(GPU_TARGET)/test-output.log
+
+# The training benches on $(GPU_DEVICE), their figures appended beside the default backend's.
+bench-gpu: export PW_BENCH_FIGURES = $(FIGURES)
+bench-gpu: build-gpu
+	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) -p paperworks -p pw-nn --bench kernels
+	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) -p paperworks -p pw-pdiff --bench pdiff
+	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) -p paperworks -p pw-videoprism --bench videoprism
+	@python3 scripts/benchfig.py $(FIGURES)

@@ -15,9 +15,14 @@
 #      (git-ignored) from scripts/peers-requirements.txt, every wheel pinned by sha256. It is
 #      about 3 GB of wheels (torch pulls the CUDA libraries even for CPU use), so the default
 #      setup and `make test` never fetch it.
+#   4. With --gpu (implies --peers): what the GPU build (`make build-gpu`, burn's LibTorch
+#      backend) links against: the same pinned torch 2.9.0 wheel, whose libtorch (and the CUDA
+#      libraries of the nvidia-* wheels it pulls) torch-sys uses through LIBTORCH_USE_PYTORCH=1.
+#      It checks the version torch-sys 0.22 expects and that the libraries are there.
 #
-# Usage: scripts/setup.sh [--no-apt] [--peers]
-#   --no-apt: skip the Debian step, e.g. when not root;  --peers: also install the PyTorch peers.
+# Usage: scripts/setup.sh [--no-apt] [--peers] [--gpu]
+#   --no-apt: skip the Debian step, e.g. when not root;  --peers: also install the PyTorch peers;
+#   --gpu: also what `make build-gpu` / `make test-gpu` need.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,11 +31,13 @@ cache="${PAPERWORKS_CACHE:-$HOME/.cache/paperworks}/wheels"
 sums="$assets/SHA256SUMS"
 do_apt=1
 do_peers=0
+do_gpu=0
 for arg in "$@"; do
   case "$arg" in
     --no-apt) do_apt=0 ;;
     --peers) do_peers=1 ;;
-    *) printf 'setup: error: unknown option %s (usage: scripts/setup.sh [--no-apt] [--peers])\n' "$arg" >&2; exit 2 ;;
+    --gpu) do_peers=1; do_gpu=1 ;;
+    *) printf 'setup: error: unknown option %s (usage: scripts/setup.sh [--no-apt] [--peers] [--gpu])\n' "$arg" >&2; exit 2 ;;
   esac
 done
 
@@ -199,4 +206,21 @@ if [ "$do_peers" = 1 ]; then
     actual_sum "$reqs" >"$stamp"
     say "fetched .venv-peers (torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'))"
   fi
+fi
+
+# ---------------------------------------------------------------- the GPU build (--gpu)
+if [ "$do_gpu" = 1 ]; then
+  venv="$here/.venv-peers"
+  # torch-sys 0.22 (burn-tch 0.22.1) is built for exactly this libtorch version.
+  want_torch=2.9.0
+  got=$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])') \
+    || die "$venv has no importable torch"
+  [ "$got" = "$want_torch" ] || die "$venv has torch $got; the LibTorch backend needs $want_torch"
+  lib=$("$venv/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+  for so in libtorch_cpu.so libtorch.so libc10.so; do
+    [ -f "$lib/$so" ] || die "$lib/$so is missing from the torch wheel"
+  done
+  cuda=no
+  [ -f "$lib/libtorch_cuda.so" ] && cuda=yes
+  say "ok      libtorch $got in $lib (CUDA libraries: $cuda)"
 fi
