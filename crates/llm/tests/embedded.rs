@@ -324,6 +324,17 @@ fn missing_truncated_and_corrupt_ggufs_are_named() {
 }
 
 #[test]
+fn gpu_layers_on_a_cpu_only_llama_cpp_is_an_error_not_a_silent_cpu_run() {
+    let mut cfg = EmbeddedConfig::new(common::smollm2());
+    cfg.gpu_layers = 99;
+    let e = load_err(cfg);
+    assert!(
+        e.contains("--gpu-layers 99") && e.contains("no GPU backend") && e.contains("SmolLM2"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_gguf_without_chat_template_needs_one_given() {
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("no-template.gguf");

@@ -228,6 +228,18 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, LlmError> {
 pub(super) fn load_model(cfg: &EmbeddedConfig) -> Result<LlamaModel, LlmError> {
     let path = &cfg.model;
     let backend = backend()?;
+    // llama.cpp quietly runs on the CPU when it has no GPU backend; a user who asked for offload
+    // should learn that before a run that is slower than they planned.
+    if cfg.gpu_layers > 0 && !backend.supports_gpu_offload() {
+        return Err(LlmError::model(
+            path,
+            format!(
+                "--gpu-layers {}: this build's llama.cpp has no GPU backend (it is built for the \
+                 CPU only); use --gpu-layers 0",
+                cfg.gpu_layers
+            ),
+        ));
+    }
     let mparams = LlamaModelParams::default().with_n_gpu_layers(cfg.gpu_layers);
     let name =
         pw_core::cpath::OpenName::new(path).map_err(|e| LlmError::model(path, e.to_string()))?;
