@@ -78,24 +78,25 @@ build-gpu: setup-gpu
 	$(GPU_ENV) $(CARGO) build --release --workspace $(GPU_FEATURES)
 
 # The training tests on the LibTorch backend's $(GPU_DEVICE): the two backends side by side
-# (pw-nn's tests/backends.rs), then the ordinary training tests and the tiny reproduction of
-# every system with PW_DEVICE=$(GPU_DEVICE), so they assert the same figures they assert on the
-# default backend.
-test-gpu: build-gpu
+# (pw-nn's tests/backends.rs), then the ordinary training tests, the crates' tiny reproductions
+# and that of all seven systems with PW_DEVICE=$(GPU_DEVICE), so they assert the same figures they
+# assert on the default backend. Both cargo runs select the whole workspace, so they resolve
+# features alike and compile the dependency graph once (a narrower -p set would build burn again).
+test-gpu: setup-gpu
 	@mkdir -p $(GPU_TARGET)
 	set -o pipefail; ( \
-	  $(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) test --release $(GPU_FEATURES) -p paperworks -p pw-nn -p pw-pdiff \
+	  $(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) test --release --workspace $(GPU_FEATURES) \
 	    --test backends --test reversal --test diffusion --test autoencoder --test train \
 	    --test reproduce_smoke --no-fail-fast && \
-	  $(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) test --release $(GPU_FEATURES) -p paperworks --test cli \
+	  $(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) test --release --workspace $(GPU_FEATURES) --test cli \
 	    -- --exact reproduce_smoke_writes_report_manifest_and_metrics \
 	) 2>&1 | tee $(GPU_TARGET)/test-output.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' $(GPU_TARGET)/test-output.log
 
 # The training benches on $(GPU_DEVICE), their figures appended beside the default backend's.
 bench-gpu: export PW_BENCH_FIGURES = $(FIGURES)
-bench-gpu: build-gpu
-	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) -p paperworks -p pw-nn --bench kernels
-	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) -p paperworks -p pw-pdiff --bench pdiff
-	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) -p paperworks -p pw-videoprism --bench videoprism
+bench-gpu: setup-gpu
+	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench kernels
+	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench pdiff
+	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench videoprism
 	@python3 scripts/benchfig.py $(FIGURES)
