@@ -202,3 +202,52 @@ pub fn seed_everything(device: &Device, seed: u64) -> rand::rngs::StdRng {
     device.seed(seed);
     rand::rngs::StdRng::seed_from_u64(seed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_parse_print_and_round_trip_through_config() {
+        for (name, kind, shown) in [
+            ("cpu", DeviceKind::Cpu, "cpu"),
+            ("torch-cpu", DeviceKind::TorchCpu, "torch-cpu"),
+            ("cuda", DeviceKind::Cuda(0), "cuda:0"),
+            (" cuda:3 ", DeviceKind::Cuda(3), "cuda:3"),
+        ] {
+            assert_eq!(name.parse::<DeviceKind>(), Ok(kind));
+            assert_eq!(kind.to_string(), shown);
+        }
+        for bad in ["gpu", "cuda:", "cuda:-1", "cuda:x", "CPU", ""] {
+            let e = bad.parse::<DeviceKind>().unwrap_err();
+            assert!(
+                e.contains("expected one of: cpu, cuda, cuda:N, torch-cpu"),
+                "{e}"
+            );
+        }
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct C {
+            device: DeviceKind,
+        }
+        let c: C = serde_json::from_str(r#"{"device": "cuda:1"}"#).unwrap();
+        assert_eq!(c.device, DeviceKind::Cuda(1));
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"device":"cuda:1"}"#);
+        let e = serde_json::from_str::<C>(r#"{"device": "tpu"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown device \"tpu\""), "{e}");
+    }
+
+    #[test]
+    fn the_default_device_is_the_flex_cpu_and_libtorch_needs_the_torch_build() {
+        assert!(device(DeviceKind::Cpu, true).is_ok());
+        #[cfg(not(feature = "torch"))]
+        for kind in [DeviceKind::TorchCpu, DeviceKind::Cuda(0)] {
+            let e = device(kind, false).unwrap_err().to_string();
+            assert!(
+                e.contains("no LibTorch backend") && e.contains("make build-gpu"),
+                "{e}"
+            );
+        }
+    }
+}
