@@ -210,7 +210,7 @@ fi
 
 # ---------------------------------------------------------------- the GPU build (--gpu)
 if [ "$do_gpu" = 1 ]; then
-  venv="$here/.venv-peers"
+  # the venv the --peers step above made or checked
   # torch-sys 0.22 (burn-tch 0.22.1) is built for exactly this libtorch version.
   want_torch=2.9.0
   got=$("$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])') \

@@ -59,7 +59,6 @@ pub(crate) struct Global {
     /// build-gpu`, then target/gpu/release/paperworks. LLM decoding is set apart, by
     /// --gpu-layers.
     #[arg(long, global = true, env = "PW_DEVICE", value_name = "DEVICE")]
-    #[serde(serialize_with = "serialize_device")]
     pub(crate) device: Option<pw_nn::DeviceKind>,
     /// No progress bars and only warnings and errors on stderr.
     #[arg(long, short, global = true)]
@@ -81,13 +80,6 @@ pub(crate) struct Global {
     )]
     #[serde(serialize_with = "pw_core::cpath::lossy")]
     pub(crate) assets: PathBuf,
-}
-
-fn serialize_device<S: serde::Serializer>(
-    d: &Option<pw_nn::DeviceKind>,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    s.collect_str(&d.unwrap_or_default())
 }
 
 #[derive(Subcommand, Debug)]
@@ -404,8 +396,10 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
         pw_llm::embedded::set_default_threads(n);
         pw_nn::set_torch_threads(n);
     }
-    g.device = Some(g.device.or(cfg.device).unwrap_or_default());
-    pw_nn::select_device(g.device.unwrap_or_default())?;
+    // Resolved once, so the manifest records the device the run used, default included.
+    let device = g.device.or(cfg.device).unwrap_or_default();
+    pw_nn::select_device(device)?;
+    g.device = Some(device);
     match &cli.command {
         Command::Reproduce(a) => reproduce(&g, a, &cfg),
         Command::Pdiff(c) => pdiff::run(&g, c),
