@@ -19,6 +19,30 @@ def figure(workload, value, unit, who):
         f.write(line + "\n")
 
 
+def peer_device():
+    """The torch device a PyTorch peer runs on and the suffix of its figure names, from PW_DEVICE
+    as `pw_nn::on_selected_device` reads it: "cpu" (or unset) adds nothing, "torch-cpu" runs on
+    the CPU as " on torch-cpu", "cuda" / "cuda:N" on that GPU as " on cuda:N". So a peer run with
+    the same PW_DEVICE as `make bench-gpu` lands beside its figure in the ratio table."""
+    d = os.environ.get("PW_DEVICE", "").strip() or "cpu"
+    if d == "cpu":
+        return "cpu", ""
+    if d == "torch-cpu":
+        return "cpu", " on torch-cpu"
+    if d == "cuda":
+        d = "cuda:0"
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return d, f" on {d}"
+    sys.exit(f"PW_DEVICE={d}: unknown device (expected one of: cpu, cuda, cuda:N, torch-cpu)")
+
+
+def synchronize(device):
+    """Waits for the work queued on `device` (CUDA runs asynchronously; the CPU needs nothing)."""
+    if device.startswith("cuda"):
+        import torch
+        torch.cuda.synchronize(device)
+
+
 def ratios(lines):
     """(workload, unit, ours, [(peer, value, ours / value)]) per workload, in first-seen order.
     A workload measured more than once keeps its last figure per side."""

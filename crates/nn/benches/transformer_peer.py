@@ -4,7 +4,8 @@ MLP 4x with exact GELU, final LayerNorm, untied bias-free head) on a batch of 32
 tokens, cross-entropy, one AdamW step (betas 0.9/0.95, weight decay 0.01, global-norm clip 1.0),
 as `pw_nn::schedule::OptimConfig::default()`. Also f32 matmul 1024^3 and 2048^3. Prints tokens/s.
 
-usage: python transformer_peer.py [--steps N]   (needs torch; all cores, as the Rust bench)
+usage: python transformer_peer.py [--steps N]   (needs torch; all cores, as the Rust bench;
+PW_DEVICE=cuda runs it on the GPU, as `make bench-gpu GPU_DEVICE=cuda`)
 """
 import argparse
 import sys
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-from benchfig import figure  # noqa: E402
+from benchfig import figure, peer_device, synchronize  # noqa: E402
 
 import torch
 import torch.nn as nn
@@ -52,12 +53,14 @@ class CausalLm(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def timed(fn, steps, warmup=3):
+def timed(fn, steps, device, warmup=3):
     for _ in range(warmup):
         fn()
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         fn()
+    synchronize(device)
     return (time.perf_counter() - t0) / steps
 
 
@@ -65,13 +68,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     a = ap.parse_args()
+    device, on = peer_device()
+    torch.set_default_device(device)
     torch.manual_seed(0)
-    tag = f"pytorch {torch.__version__} ({torch.get_num_threads()} threads)"
+    where = "cuda" if device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    tag = f"pytorch {torch.__version__} ({device}, {where})"
     for n in (1024, 2048):
         x, y = torch.randn(n, n), torch.randn(n, n)
-        dt = timed(lambda: x @ y, 10)
+        dt = timed(lambda: x @ y, 10, device)
         print(f"{tag}: f32 matmul {n}^3: {2 * n**3 / dt / 1e9:.1f} GFLOP/s")
-        figure(f"f32 matmul {n}^3", 2 * n**3 / dt / 1e9, "GFLOP/s", f"pytorch {torch.__version__}")
+        figure(f"f32 matmul {n}^3{on}", 2 * n**3 / dt / 1e9, "GFLOP/s", f"pytorch {torch.__version__}")
     model = CausalLm()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01)
     tokens = torch.randint(0, V, (B, T + 1))
@@ -84,9 +90,9 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    dt = timed(step, a.steps)
+    dt = timed(step, a.steps, device)
     print(f"{tag}: transformer train step d{D} L{L} s{T} b{B}: {1000 * dt:.1f} ms/step, {B * T / dt:.0f} tokens/s")
-    figure(f"transformer train step d{D} L{L} s{T} b{B}", B * T / dt, "tokens/s", f"pytorch {torch.__version__}")
+    figure(f"transformer train step d{D} L{L} s{T} b{B}{on}", B * T / dt, "tokens/s", f"pytorch {torch.__version__}")
 
 
 if __name__ == "__main__":

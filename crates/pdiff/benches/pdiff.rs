@@ -57,6 +57,8 @@ fn main() {
                 );
                 ae = Some(opt.step(1e-4, m, grads));
             }
+            // A GPU device runs the steps asynchronously: wait for the last one.
+            ad.sync().expect("device sync");
             SAMPLES.record("ae", iters, t.elapsed())
         })
     });
@@ -81,6 +83,7 @@ fn main() {
                 );
                 den = Some(opt.step(1e-4, m, grads));
             }
+            ad.sync().expect("device sync");
             SAMPLES.record("denoiser", iters, t.elapsed())
         })
     });
@@ -125,6 +128,7 @@ fn main() {
                     std::hint::black_box(evaluate_head(&m, &feats, &labels, &plain));
                 }
             }
+            plain.sync().expect("device sync");
             SAMPLES.record("generate", iters, t.elapsed())
         })
     });

@@ -8,7 +8,8 @@
   shift), epsilon-prediction MSE at random timesteps of a linear 1000-step schedule; batch 50.
 Prints samples/s for each.
 
-usage: python pdiff_peer.py [--steps N]   (needs torch; all cores, as the Rust bench)
+usage: python pdiff_peer.py [--steps N]   (needs torch; all cores, as the Rust bench; PW_DEVICE=cuda
+runs it on the GPU, as `make bench-gpu GPU_DEVICE=cuda`)
 """
 import argparse
 import math
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-from benchfig import figure  # noqa: E402
+from benchfig import figure, peer_device, synchronize  # noqa: E402
 
 import torch
 import torch.nn as nn
@@ -80,12 +81,14 @@ class Denoiser(nn.Module):
         return self.output(F.silu(self.out_norm(h)))
 
 
-def timed(fn, steps, warmup=3):
+def timed(fn, steps, device, warmup=3):
     for _ in range(warmup):
         fn()
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         fn()
+    synchronize(device)
     return (time.perf_counter() - t0) / steps
 
 
@@ -105,12 +108,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=50)
     a = ap.parse_args()
+    device, on = peer_device()
+    torch.set_default_device(device)
     torch.manual_seed(0)
-    tag = f"pytorch {torch.__version__} ({torch.get_num_threads()} threads)"
+    where = "cuda" if device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    tag = f"pytorch {torch.__version__} ({device}, {where})"
     ae, x = Autoencoder(), torch.randn(BATCH, DIM)
-    dt = timed(train_step(ae, lambda: ae.loss(x)), a.steps)
+    dt = timed(train_step(ae, lambda: ae.loss(x)), a.steps, device)
     print(f"{tag}: autoencoder training ({CH}, {DIM} values): {BATCH / dt:.0f} samples/s")
-    figure("p-diff autoencoder step", BATCH / dt, "samples/s", f"pytorch {torch.__version__}")
+    figure(f"p-diff autoencoder step{on}", BATCH / dt, "samples/s", f"pytorch {torch.__version__}")
     betas = torch.linspace(1e-4, 2e-2, 1000, dtype=torch.float64)
     alpha_bar = torch.cumprod(1 - betas, 0)
     den, z = Denoiser(), torch.randn(BATCH, LAT, DIM // 16)
@@ -121,9 +127,9 @@ def main():
         eps = torch.randn_like(z)
         return F.mse_loss(den(ab.sqrt() * z + (1 - ab).sqrt() * eps, t), eps)
 
-    dt = timed(train_step(den, ddpm_loss), a.steps)
+    dt = timed(train_step(den, ddpm_loss), a.steps, device)
     print(f"{tag}: denoiser training (hidden {HID}, latent [{LAT}, {DIM // 16}]): {BATCH / dt:.0f} samples/s")
-    figure("p-diff denoiser step", BATCH / dt, "samples/s", f"pytorch {torch.__version__}")
+    figure(f"p-diff denoiser step{on}", BATCH / dt, "samples/s", f"pytorch {torch.__version__}")
 
 
 if __name__ == "__main__":

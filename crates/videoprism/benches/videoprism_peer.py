@@ -3,7 +3,8 @@ ViViT (patch 8, width 64, 2 spatial + 2 temporal pre-LN layers, 4 heads, MLP 128
 LayerNorm eps 1e-6, attention logits capped by 50 tanh(x / 50)) on a batch of 32 clips of
 8 x 32 x 32 x 3, loss = mean square of the tokens, one AdamW step. Prints ms per step.
 
-usage: python videoprism_peer.py [--steps N]   (needs torch; all cores, as the Rust bench)
+usage: python videoprism_peer.py [--steps N]   (needs torch; all cores, as the Rust bench;
+PW_DEVICE=cuda runs it on the GPU, as `make bench-gpu GPU_DEVICE=cuda`)
 """
 import argparse
 import math
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-from benchfig import figure  # noqa: E402
+from benchfig import figure, peer_device, synchronize  # noqa: E402
 
 import torch
 import torch.nn as nn
@@ -72,6 +73,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     a = ap.parse_args()
+    device, on = peer_device()
+    torch.set_default_device(device)
     torch.manual_seed(1)
     model = Encoder()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -86,12 +89,15 @@ def main():
 
     for _ in range(3):
         step()
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(a.steps):
         step()
+    synchronize(device)
     dt = (time.perf_counter() - t0) / a.steps
-    print(f"pytorch {torch.__version__} ({torch.get_num_threads()} threads): encoder step, batch {B} x {T} x {S} x {S}: {1000 * dt:.1f} ms/step, {B / dt:.1f} clips/s")
-    figure(f"ViViT encoder step b{B} {T}x{S}x{S}", B / dt, "clips/s", f"pytorch {torch.__version__}")
+    where = "cuda" if device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print(f"pytorch {torch.__version__} ({device}, {where}): encoder step, batch {B} x {T} x {S} x {S}: {1000 * dt:.1f} ms/step, {B / dt:.1f} clips/s")
+    figure(f"ViViT encoder step b{B} {T}x{S}x{S}{on}", B / dt, "clips/s", f"pytorch {torch.__version__}")
 
 
 if __name__ == "__main__":
