@@ -110,12 +110,14 @@ fn a_transformer_trains_to_the_same_losses_on_both_backends() {
 }
 
 /// `f` on the same input on flex and on the LibTorch device: outputs and the gradient of
-/// `sum(out * w)` (a fixed random `w`) with respect to the input.
+/// `sum(out * w)` (a fixed random `w`) with respect to the input. Prints the largest relative
+/// difference of each and returns the parts that miss the tolerance, so one run (a GPU run is
+/// short) shows every operation's figure.
 fn check<const D: usize>(
     what: &str,
     shape: [usize; D],
     f: impl Fn(Tensor<D>, &Device) -> Tensor<D>,
-) {
+) -> Vec<String> {
     let flex = device(DeviceKind::Cpu, true).unwrap();
     let torch = device(torch_kind(), true).unwrap();
     pw_nn::seed_everything(&flex, 5);
@@ -148,10 +150,13 @@ fn check<const D: usize>(
             .zip(b)
             .map(|(p, q)| (p - q).abs() / p.abs().max(1.0))
             .fold(0f32, f32::max);
-        assert!(worst <= 1e-4, "{what} {part}: largest difference {worst}");
+        eprintln!("{what} {part}: largest difference {worst:.2e}");
+        (worst > 1e-4).then(|| format!("{what} {part}: largest difference {worst}"))
     };
-    close(&ya, &yb, "output");
-    close(&ga, &gb, "input gradient");
+    [close(&ya, &yb, "output"), close(&ga, &gb, "input gradient")]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// A module made on flex with seeded weights, moved to `dev` through its tensors.
@@ -170,7 +175,7 @@ fn the_fused_operations_agree_with_libtorch() {
             .init(d)
     };
     let base = conv(&flex);
-    check("conv1d", [3, 6, 40], |x, d| {
+    let mut missed = check("conv1d", [3, 6, 40], |x, d| {
         fused::conv1d(&on(base.clone(), conv, d), x)
     });
     let tconv = |d: &Device| {
@@ -180,18 +185,26 @@ fn the_fused_operations_agree_with_libtorch() {
             .init(d)
     };
     let tbase = tconv(&flex);
-    check("conv_transpose1d", [3, 8, 20], |x, d| {
+    missed.extend(check("conv_transpose1d", [3, 8, 20], |x, d| {
         fused::conv_transpose1d(&on(tbase.clone(), tconv, d), x)
-    });
+    }));
     let gn = |d: &Device| pw_nn::burn::nn::GroupNormConfig::new(2, 6).init(d);
     let gbase = gn(&flex);
-    check("group_norm", [3, 6, 10], |x, d| {
+    missed.extend(check("group_norm", [3, 6, 10], |x, d| {
         fused::group_norm(&on(gbase.clone(), gn, d), x)
-    });
-    check("silu", [4, 33], |x, _| fused::silu(x));
-    check("gelu", [4, 33], |x, _| fused::gelu(x));
-    check("leaky_relu", [4, 33], |x, _| fused::leaky_relu(x, 0.2));
-    check("causal_attention", [2, 2, 7, 8], |x, _| {
+    }));
+    missed.extend(check("silu", [4, 33], |x, _| fused::silu(x)));
+    missed.extend(check("gelu", [4, 33], |x, _| fused::gelu(x)));
+    missed.extend(check("leaky_relu", [4, 33], |x, _| {
+        fused::leaky_relu(x, 0.2)
+    }));
+    missed.extend(check("causal_attention", [2, 2, 7, 8], |x, _| {
         fused::causal_attention(x.clone(), x.clone() * 0.5, x)
-    });
+    }));
+    assert!(
+        missed.is_empty(),
+        "beyond the 1e-4 tolerance on {:?}:\n{}",
+        torch_kind(),
+        missed.join("\n")
+    );
 }
