@@ -39,6 +39,7 @@ bench: setup
 	$(CARGO) bench -p pw-llm --bench sampler
 	$(CARGO) bench -p pw-nn --bench decode
 	$(CARGO) bench -p pw-videoprism --bench videoprism
+	$(CARGO) bench -p pw-videoprism --bench encoder_step
 	$(CARGO) bench -p pw-comments --bench density
 	@if $(PEER_PYTHON) -c 'import torch' 2>/dev/null; then \
 		for peer in $(PEERS); do $(PEER_PYTHON) $$peer || exit 1; done; \
@@ -62,12 +63,21 @@ GPU_DEVICE ?= torch-cpu
 GPU_TARGET ?= $(CURDIR)/target/gpu
 GPU_VENV := $(CURDIR)/.venv-peers
 GPU_FEATURES := --features paperworks/torch
+# LIBTORCH=DIR links another libtorch instead (DIR holds include/ and lib/, e.g. the torch/ folder
+# of another torch wheel, such as the one a GPU machine already has): torch-sys's check for 2.9.0
+# is then bypassed. tch 0.22's C++ wrapper compiles against torch 2.11.0's headers too.
+ifdef LIBTORCH
+TORCH_LIB = $(LIBTORCH)/lib
+TORCH_ENV = LIBTORCH=$(LIBTORCH) LIBTORCH_BYPASS_VERSION_CHECK=1
+else
 TORCH_LIB = $(shell $(GPU_VENV)/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+TORCH_ENV = LIBTORCH_USE_PYTORCH=1
+endif
 # torch-sys's torch_api.cpp and llama.cpp's mtmd-helper.cpp both compile stb_image's public
 # functions (stbi_*) into their archives, so every binary that links both needs the linker to keep
 # one copy: both are stb_image with the same public API, and each copy's state is static to its
 # own object, so the copy kept is self-consistent.
-GPU_ENV = VIRTUAL_ENV=$(GPU_VENV) PATH="$(GPU_VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 \
+GPU_ENV = VIRTUAL_ENV=$(GPU_VENV) PATH="$(GPU_VENV)/bin:$$PATH" $(TORCH_ENV) \
 	CARGO_TARGET_DIR=$(GPU_TARGET) \
 	RUSTFLAGS="-C link-arg=-Wl,-rpath,$(TORCH_LIB) -C link-arg=-Wl,--allow-multiple-definition"
 
@@ -93,10 +103,13 @@ test-gpu: setup-gpu
 	) 2>&1 | tee $(GPU_TARGET)/test-output.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' $(GPU_TARGET)/test-output.log
 
-# The training benches on $(GPU_DEVICE), their figures appended beside the default backend's.
+# The training benches on $(GPU_DEVICE), their figures appended beside the default backend's,
+# then the PyTorch peers on the same device (PW_DEVICE names it for them too).
 bench-gpu: export PW_BENCH_FIGURES = $(FIGURES)
 bench-gpu: setup-gpu
 	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench kernels
 	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench pdiff
-	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench videoprism
+	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench encoder_step
+	for peer in $(PEERS); do PW_DEVICE=$(GPU_DEVICE) $(GPU_VENV)/bin/python $$peer || exit 1; done
 	@python3 scripts/benchfig.py $(FIGURES)
+
