@@ -9,7 +9,7 @@ PEER_PYTHON ?= $(if $(wildcard .venv-peers/bin/python),.venv-peers/bin/python,py
 PEERS := crates/nn/benches/transformer_peer.py crates/pdiff/benches/pdiff_peer.py \
 	crates/videoprism/benches/videoprism_peer.py
 
-.PHONY: setup build reproduce test bench lint setup-gpu build-gpu test-gpu bench-gpu
+.PHONY: setup build reproduce test bench lint setup-gpu build-gpu test-gpu bench-gpu build-cuda
 
 setup:
 	bash scripts/setup.sh
@@ -113,3 +113,34 @@ bench-gpu: setup-gpu
 	for peer in $(PEERS); do PW_DEVICE=$(GPU_DEVICE) $(GPU_VENV)/bin/python $$peer || exit 1; done
 	@python3 scripts/benchfig.py $(FIGURES)
 
+# ---------------------------------------------------------------- llama.cpp on CUDA
+# The embedded language models with `--gpu-layers N` on an NVIDIA GPU: llama.cpp's CUDA backend
+# (the `cuda` feature), compiled by the CUDA 13.0 nvcc that `scripts/setup.sh --cuda` unzips
+# from PyPI into assets/cuda-13.0 (NVIDIA driver >= 580 to run). It builds into target/cuda;
+# llama.cpp's shared libraries sit next to the binary (rpath $ORIGIN), and the toolkit's lib
+# directory (libcudart, libcublas) is the second rpath. CUDA_ARCHS: the GPUs to compile for, as
+# CMAKE_CUDA_ARCHITECTURES ("90-real": H100/H200; "80-real;90-real" adds the A100; each one
+# adds about as much compile time again: ~35 min for one on 2 cores).
+CUDA_TK := $(CURDIR)/assets/cuda-13.0
+CUDA_ARCHS ?= 90-real
+CUDA_TARGET ?= $(CURDIR)/target/cuda
+
+build-cuda:
+	bash scripts/setup.sh --cuda
+	@mkdir -p $(CUDA_TARGET)
+	@# llama.cpp's libraries find each other, libcudart and libcublas through their own rpath:
+	@# the binary's (a RUNPATH) does not reach the libraries its libraries need.
+	@printf 'set(CMAKE_CUDA_COMPILER %s/bin/nvcc)\nset(CUDAToolkit_ROOT %s)\nset(CMAKE_CUDA_ARCHITECTURES "%s")\nset(CMAKE_INSTALL_RPATH "$$ORIGIN;%s/lib")\n' \
+	  '$(CUDA_TK)' '$(CUDA_TK)' '$(CUDA_ARCHS)' '$(CUDA_TK)' >$(CUDA_TARGET)/toolchain.cmake
+	@# llama-cpp-sys-2 links the unversioned library names (libllama.so -> libllama.so.0) next to
+	@# the binary unless one exists, and fails on one that dangles: clear those first.
+	@for l in $(CUDA_TARGET)/release/lib*.so $(CUDA_TARGET)/release/deps/lib*.so \
+	  $(CUDA_TARGET)/release/examples/lib*.so; do [ -L "$$l" ] && [ ! -e "$$l" ] && rm -f "$$l"; done; true
+	CARGO_TARGET_DIR=$(CUDA_TARGET) CMAKE_TOOLCHAIN_FILE=$(CUDA_TARGET)/toolchain.cmake \
+	  CUDA_PATH=$(CUDA_TK) RUSTFLAGS='-C link-arg=-Wl,-rpath,$$ORIGIN -C link-arg=-Wl,-rpath,$(CUDA_TK)/lib' \
+	  $(CARGO) build --release --workspace --features paperworks/cuda
+	@# Those links are all it puts there; put the libraries they name (the SONAMEs the binary
+	@# needs) beside them, from the newest build of llama.cpp.
+	@lib=$$(ls -td $(CUDA_TARGET)/release/build/llama-cpp-sys-2-*/out/lib | head -n 1); \
+	  for f in $$lib/lib*.so.0; do cp -Lf $$f $(CUDA_TARGET)/release/; cp -Lf $$f $(CUDA_TARGET)/release/deps/; done
+	@echo "built $(CUDA_TARGET)/release/paperworks (llama.cpp on CUDA: --gpu-layers N)"

@@ -19,10 +19,14 @@
 #      backend) links against: the same pinned torch 2.9.0 wheel, whose libtorch (and the CUDA
 #      libraries of the nvidia-* wheels it pulls) torch-sys uses through LIBTORCH_USE_PYTORCH=1.
 #      It checks the version torch-sys 0.22 expects and that the libraries are there.
+#   5. With --cuda: the CUDA 13.0 toolkit that llama.cpp's CUDA build (`make build-cuda`) compiles
+#      with, unzipped from the PyPI wheels of scripts/cuda-requirements.txt (pinned by sha256,
+#      about 500 MB) into assets/cuda-13.0: bin/nvcc, nvvm, include, lib (with lib64 -> lib, as
+#      nvcc.profile expects, and the unversioned libcudart/libcublas links the linker looks for).
 #
-# Usage: scripts/setup.sh [--no-apt] [--peers] [--gpu]
+# Usage: scripts/setup.sh [--no-apt] [--peers] [--gpu] [--cuda]
 #   --no-apt: skip the Debian step, e.g. when not root;  --peers: also install the PyTorch peers;
-#   --gpu: also what `make build-gpu` / `make test-gpu` need.
+#   --gpu: also what `make build-gpu` / `make test-gpu` need;  --cuda: what `make build-cuda` needs.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,12 +36,14 @@ sums="$assets/SHA256SUMS"
 do_apt=1
 do_peers=0
 do_gpu=0
+do_cuda=0
 for arg in "$@"; do
   case "$arg" in
     --no-apt) do_apt=0 ;;
     --peers) do_peers=1 ;;
     --gpu) do_peers=1; do_gpu=1 ;;
-    *) printf 'setup: error: unknown option %s (usage: scripts/setup.sh [--no-apt] [--peers] [--gpu])\n' "$arg" >&2; exit 2 ;;
+    --cuda) do_cuda=1 ;;
+    *) printf 'setup: error: unknown option %s (usage: scripts/setup.sh [--no-apt] [--peers] [--gpu] [--cuda])\n' "$arg" >&2; exit 2 ;;
   esac
 done
 
@@ -223,4 +229,39 @@ if [ "$do_gpu" = 1 ]; then
   cuda=no
   [ -f "$lib/libtorch_cuda.so" ] && cuda=yes
   say "ok      libtorch $got in $lib (CUDA libraries: $cuda)"
+fi
+
+# ---------------------------------------------------------------- llama.cpp on CUDA (--cuda)
+if [ "$do_cuda" = 1 ]; then
+  reqs="$here/scripts/cuda-requirements.txt"
+  tk="$assets/cuda-13.0"
+  stamp="$tk/.requirements.sha256"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(actual_sum "$reqs")" ] && [ -x "$tk/bin/nvcc" ]; then
+    say "ok      cuda-13.0 ($("$tk/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
+  else
+    say "fetching the CUDA 13.0 toolkit wheels (about 500 MB; cached in $cache)"
+    mkdir -p "$cache"
+    "$PIP" download --no-deps --only-binary=:all: --disable-pip-version-check -q \
+      --require-hashes -r "$reqs" -d "$cache" || die "pip download -r $reqs failed"
+    tmp="$tk.part.$$"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    trap 'rm -rf "$tmp"' EXIT
+    while read -r req _; do
+      case "$req" in ''|'#'*) continue ;; esac
+      name=${req%%==*}; ver=${req##*==}
+      w=$(ls "$cache"/"$(printf '%s' "$name" | tr '-' '_')"-"$ver"-*.whl 2>/dev/null | head -n 1 || true)
+      [ -n "$w" ] || die "no wheel for $req in $cache"
+      # pip download checked the hashes; check the cached file again, it may be older than this run.
+      want=$(sed -n "s/^$name==$ver --hash=sha256:\([0-9a-f]*\).*/\1/p" "$reqs")
+      [ "$(actual_sum "$w")" = "$want" ] || die "$w does not match its sha256 in $reqs"
+      unzip -q -o "$w" 'nvidia/cu13/*' -d "$tmp" || die "$(basename "$w") has no nvidia/cu13/"
+    done <"$reqs"
+    ln -sfn lib "$tmp/nvidia/cu13/lib64"
+    for l in cudart cublas cublasLt; do ln -sfn "lib$l.so.13" "$tmp/nvidia/cu13/lib/lib$l.so"; done
+    chmod +x "$tmp"/nvidia/cu13/bin/* "$tmp"/nvidia/cu13/nvvm/bin/*
+    "$tmp/nvidia/cu13/bin/nvcc" --version >/dev/null || die "the unzipped nvcc does not run"
+    actual_sum "$reqs" >"$tmp/nvidia/cu13/.requirements.sha256"
+    rm -rf "$tk" && mv "$tmp/nvidia/cu13" "$tk" && rm -rf "$tmp"
+    say "fetched cuda-13.0 into $tk"
+  fi
 fi

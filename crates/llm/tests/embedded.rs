@@ -324,9 +324,20 @@ fn missing_truncated_and_corrupt_ggufs_are_named() {
 }
 
 #[test]
-fn gpu_layers_on_a_cpu_only_llama_cpp_is_an_error_not_a_silent_cpu_run() {
+fn gpu_layers_without_a_gpu_is_an_error_not_a_silent_cpu_run() {
     let mut cfg = EmbeddedConfig::new(common::smollm2());
     cfg.gpu_layers = 99;
+    if cfg!(feature = "cuda") {
+        // The CUDA build offloads where a GPU is present, and says it found none elsewhere.
+        if let Err(e) = Embedded::load(cfg) {
+            let e = e.to_string();
+            assert!(
+                e.contains("--gpu-layers 99") && e.contains("found no GPU"),
+                "{e}"
+            );
+        }
+        return;
+    }
     let e = load_err(cfg);
     assert!(
         e.contains("--gpu-layers 99") && e.contains("no GPU backend") && e.contains("SmolLM2"),

@@ -53,7 +53,8 @@ pub struct BackendArgs {
     /// that an earlier prompt or another choice of the same request already evaluated.
     #[arg(long)]
     pub no_prefix_reuse: bool,
-    /// Embedded: layers to offload to a GPU (GPU builds of llama.cpp only).
+    /// Embedded: layers to offload to the GPU (99: all). Needs the CUDA build of llama.cpp
+    /// (`make build-cuda`, target/cuda/release/paperworks); elsewhere N > 0 is an error.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub gpu_layers: u32,
     /// HTTP: requests in flight over all endpoints.

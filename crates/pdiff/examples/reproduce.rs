@@ -1,6 +1,6 @@
 //! The p-diff reproduction with only pw-pdiff linked: no FFmpeg, no llama.cpp. It is what
 //! `paperworks reproduce --only pdiff` runs, for a machine that has libtorch and a GPU but not
-//! the video stack the `paperworks` binary links (the GPU check of `make bench-gpu` runs it so).
+//! the video stack the `paperworks` binary links (how the quick reproduction ran on an H200).
 //! It prints each claim, the stage times and the metrics; the run directory keeps the stage
 //! outputs, so a second run with the same directory resumes.
 //!

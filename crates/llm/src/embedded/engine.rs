@@ -231,13 +231,16 @@ pub(super) fn load_model(cfg: &EmbeddedConfig) -> Result<LlamaModel, LlmError> {
     // llama.cpp quietly runs on the CPU when it has no GPU backend; a user who asked for offload
     // should learn that before a run that is slower than they planned.
     if cfg.gpu_layers > 0 && !backend.supports_gpu_offload() {
+        let why = if cfg!(feature = "cuda") {
+            "this build's llama.cpp has a CUDA backend but found no GPU (no NVIDIA driver >= 580, \
+             no device, or CUDA_VISIBLE_DEVICES hides it)"
+        } else {
+            "this build's llama.cpp has no GPU backend (it is built for the CPU only; \
+             `make build-cuda` builds one with CUDA)"
+        };
         return Err(LlmError::model(
             path,
-            format!(
-                "--gpu-layers {}: this build's llama.cpp has no GPU backend (it is built for the \
-                 CPU only); use --gpu-layers 0",
-                cfg.gpu_layers
-            ),
+            format!("--gpu-layers {}: {why}; use --gpu-layers 0", cfg.gpu_layers),
         ));
     }
     let mparams = LlamaModelParams::default().with_n_gpu_layers(cfg.gpu_layers);
