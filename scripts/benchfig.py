@@ -7,6 +7,7 @@
 import json
 import os
 import sys
+import time
 
 
 def figure(workload, value, unit, who):
@@ -41,6 +42,27 @@ def synchronize(device):
     if device.startswith("cuda"):
         import torch
         torch.cuda.synchronize(device)
+
+
+def timed(fn, steps, device, warmup=3):
+    """Seconds per call of `fn` over `steps` calls after `warmup` ones, the device's queue
+    drained before and after, as the Rust benches wait for theirs."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def peer_tag(device):
+    """How a peer names itself in its printed lines: torch's version, the device, and the CPU
+    threads it ran on when that is the CPU."""
+    import torch
+    where = "cuda" if device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    return f"pytorch {torch.__version__} ({device}, {where})"
 
 
 def ratios(lines):

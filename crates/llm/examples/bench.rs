@@ -32,20 +32,19 @@ fn main() {
         num(2, 8, "STREAMS"),
         num(3, 128, "TOKENS"),
     );
+    let bench = BenchConfig {
+        gen_tokens: tokens,
+        parallel: streams as usize,
+        ..Default::default()
+    };
     let mut cfg = EmbeddedConfig::new(model);
     cfg.gpu_layers = gpu_layers;
-    cfg.parallel = (streams as usize).max(1);
-    cfg.ctx_per_seq = 1024;
-    let report = Embedded::load(cfg).and_then(|e| {
-        run(
-            &e,
-            &BenchConfig {
-                gen_tokens: tokens,
-                parallel: (streams as usize).max(1),
-                ..Default::default()
-            },
-        )
-    });
+    bench.fit(&mut cfg);
+    if let Err(e) = bench.check() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+    let report = Embedded::load(cfg).and_then(|e| run(&e, &bench));
     match report {
         Ok(r) => println!("{}", serde_json::to_string_pretty(&r).unwrap()),
         Err(e) => {

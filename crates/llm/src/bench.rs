@@ -32,6 +32,24 @@ impl Default for BenchConfig {
     }
 }
 
+impl BenchConfig {
+    /// Refuses what cannot be timed: no stream, no repetition, or fewer than 2 tokens (the
+    /// generation rate is the difference of a 1-token and a `gen_tokens` run).
+    pub fn check(&self) -> Result<(), String> {
+        if self.parallel == 0 || self.reps == 0 || self.gen_tokens < 2 {
+            return Err("--streams and --reps must be at least 1, --tokens at least 2".into());
+        }
+        Ok(())
+    }
+
+    /// Sizes an embedded engine for this bench: room for every stream, and a context of at most
+    /// 1,024 tokens per stream, which the longest bench request fits.
+    pub fn fit(&self, engine: &mut crate::EmbeddedConfig) {
+        engine.parallel = engine.parallel.max(self.parallel);
+        engine.ctx_per_seq = engine.ctx_per_seq.min(1024);
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
     pub model: String,

@@ -9,11 +9,10 @@ PW_DEVICE=cuda runs it on the GPU, as `make bench-gpu GPU_DEVICE=cuda`)
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-from benchfig import figure, peer_device, synchronize  # noqa: E402
+from benchfig import figure, peer_device, peer_tag, timed  # noqa: E402
 
 import torch
 import torch.nn as nn
@@ -53,17 +52,6 @@ class CausalLm(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def timed(fn, steps, device, warmup=3):
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - t0) / steps
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
@@ -71,8 +59,7 @@ def main():
     device, on = peer_device()
     torch.set_default_device(device)
     torch.manual_seed(0)
-    where = "cuda" if device.startswith("cuda") else f"{torch.get_num_threads()} threads"
-    tag = f"pytorch {torch.__version__} ({device}, {where})"
+    tag = peer_tag(device)
     for n in (1024, 2048):
         x, y = torch.randn(n, n), torch.randn(n, n)
         dt = timed(lambda: x @ y, 10, device)

@@ -323,24 +323,17 @@ pub fn print_bench(r: &BenchReport) {
 }
 
 pub fn bench(g: &Global, a: &BenchArgs) -> Result<()> {
-    if a.streams == 0 || a.reps == 0 || a.tokens < 2 {
-        return Err(Error::Other(
-            "--streams and --reps must be at least 1, --tokens at least 2".into(),
-        ));
-    }
+    let bench = BenchConfig {
+        gen_tokens: a.tokens,
+        parallel: a.streams,
+        reps: a.reps,
+        ..Default::default()
+    };
+    bench.check().map_err(Error::Other)?;
     let mut cfg = a.backend.config(g, None);
-    cfg.embedded.parallel = cfg.embedded.parallel.max(a.streams);
-    cfg.embedded.ctx_per_seq = cfg.embedded.ctx_per_seq.min(1024);
+    bench.fit(&mut cfg.embedded);
     let gen_ = pw_llm::backend::open(&cfg)?;
-    let r = pw_llm::bench::run(
-        gen_.as_ref(),
-        &BenchConfig {
-            gen_tokens: a.tokens,
-            parallel: a.streams,
-            reps: a.reps,
-            ..Default::default()
-        },
-    )?;
+    let r = pw_llm::bench::run(gen_.as_ref(), &bench)?;
     print_bench(&r);
     if let Some(out) = &a.out {
         pw_core::write_json_atomic(out, &r)?;

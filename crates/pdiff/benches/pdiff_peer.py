@@ -14,11 +14,10 @@ runs it on the GPU, as `make bench-gpu GPU_DEVICE=cuda`)
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-from benchfig import figure, peer_device, synchronize  # noqa: E402
+from benchfig import figure, peer_device, peer_tag, timed  # noqa: E402
 
 import torch
 import torch.nn as nn
@@ -81,17 +80,6 @@ class Denoiser(nn.Module):
         return self.output(F.silu(self.out_norm(h)))
 
 
-def timed(fn, steps, device, warmup=3):
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - t0) / steps
-
-
 def train_step(model, loss_fn):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01)
 
@@ -111,8 +99,7 @@ def main():
     device, on = peer_device()
     torch.set_default_device(device)
     torch.manual_seed(0)
-    where = "cuda" if device.startswith("cuda") else f"{torch.get_num_threads()} threads"
-    tag = f"pytorch {torch.__version__} ({device}, {where})"
+    tag = peer_tag(device)
     ae, x = Autoencoder(), torch.randn(BATCH, DIM)
     dt = timed(train_step(ae, lambda: ae.loss(x)), a.steps, device)
     print(f"{tag}: autoencoder training ({CH}, {DIM} values): {BATCH / dt:.0f} samples/s")

@@ -9,11 +9,10 @@ PW_DEVICE=cuda runs it on the GPU, as `make bench-gpu GPU_DEVICE=cuda`)
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-from benchfig import figure, peer_device, synchronize  # noqa: E402
+from benchfig import figure, peer_device, peer_tag, timed  # noqa: E402
 
 import torch
 import torch.nn as nn
@@ -87,16 +86,8 @@ def main():
         loss.backward()
         opt.step()
 
-    for _ in range(3):
-        step()
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
-        step()
-    synchronize(device)
-    dt = (time.perf_counter() - t0) / a.steps
-    where = "cuda" if device.startswith("cuda") else f"{torch.get_num_threads()} threads"
-    print(f"pytorch {torch.__version__} ({device}, {where}): encoder step, batch {B} x {T} x {S} x {S}: {1000 * dt:.1f} ms/step, {B / dt:.1f} clips/s")
+    dt = timed(step, a.steps, device)
+    print(f"{peer_tag(device)}: encoder step, batch {B} x {T} x {S} x {S}: {1000 * dt:.1f} ms/step, {B / dt:.1f} clips/s")
     figure(f"ViViT encoder step b{B} {T}x{S}x{S}{on}", B / dt, "clips/s", f"pytorch {torch.__version__}")
 
 
