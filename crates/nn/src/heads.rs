@@ -1,6 +1,7 @@
 //! Heads on top of a transformer trunk: a classifier over a pooled sequence and a scalar value
 //! head that scores every position (what an ORM/SORM-style value model needs).
 
+use crate::fused::linear;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
@@ -31,7 +32,7 @@ impl ClassifierHead {
             }
             None => hidden.mean_dim(1),
         };
-        self.linear.forward(pooled.reshape([b, d]))
+        linear(&self.linear, pooled.reshape([b, d]))
     }
 }
 
@@ -52,7 +53,7 @@ impl ValueHead {
     /// Logits [b, t] (apply `sigmoid` for probabilities).
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
         let [b, t, _] = hidden.dims();
-        self.linear.forward(hidden).reshape([b, t])
+        linear(&self.linear, hidden).reshape([b, t])
     }
 
     pub fn probabilities(&self, hidden: Tensor<3>) -> Tensor<2> {

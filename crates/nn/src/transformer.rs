@@ -4,7 +4,7 @@
 //! the past) and a bidirectional encoder block (with an optional key-padding mask). Attention
 //! goes through burn's `attention` op, so a backend with a fused kernel uses it.
 
-use crate::fused::{causal_attention, gelu, layer_norm};
+use crate::fused::{causal_attention, gelu, layer_norm, linear};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::module::attention;
@@ -91,7 +91,7 @@ impl SelfAttention {
         // Three projections rather than one fused [d, 3d] one: slicing a fused output costs a
         // copy forward and a zero-filled scatter backward, more than the larger matmul saves.
         let heads = |lin: &Linear| {
-            lin.forward(x.clone())
+            linear(lin, x.clone())
                 .reshape([b, t, h, d / h])
                 .swap_dims(1, 2)
         };
@@ -109,7 +109,7 @@ impl SelfAttention {
                 attention(q, k, v, mask, None, opts)
             }
         };
-        self.proj.forward(y.swap_dims(1, 2).reshape([b, t, d]))
+        linear(&self.proj, y.swap_dims(1, 2).reshape([b, t, d]))
     }
 }
 
@@ -121,7 +121,7 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.out.forward(gelu(self.fc.forward(x)))
+        linear(&self.out, gelu(linear(&self.fc, x)))
     }
 }
 
@@ -240,12 +240,11 @@ impl CausalLm {
 
     /// Logits [batch, seq, vocab].
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        self.head.forward(self.trunk.forward(tokens, None))
+        linear(&self.head, self.trunk.forward(tokens, None))
     }
 
     /// Logits [batch, p + seq, vocab] after a prefix of `p` continuous embeddings.
     pub fn forward_with_prefix(&self, prefix: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<3> {
-        self.head
-            .forward(self.trunk.forward_with_prefix(prefix, tokens))
+        linear(&self.head, self.trunk.forward_with_prefix(prefix, tokens))
     }
 }

@@ -20,7 +20,7 @@
 //! [`VivitEncoder::encode_patches`] takes a per-sample subset of patch positions (tube
 //! masking: the same positions in every frame), the student's input in masked distillation.
 
-use crate::fused::{capped_attention, gelu, layer_norm_eps};
+use crate::fused::{capped_attention, gelu, layer_norm_eps, linear};
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, softplus};
@@ -146,7 +146,7 @@ impl VpAttention {
         let hidden = self.query.weight.dims()[1];
         let (h, hd) = (self.n_heads, hidden / self.n_heads);
         let heads = |lin: &Linear, x: Tensor<3>, t: usize| {
-            lin.forward(x).reshape([b, t, h, hd]).swap_dims(1, 2)
+            linear(lin, x).reshape([b, t, h, hd]).swap_dims(1, 2)
         };
         let mut q = heads(&self.query, xq, tq);
         let (k, v) = (heads(&self.key, xkv.clone(), s), heads(&self.value, xkv, s));
@@ -173,9 +173,7 @@ impl VpAttention {
                 attention(q, k, v, mask, None, opts)
             }
         };
-        self.post
-            .forward(y.swap_dims(1, 2).reshape([b, tq, hidden]))
-            .reshape([b, tq, d])
+        linear(&self.post, y.swap_dims(1, 2).reshape([b, tq, hidden])).reshape([b, tq, d])
     }
 }
 
@@ -233,11 +231,9 @@ impl VpBlock {
     pub fn forward(&self, x: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let y = layer_norm_eps(&self.ln1, x.clone(), VP_LN_EPS);
         let x = x + self.attn.forward(y.clone(), y, pad);
-        let h = self
-            .fc1
-            .forward(layer_norm_eps(&self.ln2, x.clone(), VP_LN_EPS));
+        let h = linear(&self.fc1, layer_norm_eps(&self.ln2, x.clone(), VP_LN_EPS));
         let h = if self.relu { relu(h) } else { gelu(h) };
-        x + self.fc2.forward(h)
+        x + linear(&self.fc2, h)
     }
 }
 
@@ -413,7 +409,7 @@ impl VivitEncoder {
     ) -> Tensor<3> {
         let d = self.d_model();
         let n = gh * gw;
-        let x = self.patch_projection.forward(patches)
+        let x = linear(&self.patch_projection, patches)
             + self.spatial_pos_for(gh, gw).reshape([1, n, d]);
         let (x, v) = match visible {
             None => (x, n),

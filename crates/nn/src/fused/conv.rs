@@ -105,7 +105,7 @@ impl Geometry {
 /// `dst[m, n] (+)= a[m, k] * b[k, n]` for row-major slices with the given strides (`a_t`/`b_t`:
 /// read the operand transposed from a row-major `[k, m]` / `[n, k]` buffer).
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(super) fn matmul(
     m: usize,
     n: usize,
     k: usize,
@@ -117,7 +117,47 @@ fn matmul(
     b_t: bool,
     par: Parallelism,
 ) {
-    assert!(dst.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    assert!(dst.len() >= m * n);
+    // SAFETY: dst is initialised and holds m * n values.
+    unsafe { matmul_raw(m, n, k, dst.as_mut_ptr(), accumulate, a, a_t, b, b_t, par) }
+}
+
+/// [`matmul`] into an uninitialised `dst` (`accumulate = false`: gemm writes every element
+/// without reading it).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_uninit(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [std::mem::MaybeUninit<f32>],
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    par: Parallelism,
+) {
+    assert!(dst.len() >= m * n);
+    // SAFETY: dst holds m * n elements, and without accumulation gemm only writes them.
+    unsafe { matmul_raw(m, n, k, dst.as_mut_ptr().cast(), false, a, a_t, b, b_t, par) }
+}
+
+/// # Safety
+/// `dst` must be valid for writes of `m * n` f32 values, and for reads of them when
+/// `accumulate` is set.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    accumulate: bool,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    par: Parallelism,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n);
     let (a_rs, a_cs) = if a_t {
         (1, m as isize)
     } else {
@@ -128,13 +168,14 @@ fn matmul(
     } else {
         (n as isize, 1)
     };
-    // SAFETY: the assertion above bounds every index the strides reach in each buffer.
+    // SAFETY: the assertion above bounds every index the strides reach in a and b, the caller
+    // vouches for dst.
     unsafe {
         gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,

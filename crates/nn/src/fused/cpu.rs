@@ -3,6 +3,8 @@
 //! implementation in the parent module.
 
 use super::conv::{self, Geometry};
+use super::linear;
+use super::matmul;
 use super::{
     CHUNK, FusedOps, INV_SQRT_2PI, SQRT_1_2, composed_capped_softmax,
     composed_capped_softmax_backward, composed_causal_softmax, composed_causal_softmax_backward,
@@ -418,7 +420,110 @@ fn flex_vec(values: Vec<f32>, shape: [usize; 3]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
+/// `(rows, d_in, d_out)` of `linear_fused(x, w)` when the fused kernels apply: f32, w `[d_in,
+/// d_out]`, x's last dim `d_in`.
+fn linear_geometry(x: &FlexTensor, w: &FlexTensor) -> Option<(usize, usize, usize)> {
+    if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return None;
+    }
+    let (xd, wd) = (x.layout().shape().as_slice(), w.layout().shape().as_slice());
+    let (&d_in, &[w_in, d_out]) = (xd.last()?, wd) else {
+        return None;
+    };
+    (w_in == d_in && d_in > 0).then(|| (xd.iter().product::<usize>() / d_in, d_in, d_out))
+}
+
+/// `values` shaped like `like` with its last dim replaced by `last`.
+fn flex_like_rows(values: Vec<f32>, like: &FlexTensor, last: usize) -> FlexTensor {
+    let mut dims = like.layout().shape().as_slice().to_vec();
+    *dims.last_mut().expect("rank >= 1") = last;
+    FlexTensor::from_data(TensorData::new(values, dims))
+}
+
 impl FusedOps for Flex {
+    fn batched_matmul(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        a_t: bool,
+        b_t: bool,
+    ) -> FloatTensor<Self> {
+        match matmul::batched(&a, a_t, &b, b_t) {
+            Some(out) => out,
+            None => super::composed_batched_matmul::<Self>(a, b, a_t, b_t),
+        }
+    }
+
+    fn linear_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (Some((rows, d_in, d_out)), Some(xc), Some(wc), Some(b)) = (
+            linear_geometry(&x, &weight),
+            contiguous_f32(&x),
+            contiguous_f32(&weight),
+            contiguous_f32(&bias),
+        ) else {
+            return super::composed_linear::<Self>(x, weight, bias);
+        };
+        if f32s(&b).len() != d_out {
+            return super::composed_linear::<Self>(x, weight, bias);
+        }
+        let y = linear::forward(rows, d_in, d_out, f32s(&xc), f32s(&wc), Some(f32s(&b)));
+        flex_like_rows(y, &x, d_out)
+    }
+
+    fn linear_fused_x_backward(
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let wd = weight.layout().shape().as_slice().to_vec();
+        let (Some(wc), Some(dy), &[d_in, d_out]) = (
+            contiguous_f32(&weight),
+            contiguous_f32(&output_grad),
+            wd.as_slice(),
+        ) else {
+            return super::composed_linear_x_backward::<Self>(weight, output_grad);
+        };
+        let dys = f32s(&dy);
+        if d_out == 0 || dy.layout().shape().as_slice().last() != Some(&d_out) {
+            return super::composed_linear_x_backward::<Self>(weight, output_grad);
+        }
+        let dx = linear::input_grad(dys.len() / d_out, d_in, d_out, dys, f32s(&wc));
+        flex_like_rows(dx, &dy, d_in)
+    }
+
+    fn linear_fused_weight_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (Some(xc), Some(dy)) = (contiguous_f32(&x), contiguous_f32(&output_grad)) else {
+            return super::composed_linear_weight_backward::<Self>(x, output_grad);
+        };
+        let (xs, dys) = (f32s(&xc), f32s(&dy));
+        let d_in = *xc.layout().shape().as_slice().last().unwrap_or(&0);
+        let d_out = *dy.layout().shape().as_slice().last().unwrap_or(&0);
+        let rows = xs.len().checked_div(d_in).unwrap_or(0);
+        if d_in == 0 || d_out == 0 || dys.len() != rows * d_out {
+            return super::composed_linear_weight_backward::<Self>(x, output_grad);
+        }
+        let dw = linear::weight_grad(rows, d_in, d_out, xs, dys);
+        FlexTensor::from_data(TensorData::new(dw, [d_in, d_out]))
+    }
+
+    fn linear_fused_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let Some(dy) = contiguous_f32(&output_grad) else {
+            return super::composed_linear_bias_backward::<Self>(output_grad);
+        };
+        let d_out = *dy.layout().shape().as_slice().last().unwrap_or(&0);
+        if d_out == 0 {
+            return super::composed_linear_bias_backward::<Self>(output_grad);
+        }
+        let dys = f32s(&dy);
+        let db = linear::bias_grad(dys.len() / d_out, d_out, dys);
+        FlexTensor::from_data(TensorData::new(db, [d_out]))
+    }
+
     fn conv1d_fused(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -18,7 +18,10 @@
 //! - [`capped_attention`]: full (unmasked) attention with logits capped by `cap * tanh(x / cap)`
 //!   (VideoPrism's encoders), the same shape of node with the cap folded into the softmax pass;
 //! - [`causal_attention`]: the backend's batched matmuls around a parallel masked softmax and its
-//!   backward.
+//!   backward;
+//! - [`linear`]: `x W + b` with every leading dim folded into the rows, one gemm each for the
+//!   output and the two gradients ([`linear`](mod@linear) module) instead of burn's broadcast
+//!   batched matmul.
 //!
 //! The flex kernels live in [`cpu`]; every other backend (CUDA) gets the composed default built
 //! from backend primitives, so results agree across devices. Equivalence with burn's own ops,
@@ -40,6 +43,8 @@ use burn::tensor::Tensor;
 
 pub mod conv;
 pub mod cpu;
+pub mod linear;
+pub mod matmul;
 
 const SQRT_1_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1 / sqrt(2 pi)
@@ -161,6 +166,48 @@ pub trait FusedOps: Backend {
         attention_impl::<Self>(q, k, v, Softmax::Capped { scale, cap }).0
     }
 
+    /// `op(a) op(b)` over the last two dims of two tensors with the same leading dims, where
+    /// `op` transposes the operand whose flag is set: the products inside attention.
+    fn batched_matmul(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        a_t: bool,
+        b_t: bool,
+    ) -> FloatTensor<Self> {
+        composed_batched_matmul::<Self>(a, b, a_t, b_t)
+    }
+
+    /// `x W + b` over the last dim: x `[.., d_in]`, W `[d_in, d_out]`, b `[d_out]` ->
+    /// `[.., d_out]` (burn's `Linear` semantics).
+    fn linear_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composed_linear::<Self>(x, weight, bias)
+    }
+
+    /// Gradient of [`FusedOps::linear_fused`] for its input: `dy Wᵀ`, shaped like the input.
+    fn linear_fused_x_backward(
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composed_linear_x_backward::<Self>(weight, output_grad)
+    }
+
+    /// Gradient of [`FusedOps::linear_fused`] for its weight: `xᵀ dy` over all rows.
+    fn linear_fused_weight_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composed_linear_weight_backward::<Self>(x, output_grad)
+    }
+
+    /// Gradient of [`FusedOps::linear_fused`] for its bias: `dy` summed over all rows.
+    fn linear_fused_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed_linear_bias_backward::<Self>(output_grad)
+    }
+
     /// 1-D convolution with a bias (burn's `conv1d` semantics).
     fn conv1d_fused(
         x: FloatTensor<Self>,
@@ -227,6 +274,74 @@ fn conv_bias_grad<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> {
     let c_out = output_grad.shape()[1];
     let summed = B::float_sum_dim(B::float_sum_dim(output_grad, 2), 0);
     B::float_reshape(summed, [c_out].into())
+}
+
+/// `t` as a `[rows, last dim]` matrix, and its original dims.
+fn rows_of<B: Backend>(t: FloatTensor<B>) -> (FloatTensor<B>, Vec<usize>) {
+    let dims = t.shape().as_slice().to_vec();
+    let d = *dims
+        .last()
+        .expect("a linear layer's tensors have rank >= 1");
+    let rows = dims.iter().product::<usize>() / d.max(1);
+    (B::float_reshape(t, [rows, d].into()), dims)
+}
+
+fn composed_batched_matmul<B: Backend>(
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+    a_t: bool,
+    b_t: bool,
+) -> FloatTensor<B> {
+    let last_two = |t: FloatTensor<B>, flag: bool| {
+        let r = t.shape().num_dims();
+        if flag {
+            B::float_swap_dims(t, r - 2, r - 1)
+        } else {
+            t
+        }
+    };
+    B::float_matmul(last_two(a, a_t), last_two(b, b_t))
+}
+
+fn composed_linear<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let (x2, mut dims) = rows_of::<B>(x);
+    let d_out = weight.shape()[1];
+    let y = B::float_add(
+        B::float_matmul(x2, weight),
+        B::float_reshape(bias, [1, d_out].into()),
+    );
+    *dims.last_mut().expect("rank >= 1") = d_out;
+    B::float_reshape(y, dims.into())
+}
+
+fn composed_linear_x_backward<B: Backend>(
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let (dy, mut dims) = rows_of::<B>(output_grad);
+    let d_in = weight.shape()[0];
+    let dx = B::float_matmul(dy, B::float_swap_dims(weight, 0, 1));
+    *dims.last_mut().expect("rank >= 1") = d_in;
+    B::float_reshape(dx, dims.into())
+}
+
+fn composed_linear_weight_backward<B: Backend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let (x2, _) = rows_of::<B>(x);
+    let (dy, _) = rows_of::<B>(output_grad);
+    B::float_matmul(B::float_swap_dims(x2, 0, 1), dy)
+}
+
+fn composed_linear_bias_backward<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> {
+    let (dy, dims) = rows_of::<B>(output_grad);
+    let d_out = *dims.last().expect("rank >= 1");
+    B::float_reshape(B::float_sum_dim(dy, 0), [d_out].into())
 }
 
 /// Phi(x) = 0.5 (1 + erf(x / sqrt 2)) from backend primitives.
@@ -456,6 +571,30 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
+    fn linear_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match LinearBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w) = (x.into_primitive(), weight.into_primitive());
+                let out =
+                    <B as FusedOps>::linear_fused(x.clone(), w.clone(), bias.into_primitive());
+                prep.finish((x, w), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<B as FusedOps>::linear_fused(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+            )),
+        }
+    }
+
     fn conv1d_fused(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -619,6 +758,33 @@ impl<B: Backend + FusedOps> Backward<B, 3> for LayerNormBackward {
         }
         if let Some(node) = pb {
             grads.register::<B>(node.id, B::float_reshape(rows(n + 1, 1), [d].into()));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl<B: Backend + FusedOps> Backward<B, 3> for LinearBackward {
+    /// x, weight.
+    type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w) = ops.state;
+        let dy = grads.consume::<B>(&ops.node);
+        let [px, pw, pb] = ops.parents;
+        if let Some(node) = pb {
+            grads.register::<B>(
+                node.id,
+                <B as FusedOps>::linear_fused_bias_backward(dy.clone()),
+            );
+        }
+        if let Some(node) = pw {
+            let dw = <B as FusedOps>::linear_fused_weight_backward(x, dy.clone());
+            grads.register::<B>(node.id, dw);
+        }
+        if let Some(node) = px {
+            grads.register::<B>(node.id, <B as FusedOps>::linear_fused_x_backward(w, dy));
         }
     }
 }
@@ -790,14 +956,14 @@ fn attention_impl<B: Backend + FusedOps>(
     v: FloatTensor<B>,
     kind: Softmax,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let scores = B::float_matmul(q, B::float_swap_dims(k, 2, 3));
+    let scores = B::batched_matmul(q, k, false, true);
     let p = match kind {
         Softmax::Causal { scale } => <B as FusedOps>::causal_softmax(scores.clone(), scale),
         Softmax::Capped { scale, cap } => {
             <B as FusedOps>::capped_softmax(scores.clone(), scale, cap)
         }
     };
-    (B::float_matmul(p.clone(), v), scores, p)
+    (B::batched_matmul(p.clone(), v, false, false), scores, p)
 }
 
 #[derive(Debug)]
@@ -821,13 +987,13 @@ impl<B: Backend + FusedOps> Backward<B, 3> for AttentionBackward {
         if let Some(node) = pv {
             grads.register::<B>(
                 node.id,
-                B::float_matmul(B::float_swap_dims(p.clone(), 2, 3), d_out.clone()),
+                B::batched_matmul(p.clone(), d_out.clone(), true, false),
             );
         }
         if pq.is_none() && pk.is_none() {
             return;
         }
-        let dp = B::float_matmul(d_out, B::float_swap_dims(v, 2, 3));
+        let dp = B::batched_matmul(d_out, v, false, true);
         let ds = match (kind, scores) {
             (Softmax::Capped { scale, cap }, Some(scores)) => {
                 <B as FusedOps>::capped_softmax_backward(scores, p, dp, scale, cap)
@@ -838,10 +1004,10 @@ impl<B: Backend + FusedOps> Backward<B, 3> for AttentionBackward {
             (Softmax::Capped { .. }, None) => unreachable!("capped attention keeps its scores"),
         };
         if let Some(node) = pq {
-            grads.register::<B>(node.id, B::float_matmul(ds.clone(), k));
+            grads.register::<B>(node.id, B::batched_matmul(ds.clone(), k, false, false));
         }
         if let Some(node) = pk {
-            grads.register::<B>(node.id, B::float_matmul(B::float_swap_dims(ds, 2, 3), q));
+            grads.register::<B>(node.id, B::batched_matmul(ds, q, true, false));
         }
     }
 }
@@ -898,6 +1064,22 @@ pub fn capped_attention(
 /// Exact GELU through the fused kernel when the backend has one.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::gelu(x.into_dispatch()))
+}
+
+/// `lin.forward(x)` as one autodiff node whose forward and gradients are single gemms over all
+/// rows of `x` ([.., d_in] -> [.., d_out]) on a backend with the fused kernel. A layer without a
+/// bias adds a zero bias, which takes no gradient.
+pub fn linear<const D: usize>(lin: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
+    let weight = lin.weight.val();
+    let bias = match &lin.bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([weight.dims()[1]], &weight.device()),
+    };
+    Tensor::from_dispatch(<Dispatch as FusedOps>::linear_fused(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
 }
 
 /// `conv.forward(x)` through the fused convolution when the backend has one. A convolution
@@ -1213,6 +1395,75 @@ mod tests {
                 "transposed db",
             );
         }
+    }
+
+    #[test]
+    fn fused_linear_matches_burn_linear_forward_and_backward() {
+        use burn::nn::LinearConfig;
+        let dev = Device::flex().autodiff();
+        dev.seed(5);
+        // A transformer's shapes at small size, a rank-2 input, one row, and a layer without bias.
+        for (dims, d_in, d_out, bias) in [
+            (vec![3, 17], 24, 40, true),
+            (vec![37], 24, 40, true),
+            (vec![1], 8, 5, true),
+            (vec![4, 9], 16, 11, false),
+        ] {
+            let lin = LinearConfig::new(d_in, d_out).with_bias(bias).init(&dev);
+            let xs: Vec<usize> = dims.iter().copied().chain([d_in]).collect();
+            let ys: Vec<usize> = dims.iter().copied().chain([d_out]).collect();
+            macro_rules! run {
+                ($r:literal) => {{
+                    let x = Tensor::<$r>::random(
+                        <[usize; $r]>::try_from(xs.clone()).unwrap(),
+                        Distribution::Normal(0.0, 1.0),
+                        &dev,
+                    )
+                    .require_grad();
+                    let w = Tensor::<$r>::random(
+                        <[usize; $r]>::try_from(ys.clone()).unwrap(),
+                        Distribution::Default,
+                        &dev,
+                    );
+                    let fused = linear(&lin, x.clone());
+                    let plain = lin.forward(x.clone());
+                    assert_close(fused.clone(), plain.clone(), 1e-5, "linear forward");
+                    let gf = (fused * w.clone()).sum().backward();
+                    let gp = (plain * w).sum().backward();
+                    assert_close(
+                        x.grad(&gf).unwrap(),
+                        x.grad(&gp).unwrap(),
+                        1e-5,
+                        "linear dx",
+                    );
+                    let (wf, wp) = (lin.weight.grad(&gf).unwrap(), lin.weight.grad(&gp).unwrap());
+                    assert_close(wf, wp, 1e-4, "linear dw");
+                    if let Some(b) = &lin.bias {
+                        assert_close(
+                            b.grad(&gf).unwrap(),
+                            b.grad(&gp).unwrap(),
+                            1e-4,
+                            "linear db",
+                        );
+                    }
+                }};
+            }
+            match xs.len() {
+                2 => run!(2),
+                3 => run!(3),
+                _ => unreachable!(),
+            }
+        }
+        // Without autodiff the same kernel runs directly.
+        let plain_dev = Device::flex();
+        let lin = LinearConfig::new(6, 7).init(&plain_dev);
+        let x = Tensor::<3>::random([2, 5, 6], Distribution::Normal(0.0, 1.0), &plain_dev);
+        assert_close(
+            linear(&lin, x.clone()),
+            lin.forward(x),
+            1e-5,
+            "plain-device output",
+        );
     }
 
     #[test]
