@@ -122,12 +122,12 @@ impl TinyVlm {
         let pos = Tensor::<1, Int>::arange(0..n as i64, &device)
             .reshape([1, n])
             .expand([b, n]);
-        let mut x = self.patch.forward(patches) + self.vpos.forward(pos);
+        let mut x = pw_nn::fused::linear(&self.patch, patches) + self.vpos.forward(pos);
         for blk in &self.enc {
             x = blk.forward(x, None);
         }
         let x = pw_nn::fused::layer_norm(&self.enc_ln, x);
-        self.proj.forward(x)
+        pw_nn::fused::linear(&self.proj, x)
     }
 
     /// Logits `[b, n + t, vocab]` of the tokens after the image prefix.

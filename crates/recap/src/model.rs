@@ -149,7 +149,7 @@ impl ReCap {
             &device,
         );
         let d = self.feat_ln.gamma.val().dims()[0];
-        let x = self.feat_proj.forward(feats)
+        let x = pw_nn::fused::linear(&self.feat_proj, feats)
             + sinusoidal(b.n_feat, d, &device).reshape([1, b.n_feat, d]);
         let x = pw_nn::fused::layer_norm(&self.feat_ln, x);
         let v = self.video_mapper.forward(x, Some(fpad));
