@@ -11,7 +11,8 @@
 //! `[c_in_t, c_out_t, k]`: its forward is [`input_grad`], its input gradient is [`forward`] and its
 //! weight gradient is [`weight_grad`] with the roles of input and output swapped.
 
-use gemm::{Parallelism, gemm};
+use super::matmul::gemm_strided;
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Geometry of a convolution (groups 1, dilation 1): the output position `l` reads the input at
@@ -171,25 +172,12 @@ unsafe fn matmul_raw(
     // SAFETY: the assertion above bounds every index the strides reach in a and b, the caller
     // vouches for dst.
     unsafe {
-        gemm(
-            m,
-            n,
-            k,
+        gemm_strided(
+            [m, n, k],
             dst,
-            1,
-            n as isize,
             accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
+            (a.as_ptr(), a_rs, a_cs),
+            (b.as_ptr(), b_rs, b_cs),
             par,
         )
     }

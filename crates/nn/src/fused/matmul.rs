@@ -24,6 +24,29 @@ pub(super) fn filled(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> 
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
 }
 
+/// `dst[m, n] (+)= a[m, k] b[k, n]`, each operand given as (pointer, row stride, column
+/// stride) and `dst` row-major: the one call into the gemm crate of the fused kernels.
+///
+/// # Safety
+/// Every element the strides reach from `a` and `b` must be readable, and `dst` valid for
+/// writes of `m * n` values (and reads when `accumulate` is set).
+pub(super) unsafe fn gemm_strided(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    accumulate: bool,
+    (a, a_rs, a_cs): (*const f32, isize, isize),
+    (b, b_rs, b_cs): (*const f32, isize, isize),
+    par: Parallelism,
+) {
+    // SAFETY: the caller vouches for every pointer and stride.
+    unsafe {
+        gemm(
+            m, n, k, dst, 1, n as isize, accumulate, a, a_cs, a_rs, b, b_cs, b_rs, 1.0, 1.0, false,
+            false, false, par,
+        )
+    }
+}
+
 /// An f32 tensor of rank >= 3 read in place as a batch of `[rows, cols]` matrices.
 struct Matrices<'a> {
     data: &'a [f32],
@@ -105,25 +128,12 @@ pub fn batched(a: &FlexTensor, a_t: bool, b: &FlexTensor, b_t: bool) -> Option<F
         // SAFETY: `Matrices::of` checked that every element either view reaches is inside its
         // buffer; dst holds m * n elements and gemm (without accumulation) only writes them.
         unsafe {
-            gemm(
-                m,
-                n,
-                k,
+            gemm_strided(
+                [m, n, k],
                 dst.as_mut_ptr().cast::<f32>(),
-                1,
-                n as isize,
                 false,
-                ma.data.as_ptr().add(oa),
-                a_cs,
-                a_rs,
-                mb.data.as_ptr().add(ob),
-                b_cs,
-                b_rs,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
+                (ma.data.as_ptr().add(oa), a_rs, a_cs),
+                (mb.data.as_ptr().add(ob), b_rs, b_cs),
                 par,
             )
         }
