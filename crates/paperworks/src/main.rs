@@ -419,7 +419,19 @@ fn run(cli: Cli, seed_given: bool) -> Result<()> {
     }
 }
 
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`paperworks reproduce --list | head`)
+/// panicked on the failed write. A command-line tool ends quietly there, as `cat` does. Sockets
+/// are unaffected: std (and tokio through it) sends with MSG_NOSIGNAL and gets an error instead.
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    end_quietly_on_a_closed_pipe();
     pw_core::rundir::set_git_revision(env!("PW_GIT_REVISION"));
     pw_nn::alloc::tune_mimalloc_for_tensors();
     let matches = Cli::command().get_matches();

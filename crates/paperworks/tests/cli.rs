@@ -211,6 +211,27 @@ fn reproduce_smoke_writes_report_manifest_and_metrics() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    let mut child = bin()
+        .args(["reproduce", "--list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the child's first write, as a `| head` that has had enough.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "stderr: {err}");
+    }
+}
+
+#[test]
 fn unknown_system_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let o = run(&[
