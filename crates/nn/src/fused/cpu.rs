@@ -437,7 +437,7 @@ fn linear_geometry(x: &FlexTensor, w: &FlexTensor) -> Option<(usize, usize, usiz
 fn flex_like_rows(values: Vec<f32>, like: &FlexTensor, last: usize) -> FlexTensor {
     let mut dims = like.layout().shape().as_slice().to_vec();
     *dims.last_mut().expect("rank >= 1") = last;
-    FlexTensor::from_data(TensorData::new(values, dims))
+    matmul::flex(values, dims)
 }
 
 impl FusedOps for Flex {
@@ -508,7 +508,7 @@ impl FusedOps for Flex {
             return super::composed_linear_weight_backward::<Self>(x, output_grad);
         }
         let dw = linear::weight_grad(rows, d_in, d_out, xs, dys);
-        FlexTensor::from_data(TensorData::new(dw, [d_in, d_out]))
+        matmul::flex(dw, vec![d_in, d_out])
     }
 
     fn linear_fused_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -521,7 +521,7 @@ impl FusedOps for Flex {
         }
         let dys = f32s(&dy);
         let db = linear::bias_grad(dys.len() / d_out, d_out, dys);
-        FlexTensor::from_data(TensorData::new(db, [d_out]))
+        matmul::flex(db, vec![d_out])
     }
 
     fn conv1d_fused(

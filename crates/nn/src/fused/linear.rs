@@ -36,16 +36,18 @@ pub fn forward(
 ) -> Vec<f32> {
     assert_eq!(x.len(), rows * d_in, "linear input size");
     assert_eq!(w.len(), d_in * d_out, "linear weight size");
-    if rows * d_out == 0 || d_in == 0 {
-        let b = bias.unwrap_or(&[]);
-        return (0..rows * d_out)
-            .map(|j| b.get(j % d_out.max(1)).copied().unwrap_or(0.0))
-            .collect();
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), d_out, "linear bias size");
+    }
+    if rows * d_out == 0 {
+        return Vec::new();
+    }
+    if d_in == 0 {
+        return bias.map_or_else(|| vec![0f32; rows * d_out], |b| b.repeat(rows));
     }
     let par = parallelism(rows, d_out, d_in);
     match bias {
         Some(bias) => {
-            assert_eq!(bias.len(), d_out, "linear bias size");
             let mut y = filled(rows * d_out, |y| {
                 y.par_chunks_mut(d_out * 64).for_each(|c| {
                     for row in c.chunks_exact_mut(d_out) {

@@ -139,12 +139,12 @@ pub fn batched(a: &FlexTensor, a_t: bool, b: &FlexTensor, b_t: bool) -> Option<F
         }
     };
     let out = filled(batches * size, |out| {
-        let pairs = ma.offsets.iter().zip(&mb.offsets);
         if batches >= rayon::current_num_threads() {
             out.par_chunks_mut(size)
-                .zip(pairs.collect::<Vec<_>>())
-                .for_each(|(o, (&oa, &ob))| product(o, oa, ob, Parallelism::None));
+                .enumerate()
+                .for_each(|(i, o)| product(o, ma.offsets[i], mb.offsets[i], Parallelism::None));
         } else {
+            let pairs = ma.offsets.iter().zip(&mb.offsets);
             for (o, (&oa, &ob)) in out.chunks_mut(size).zip(pairs) {
                 product(o, oa, ob, Parallelism::Rayon(0));
             }
@@ -153,7 +153,8 @@ pub fn batched(a: &FlexTensor, a_t: bool, b: &FlexTensor, b_t: bool) -> Option<F
     Some(flex(out, dims))
 }
 
-fn flex(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
+/// A contiguous f32 tensor of `values` with `dims`.
+pub(super) fn flex(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims))
 }
 
