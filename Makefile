@@ -45,7 +45,9 @@ bench: setup
 		for peer in $(PEERS); do $(PEER_PYTHON) $$peer || exit 1; done; \
 	else echo "skipped the PyTorch peers ($(PEERS)): $(PEER_PYTHON) has no torch (set PEER_PYTHON, or run scripts/setup.sh --peers)"; fi
 	$(CARGO) build --release --workspace
-	./target/release/paperworks llm bench --quiet
+	./target/release/paperworks llm bench --quiet --out target/llm-bench.json
+	@if bin=$$(scripts/llama-tools.sh); then python3 scripts/llama_peer.py target/llm-bench.json "$$bin"; \
+	else echo "skipped llama.cpp's own tools (llama-bench, llama-batched-bench): see the line above"; fi
 	@echo; echo "ratios of the headline figures (higher is better; $(FIGURES)):"
 	@python3 scripts/benchfig.py $(FIGURES)
 

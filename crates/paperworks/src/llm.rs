@@ -311,6 +311,11 @@ pub fn print_bench(r: &BenchReport) {
     println!("batched / single                    {:>8.2}x", r.speedup);
     use pw_core::samples::report_figure;
     report_figure(
+        &format!("{}: prompt processing, {} tokens", r.model, r.prompt_tokens),
+        r.pp_tokens_per_s,
+        "tokens/s",
+    );
+    report_figure(
         &format!("{}: generation, 1 stream", r.model),
         r.tg_single_tokens_per_s,
         "tokens/s",
@@ -332,11 +337,35 @@ pub fn bench(g: &Global, a: &BenchArgs) -> Result<()> {
     bench.check().map_err(Error::Other)?;
     let mut cfg = a.backend.config(g, None);
     bench.fit(&mut cfg.embedded);
-    let gen_ = pw_llm::backend::open(&cfg)?;
+    // The embedded engine's file (after any weight conversion) and threads go into --out, so
+    // llama.cpp's own tools can be run on the same file and thread count beside it.
+    let (gen_, engine): (Arc<dyn pw_llm::Generator>, _) = if cfg.uses_http() {
+        (pw_llm::backend::open(&cfg)?, None)
+    } else {
+        let e = Embedded::load(cfg.embedded.clone())?;
+        let info = e.info().clone();
+        (
+            pw_llm::backend::cached(Arc::new(e), cfg.cache.as_deref())?,
+            Some(info),
+        )
+    };
     let r = pw_llm::bench::run(gen_.as_ref(), &bench)?;
     print_bench(&r);
     if let Some(out) = &a.out {
-        pw_core::write_json_atomic(out, &r)?;
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            report: &'a BenchReport,
+            /// Tokens asked per stream (`--tokens`); a stream that ends early generates fewer.
+            gen_tokens: u32,
+            engine: Option<pw_llm::ModelInfo>,
+        }
+        let out_json = Out {
+            report: &r,
+            gen_tokens: a.tokens,
+            engine,
+        };
+        pw_core::write_json_atomic(out, &out_json)?;
     }
     Ok(())
 }
