@@ -11,7 +11,10 @@
 //!   of one process are not counted against each other: a pipeline opens its question, answer
 //!   and judge models up front and runs them one stage at a time;
 //! - the CPU time other processes used while this engine loaded its model (from `/proc/stat`,
-//!   less this process's own time) counts as busy cores and is left to them;
+//!   less this process's own time) counts as busy cores and is left to them. Time spent at a
+//!   lower priority (`nice` > 0: a background build, a batch job) does not count: the scheduler
+//!   gives such a process the core only when a default-priority engine leaves it idle, so
+//!   backing off for it would leave the core idle instead. A niced engine counts everything;
 //! - at least one thread.
 //!
 //! The count is fixed for the engine's life (llama-cpp-2 exposes no way to change it on a live
@@ -36,7 +39,7 @@ impl CpuSnapshot {
         let stat = fs::read_to_string("/proc/stat").ok()?;
         let own = fs::read_to_string("/proc/self/stat").ok()?;
         Some(CpuSnapshot {
-            machine_busy: machine_busy_ticks(&stat)?,
+            machine_busy: machine_busy_ticks(&stat, !own_is_niced(&own))?,
             own: own_ticks(&own)?,
             at: Instant::now(),
         })
@@ -55,8 +58,9 @@ impl CpuSnapshot {
     }
 }
 
-/// Busy ticks over all CPUs: the first line of `/proc/stat` less idle and iowait.
-fn machine_busy_ticks(stat: &str) -> Option<u64> {
+/// Busy ticks over all CPUs: the first line of `/proc/stat` less idle and iowait, and less
+/// the time of niced processes when `skip_niced`.
+fn machine_busy_ticks(stat: &str, skip_niced: bool) -> Option<u64> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
         .split_whitespace()
@@ -65,7 +69,21 @@ fn machine_busy_ticks(stat: &str) -> Option<u64> {
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
     let total: u64 = v.iter().take(8).sum();
-    Some(total - v.get(3)? - v.get(4).copied().unwrap_or(0))
+    let niced = if skip_niced { *v.get(1)? } else { 0 };
+    Some(total - v.get(3)? - v.get(4).copied().unwrap_or(0) - niced)
+}
+
+/// Whether `/proc/self/stat` shows a nice value above 0 (field 19), so this process's own
+/// time is in the `nice` column too and nothing there can be told apart.
+fn own_is_niced(stat: &str) -> bool {
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    // the rest starts at field 3 (state): nice is field 19
+    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    f.get(16)
+        .and_then(|n| n.parse::<i64>().ok())
+        .is_some_and(|n| n > 0)
 }
 
 /// utime + stime of `/proc/self/stat` (fields 14 and 15, after the parenthesised name).
@@ -187,10 +205,21 @@ mod tests {
     #[test]
     fn proc_stat_lines_parse() {
         let stat = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 50 2 25 500 10 0 1 1 0 0\n";
-        assert_eq!(machine_busy_ticks(stat), Some(100 + 5 + 50 + 1 + 2 + 3));
+        assert_eq!(
+            machine_busy_ticks(stat, false),
+            Some(100 + 5 + 50 + 1 + 2 + 3)
+        );
+        assert_eq!(
+            machine_busy_ticks(stat, true),
+            Some(100 + 50 + 1 + 2 + 3),
+            "niced time is left out"
+        );
         let own = "1234 (paper works) S 1 1234 1234 0 -1 4194560 100 0 0 0 77 23 0 0 20 0 3 0";
         assert_eq!(own_ticks(own), Some(100));
-        assert_eq!(machine_busy_ticks("garbage"), None);
+        assert!(!own_is_niced(own));
+        let niced = "1234 (paper works) S 1 1234 1234 0 -1 4194560 100 0 0 0 77 23 0 0 39 19 3 0";
+        assert!(own_is_niced(niced));
+        assert_eq!(machine_busy_ticks("garbage", true), None);
     }
 
     #[test]
