@@ -73,25 +73,23 @@ fn machine_busy_ticks(stat: &str, skip_niced: bool) -> Option<u64> {
     Some(total - v.get(3)? - v.get(4).copied().unwrap_or(0) - niced)
 }
 
-/// Whether `/proc/self/stat` shows a nice value above 0 (field 19), so this process's own
-/// time is in the `nice` column too and nothing there can be told apart.
+/// Whether `/proc/self/stat` shows a nice value above 0, so this process's own time is in the
+/// `nice` column too and nothing there can be told apart.
 fn own_is_niced(stat: &str) -> bool {
-    let Some(close) = stat.rfind(')') else {
-        return false;
-    };
-    // the rest starts at field 3 (state): nice is field 19
-    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    f.get(16)
-        .and_then(|n| n.parse::<i64>().ok())
-        .is_some_and(|n| n > 0)
+    stat_field(stat, 19).is_some_and(|n| n > 0)
+}
+
+/// Numeric field `n` (1-based, as proc(5) numbers them) of a `/proc/<pid>/stat` line; the
+/// fields are counted after the parenthesised name, which may itself hold spaces.
+fn stat_field(stat: &str, n: usize) -> Option<i64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // rest starts at field 3 (state)
+    rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
 }
 
 /// utime + stime of `/proc/self/stat` (fields 14 and 15, after the parenthesised name).
 fn own_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): utime is field 14, stime field 15.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    u64::try_from(stat_field(stat, 14)? + stat_field(stat, 15)?).ok()
 }
 
 fn clock_ticks_per_second() -> f64 {
