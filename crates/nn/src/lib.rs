@@ -203,6 +203,21 @@ pub fn seed_everything(device: &Device, seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
 
+/// Draws every parameter of `module` now. burn initialises a parameter lazily, on its first
+/// use, from the backend's one process-wide generator: a model built right after a seed but
+/// first used while other threads draw from that generator would start from weights that
+/// depend on their timing. Call it while holding whatever serialises the seeding.
+pub fn materialize<M: burn::module::Module>(module: &M) {
+    use burn::module::{ModuleVisitor, Param};
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,7 +91,11 @@ fn accuracy(probe: &Probe, f: &Features, labels: &[usize], device: &Device) -> f
     correct as f64 / f.n.max(1) as f64
 }
 
+/// Held while a probe seeds the backend's RNG and draws its starting weights.
+static PROBE_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Trains an attention-pooler probe on frozen features and scores the best-validation one.
+/// Safe to call from several threads at once (see [`PROBE_INIT`]).
 #[allow(clippy::too_many_arguments)]
 pub fn probe(
     train: (&Features, &[usize]),
@@ -105,9 +109,17 @@ pub fn probe(
     (ad, plain): (&Device, &Device),
 ) -> ProbeScore {
     let (ft, lt) = train;
-    ad.seed(seed);
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut model = Probe::new(ft.d, heads, classes, ad);
+    let mut model = {
+        // The backend's RNG is one per process: seeding it and drawing the probe's starting
+        // weights is one step, so that probes trained on several threads start as they would
+        // one after another.
+        let _init = PROBE_INIT.lock().unwrap_or_else(|e| e.into_inner());
+        ad.seed(seed);
+        let m = Probe::new(ft.d, heads, classes, ad);
+        pw_nn::materialize(&m);
+        m
+    };
     let oc = optim(stage);
     let mut opt = oc.adamw();
     let every = stage.steps.div_ceil(evals.max(1)).max(1);
