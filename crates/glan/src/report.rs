@@ -133,6 +133,12 @@ pub fn dataset_blocks(d: &DatasetSummary) -> Vec<Block> {
                  judge.jsonl."
             }
         ));
+    } else if d.hand.as_ref().is_some_and(|h| !h.judge_informative) {
+        quality.push_str(
+            " The judge did not judge these pairs: on the hand-labelled sample it could not \
+             tell good pairs from bad ones (kappa under judge.min_kappa), so it would have \
+             removed nothing (judge.skip_uninformative = false judges them anyway).",
+        );
     }
     quality.push_str(&format!(
         " SFT export (sft/train.jsonl, sft/test.jsonl; `messages` only, for TRL and \
@@ -356,7 +362,7 @@ pub fn outcome(m: Measured) -> ReproOutcome {
              generated at {:.1} tokens/s over the generation stages. Outputs: glan.jsonl and \
              glan.parquet (chat `messages` + provenance), sft/ (the SFT export), \
              filtered.jsonl (removed pairs with the filter, reason and texts), judge.jsonl \
-             (the judge's scores and reasons), quality.jsonl (every pair's detector, \
+             (the judge's scores and reasons, when it judged the pairs), quality.jsonl (every pair's detector, \
              truncation and judge signals), <stage>.rejects.jsonl (items that failed their schema \
              after {} retries), taxonomy.toml.",
             models.0,

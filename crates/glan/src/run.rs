@@ -278,11 +278,30 @@ pub fn generate_stages(
     } else {
         None
     };
-    stage(
-        "judge",
-        m("judge"),
-        pipeline::judge_items(&answers, cfg, seed),
-    )?;
+    let uninformative = match &calibration {
+        Some(_) => hand_agreement(cfg, dir, &DetectorLimits::from(&cfg.filters), None)?
+            .filter(|h| !h.judge_informative),
+        None => None,
+    };
+    match uninformative {
+        Some(h) if cfg.judge.skip_uninformative => tracing::info!(
+            "judge: not judging the {} pairs: on the hand-labelled sample its kappa is {} \
+             (judge.min_kappa {}), so it would remove nothing (judge.skip_uninformative = \
+             false judges them anyway)",
+            answers.len(),
+            h.judge
+                .kappa()
+                .map_or_else(|| "undefined".to_string(), |k| format!("{k:.2}")),
+            cfg.judge.min_kappa
+        ),
+        _ => {
+            stage(
+                "judge",
+                m("judge"),
+                pipeline::judge_items(&answers, cfg, seed),
+            )?;
+        }
+    }
     if let Some(c) = calibration {
         stats.insert(CALIBRATION_STAGE.into(), c);
     }

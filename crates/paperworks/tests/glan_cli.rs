@@ -187,7 +187,12 @@ impl Setup {
 fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() {
     let (rt, fake, port) = start_fake();
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup::new(dir.path(), port, "");
+    // the fake judge scores at random, so its calibration fails: judge the pairs anyway
+    let setup = Setup::new(
+        dir.path(),
+        port,
+        "[glan.judge]\nskip_uninformative = false\n",
+    );
     let (tax, cfg, rd) = (setup.tax.clone(), setup.cfg.clone(), setup.rd.clone());
     let cmd = || setup.cmd(&[]);
     let mut lcg: u64 = 0x2545_f491_4f6c_dd1d;
@@ -299,6 +304,36 @@ fn glan_run_killed_five_times_resumes_without_loss_duplicates_or_paying_twice() 
         answers.len(),
         kept.len()
     );
+    rt.shutdown_background();
+}
+
+#[test]
+fn a_judge_that_fails_its_calibration_does_not_judge_the_pairs() {
+    let (rt, _fake, port) = start_fake();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new(dir.path(), port, "");
+    let out = setup.cmd(&[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g = |n: &str| setup.rd.join(n);
+    let hand = ids(&g("judge.hand.jsonl"));
+    assert_eq!(hand.len(), 37, "the hand-labelled sample was not judged");
+    assert!(
+        !g("judge.jsonl").exists(),
+        "an uninformative judge judged the pairs"
+    );
+    let answers = unique(&ids(&g("answers.jsonl")), "answers");
+    let kept = unique(&ids(&g("glan.jsonl")), "glan.jsonl");
+    let filtered: Vec<Value> = std::fs::read_to_string(g("filtered.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(kept.len() + filtered.len(), answers.len());
+    assert!(filtered.iter().all(|f| f["filter"] != "judge"));
     rt.shutdown_background();
 }
 
