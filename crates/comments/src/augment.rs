@@ -378,6 +378,10 @@ pub fn constrained(
     let seqs = lm.sequences().min(opts.parallel.max(1));
     let mut queue = units.iter();
     let mut slots: Vec<Option<(Run, Vec<u32>)>> = (0..seqs).map(|_| None).collect();
+    // The head (prompt + fence) each sequence started with: every unit's head repeats the
+    // same instructions, so a new unit takes the longest head prefix another sequence (or its
+    // own sequence's last unit) already evaluated instead of evaluating it again.
+    let mut heads: Vec<Vec<u32>> = vec![Vec::new(); seqs];
     loop {
         // Fill free sequences with new units: prompt + code fence + the first lines.
         for (s, slot) in slots.iter_mut().enumerate() {
@@ -385,7 +389,6 @@ pub fn constrained(
                 continue;
             }
             let Some(unit) = queue.next() else { break };
-            lm.reset(s);
             let prompt = match lm.chat_prompt(&messages(unit)) {
                 Ok(p) => p,
                 Err(e) => {
@@ -413,7 +416,8 @@ pub fn constrained(
                 out: String::with_capacity(unit.code.len() * 2),
                 marker: spec.line_comment.to_string(),
             };
-            let need = lm.tokenize(&head, true).len() + lm.tokenize(&unit.code, false).len() * 2;
+            let head = lm.tokenize(&head, true);
+            let need = head.len() + lm.tokenize(&unit.code, false).len() * 2;
             if need + 64 > lm.ctx_per_seq() {
                 done(
                     unit,
@@ -427,7 +431,18 @@ pub fn constrained(
                 );
                 continue;
             }
-            let feed = run.feed_to_next_boundary(lm, lm.tokenize(&head, true));
+            // at least the head's last token is fed, for the logits after it
+            let (src, common) = (0..seqs)
+                .map(|t| {
+                    let held = &heads[t][..heads[t].len().min(lm.len(t))];
+                    let c = held.iter().zip(&head).take_while(|(a, b)| a == b).count();
+                    (t, c.min(head.len().saturating_sub(1)))
+                })
+                .max_by_key(|&(t, c)| (c, t == s))
+                .unwrap_or((s, 0));
+            let kept = lm.share_prefix(s, src, common);
+            let feed = run.feed_to_next_boundary(lm, head[kept..].to_vec());
+            heads[s] = head;
             *slot = Some((run, feed));
         }
         if slots.iter().all(|s| s.is_none()) {

@@ -395,3 +395,45 @@ fn a_truncated_converted_copy_is_converted_again_and_dead_conversions_are_remove
     cfg.weights = pw_llm::embedded::requant::WeightFormat::Keep;
     Embedded::load(cfg).expect("the reconverted copy loads");
 }
+
+#[test]
+fn a_shared_prefix_gives_the_logits_of_evaluating_the_whole_text() {
+    use pw_llm::embedded::forced::with_lm;
+    let mut cfg = EmbeddedConfig::new(common::smollm2());
+    cfg.ctx_per_seq = 256;
+    cfg.parallel = 3;
+    with_lm(&cfg, |lm| {
+        let a = lm.tokenize(
+            "You are a careful assistant. Explain the first program:",
+            false,
+        );
+        let b = lm.tokenize(
+            "You are a careful assistant. Explain the second program:",
+            false,
+        );
+        let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        assert!(common >= 4 && common < b.len(), "{a:?} {b:?}");
+        // b whole in sequence 2; a in sequence 0, and b in sequence 1 from a's prefix
+        let whole = lm.step(&[(2, &b)]).unwrap().remove(0);
+        lm.step(&[(0, &a)]).unwrap();
+        assert_eq!(lm.share_prefix(1, 0, common), common);
+        assert_eq!(lm.len(1), common);
+        let shared = lm.step(&[(1, &b[common..])]).unwrap().remove(0);
+        let argmax = |l: &[f32]| (0..l.len()).max_by(|&i, &j| l[i].total_cmp(&l[j])).unwrap();
+        let diff = whole
+            .iter()
+            .zip(&shared)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert_eq!(argmax(&whole), argmax(&shared));
+        assert!(diff < 0.05, "largest logit difference {diff}");
+        // a sequence's own prefix: the tail goes, the prefix stays
+        assert_eq!(lm.share_prefix(0, 0, common), common);
+        let again = lm.step(&[(0, &b[common..])]).unwrap().remove(0);
+        assert_eq!(argmax(&again), argmax(&whole));
+        // sharing more than the source holds keeps what it holds
+        lm.reset(2);
+        assert_eq!(lm.share_prefix(2, 1, 10_000), b.len());
+    })
+    .unwrap();
+}

@@ -151,6 +151,42 @@ impl Lm<'_> {
         self.pos[seq] = 0;
     }
 
+    /// Makes sequence `seq` hold the first `n` tokens that sequence `src` holds (`src == seq`:
+    /// its own), so a text that starts with them is fed from token `n` on instead of whole.
+    /// Returns the tokens kept: `n` (at most what `src` holds), or 0 with `seq` empty where
+    /// llama.cpp cannot keep a part of a sequence (a recurrent model's state, a sliding window
+    /// that dropped the start).
+    pub fn share_prefix(&mut self, seq: usize, src: usize, n: usize) -> usize {
+        let n = n.min(self.pos[src]);
+        if src != seq {
+            // a cache with one buffer per sequence copies whole sequences only: the whole of
+            // `src` comes over and its tail is dropped below
+            self.reset(seq);
+            if n == 0
+                || self
+                    .ctx
+                    .copy_kv_cache_seq(src as i32, seq as i32, None, None)
+                    .is_err()
+            {
+                return 0;
+            }
+        }
+        let kept = n > 0
+            && self
+                .ctx
+                .clear_kv_cache_seq(Some(seq as u32), Some(n as u32), None)
+                .unwrap_or(false)
+            && self.ctx.kv_cache_seq_pos_min(seq as i32) == 0
+            && self.ctx.kv_cache_seq_pos_max(seq as i32) == n as i32 - 1;
+        if kept {
+            self.pos[seq] = n;
+            n
+        } else {
+            self.reset(seq);
+            0
+        }
+    }
+
     /// Appends each `(seq, tokens)` to its sequence and returns, for each, the next-token
     /// logits after its last token. Feeds longer than a batch are split over several decode
     /// calls; an empty feed is refused.
