@@ -68,7 +68,8 @@ pub struct MadBenchConfig {
     pub judge: Option<String>,
     /// Answers the LLM judge grades (a seeded sample of the test answers; 0: none).
     pub judge_rows: usize,
-    /// Sequences the embedded LLM decodes together.
+    /// Sequences the embedded LLM decodes together (16: Qwen2.5-Coder-0.5B on 2 cores decodes
+    /// 74.5 tokens/s in all with 16, 64 with 8).
     pub parallel: usize,
 }
 
@@ -93,7 +94,7 @@ impl Default for MadBenchConfig {
             answerer: None,
             judge: None,
             judge_rows: 48,
-            parallel: 8,
+            parallel: 16,
         }
     }
 }

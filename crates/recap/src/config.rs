@@ -65,6 +65,8 @@ pub struct RecapConfig {
     /// The pseudo-label writer: a GGUF under the assets (default: SmolLM2, the paper's
     /// "any LLM" at the size that fits the quick run).
     pub llm: Option<String>,
+    /// Sequences the embedded LLM decodes together (16: SmolLM2 on 2 cores decodes 326
+    /// tokens/s in all with 16, 304 with 8).
     pub parallel: usize,
 }
 
@@ -101,7 +103,7 @@ impl ReproConfig for RecapConfig {
             },
             evals: 4,
             llm: None,
-            parallel: 8,
+            parallel: 16,
         };
         match size {
             Size::Quick => quick,
