@@ -85,4 +85,20 @@ fn recap_reproduction_runs_end_to_end_at_tiny_size() {
     // The rerun trains nothing and measures the same.
     let again = r.run(&ctx).unwrap();
     assert_eq!(again.metrics.get_f64(key), Some(first));
+    // A fresh run after other work reseeded burn's process-wide generator (as the systems
+    // before it do in `paperworks reproduce`) measures the same: every model's starting
+    // weights come from the run's own seed.
+    pw_nn::seed_everything(&pw_nn::train_device(true).unwrap(), 99);
+    let fresh = tempfile::tempdir().unwrap();
+    let other = r
+        .run(&ReproContext {
+            dir: fresh.path().to_path_buf(),
+            ..ctx
+        })
+        .unwrap();
+    assert_eq!(other.metrics.get_f64(key), Some(first));
+    for f in ["encoder/stage1.safetensors", "models/clip.safetensors"] {
+        let read = |d: &std::path::Path| std::fs::read(d.join(f)).unwrap();
+        assert!(read(dir.path()) == read(fresh.path()), "{f} differs");
+    }
 }

@@ -119,6 +119,10 @@ pub fn train_video_text(
         path,
         || VideoTextModel::new(model_cfg, tok.vocab_size(), plain),
         || {
+            // The starting weights come from burn's process-wide generator: seeded here, so
+            // they do not depend on what ran before in the process (Video ReCap trains this
+            // model after other systems and its own LLM stage).
+            ad.seed(seed);
             let mut rng = StdRng::seed_from_u64(seed);
             let model = VideoTextModel::new(model_cfg, tok.vocab_size(), ad);
             let (m, logs) = train_loop(
