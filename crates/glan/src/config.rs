@@ -252,7 +252,8 @@ pub struct FilterConfig {
     /// Remove answers that stopped at `answers.max_tokens` (cut mid-sentence).
     pub drop_truncated: bool,
     /// Remove questions that neither hold a question mark nor open a sentence with a question
-    /// word or an exercise verb.
+    /// word or an exercise verb, and questions that point at options, a figure or a text they
+    /// do not hold ("Which of the following ...?" with no options).
     pub question_form: bool,
     /// Highest share of word 3-grams of the question or the answer that repeat an earlier one.
     pub max_repetition: f64,

@@ -149,6 +149,65 @@ pub fn is_question_form(question: &str) -> bool {
         .any(|w| TASK_WORDS.contains(&w.as_str()))
 }
 
+/// Phrases by which a question points at options, a figure or a text outside itself.
+const POINTERS: [&str; 22] = [
+    "which of the following",
+    "which one of the following",
+    "the following options",
+    "the following choices",
+    "the following statements",
+    "the options below",
+    "the choices below",
+    "the options above",
+    "the choices above",
+    "the figure",
+    "the diagram",
+    "the graph above",
+    "the graph below",
+    "the table above",
+    "the table below",
+    "the passage",
+    "the text above",
+    "the text below",
+    "shown above",
+    "shown below",
+    "given above",
+    "given below",
+];
+
+/// The phrase by which `question` points at options, a figure or a text that it does not hold
+/// (the homework prompt asks for questions that refer to none), or `None`. Options count as
+/// held when at least two are marked (`A)`, `(b)`, `c.`, `1:` ...) or listed after a colon; a
+/// figure or a passage cannot be held in a question's text.
+pub fn dangling_reference(question: &str) -> Option<&'static str> {
+    let lower = question.to_lowercase();
+    let p = POINTERS.iter().find(|p| lower.contains(*p))?;
+    let marked = lower
+        .split_whitespace()
+        .filter(|t| {
+            let t = t.trim_start_matches('(');
+            let mut c = t.chars();
+            matches!(
+                (c.next(), c.next(), c.next()),
+                (Some('a'..='e' | '1'..='5'), Some(')' | '.' | ':'), None)
+            )
+        })
+        .count();
+    let listed = lower.split_once(':').is_some_and(|(_, after)| {
+        after
+            .split([',', ';', '\n'])
+            .filter(|i| !i.trim().is_empty())
+            .count()
+            >= 2
+    });
+    let options = p.contains("following") || p.contains("options") || p.contains("choices");
+    if options && (marked >= 2 || listed) {
+        None
+    } else {
+        Some(p)
+    }
+}
+
 fn trigrams(text: &str) -> Vec<String> {
     let w = pw_data::dedup::words(text);
     w.windows(3).map(|g| g.join(" ")).collect()
@@ -278,6 +337,14 @@ pub fn detect(
         return Some((
             "question_form",
             "no question mark and no sentence opens with a question word or exercise verb".into(),
+        ));
+    }
+    if limits.question_form
+        && let Some(p) = dangling_reference(question)
+    {
+        return Some((
+            "question_form",
+            format!("the question says \"{p}\" but holds no options, figure or text"),
         ));
     }
     for (what, text) in [("question", question), ("answer", answer)] {
@@ -517,6 +584,43 @@ mod tests {
              per this that it an with for by on be are from heat engine work done"
                 .split_whitespace(),
         )
+    }
+
+    #[test]
+    fn questions_that_point_at_options_or_figures_they_lack_are_caught() {
+        for q in [
+            "Which of the following is not a geometric concept?",
+            "Which of the following statements is true about the geometry of plane mechanics?",
+            "Using the figure, find the net force on the block.",
+            "Read the passage and explain its main claim.",
+            "Which one of the following laws applies here? Explain.",
+        ] {
+            assert!(dangling_reference(q).is_some(), "{q}");
+        }
+        for q in [
+            "Which of the following is a vector? A) mass B) velocity C) time D) energy",
+            "Which of the following is a vector?\n(a) mass\n(b) velocity",
+            "Which of the following are state functions: entropy, work, enthalpy?",
+            "What is the periodic table used for?",
+            "A block slides down a 30 degree incline. What is its acceleration?",
+        ] {
+            assert_eq!(dangling_reference(q), None, "{q}");
+        }
+        let limits = DetectorLimits {
+            question_form: true,
+            max_repetition: 1.0,
+            max_echo: 1.0,
+            min_dictionary_share: 0.0,
+        };
+        let (f, why) = detect(
+            &limits,
+            None,
+            "Which of the following is not a geometric concept?",
+            "A line.",
+        )
+        .unwrap();
+        assert_eq!(f, "question_form");
+        assert!(why.contains("which of the following"), "{why}");
     }
 
     #[test]
