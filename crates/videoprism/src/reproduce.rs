@@ -86,6 +86,18 @@ impl Reproduction for VideoPrismReproduction {
         let probe_train = splits.range(&splits.probe_train);
         let probe_val = splits.range(&splits.probe_val);
         let probe_test = splits.range(&splits.probe_test);
+        // Each probe task and its labels of the probe splits, the same for every encoder.
+        let tasks: [(usize, Label); 2] = [
+            (APPEARANCE_CLASSES, |c| c.factors.appearance_label()),
+            (MOTION_CLASSES, |c| c.factors.motion_label()),
+        ];
+        let labels: Vec<[Vec<usize>; 3]> = tasks
+            .iter()
+            .map(|(_, label)| {
+                [&probe_train, &probe_val, &probe_test]
+                    .map(|clips| clips.iter().map(label).collect::<Vec<_>>())
+            })
+            .collect();
         times.lap("data");
 
         let heads = cfg.model.encoder.n_heads;
@@ -167,20 +179,9 @@ impl Reproduction for VideoPrismReproduction {
                     })
                 };
                 let (ft, fv, fe) = (feats(&probe_train), feats(&probe_val), feats(&probe_test));
-                let tasks: [(usize, Label); 2] = [
-                    (APPEARANCE_CLASSES, |c| c.factors.appearance_label()),
-                    (MOTION_CLASSES, |c| c.factors.motion_label()),
-                ];
-                let labels: Vec<[Vec<usize>; 3]> = tasks
-                    .iter()
-                    .map(|(_, label)| {
-                        [&probe_train, &probe_val, &probe_test]
-                            .map(|clips| clips.iter().map(label).collect::<Vec<_>>())
-                    })
-                    .collect();
                 // A probe's steps are too small to keep both cores busy (1.25 cores measured),
                 // so the probes of one encoder train side by side, each on its own thread
-                // (1.86 cores with four); every probe's result is the same as alone.
+                // (1.84 cores with four); every probe's result is the same as alone.
                 let jobs: Vec<(usize, usize)> = (0..tasks.len())
                     .flat_map(|task| (0..cfg.probe_seeds).map(move |p| (task, p)))
                     .collect();
