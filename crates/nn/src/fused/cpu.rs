@@ -17,6 +17,7 @@ use burn::backend::ops::{ActivationOps, ConvOptions, ConvTransposeOptions, Modul
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// exp(x) for f32 by range reduction and a degree-6 polynomial (relative error about 2e-7),
 /// written without branches so the compiler vectorises the loops that call it.
@@ -295,6 +296,11 @@ fn contiguous_f32(t: &FlexTensor) -> Option<FlexTensor> {
     })
 }
 
+/// The `i`-th chunk of `n` elements of `s` (the last one may be shorter), as `par_chunks` cuts.
+fn chunk_of(s: &[f32], i: usize, n: usize) -> &[f32] {
+    &s[i * n..((i + 1) * n).min(s.len())]
+}
+
 fn flex_from_vec(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
 }
@@ -309,10 +315,8 @@ fn map_unary(
         return fallback(x);
     };
     let src = x.as_slice::<f32>().expect("contiguous f32");
-    let mut out = vec![0f32; src.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .for_each(|(o, s)| kernel(s, o));
+    let out =
+        matmul::par_zeroed_chunks(src.len(), CHUNK, |i, o| kernel(chunk_of(src, i, CHUNK), o));
     flex_from_vec(out, &x)
 }
 
@@ -336,10 +340,9 @@ fn map_backward(
         gs.len(),
         "element-wise backward: input and gradient differ in size"
     );
-    let mut out = vec![0f32; xs.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
-        .for_each(|(o, (xc, gc))| kernel(xc, gc, o));
+    let out = matmul::par_zeroed_chunks(xs.len(), CHUNK, |i, o| {
+        kernel(chunk_of(xs, i, CHUNK), chunk_of(gs, i, CHUNK), o)
+    });
     flex_from_vec(out, &x)
 }
 
@@ -714,27 +717,46 @@ impl FusedOps for Flex {
         );
         let d = gs.len();
         let n = xs.len() / d;
-        let mut out = vec![0f32; (n + 2) * d];
-        let (dx, params) = out.split_at_mut(n * d);
         const ROWS: usize = 64;
         // One partial [dgamma | dbeta] per 64-row chunk in one buffer, summed in chunk order
         // into the output's last two rows: rayon's `reduce` groups partials by however the work
         // was stolen, which makes the float sums, and so a training run, differ between runs.
         let mut partials = vec![0f32; n.div_ceil(ROWS) * 2 * d];
-        dx.par_chunks_mut(ROWS * d)
-            .zip(xs.par_chunks(ROWS * d).zip(ds.par_chunks(ROWS * d)))
-            .zip(partials.par_chunks_mut(2 * d))
-            // The scratch row is overwritten per row: one per rayon job, not one per chunk.
-            .for_each_init(
-                || vec![0f32; d],
-                |scratch, ((o, (xr, dr)), acc)| {
-                    let (dgamma, dbeta) = acc.split_at_mut(d);
-                    layer_norm_backward_rows(xr, dr, gs, o, scratch, dgamma, dbeta, eps);
-                },
-            );
-        for acc in partials.chunks_exact(2 * d) {
-            params.iter_mut().zip(acc).for_each(|(x, y)| *x += y);
-        }
+        // dx's chunks are zeroed by the core that then writes them (see
+        // `matmul::par_zeroed_chunks`), not by one memset of the whole output first.
+        let zeroed = |c: &mut [MaybeUninit<f32>]| -> &mut [f32] {
+            c.fill(MaybeUninit::new(0.0));
+            // SAFETY: every element was initialised on the line above, and MaybeUninit<f32>
+            // has f32's layout.
+            unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) }
+        };
+        let out = matmul::filled((n + 2) * d, |out| {
+            let (dx, params) = out.split_at_mut(n * d);
+            dx.par_chunks_mut(ROWS * d)
+                .zip(xs.par_chunks(ROWS * d).zip(ds.par_chunks(ROWS * d)))
+                .zip(partials.par_chunks_mut(2 * d))
+                // The scratch row is overwritten per row: one per rayon job, not one per chunk.
+                .for_each_init(
+                    || vec![0f32; d],
+                    |scratch, ((o, (xr, dr)), acc)| {
+                        let (dgamma, dbeta) = acc.split_at_mut(d);
+                        layer_norm_backward_rows(
+                            xr,
+                            dr,
+                            gs,
+                            zeroed(o),
+                            scratch,
+                            dgamma,
+                            dbeta,
+                            eps,
+                        );
+                    },
+                );
+            let params = zeroed(params);
+            for acc in partials.chunks_exact(2 * d) {
+                params.iter_mut().zip(acc).for_each(|(x, y)| *x += y);
+            }
+        });
         FlexTensor::from_data(TensorData::new(out, [n + 2, d]))
     }
 
@@ -744,11 +766,10 @@ impl FusedOps for Flex {
         };
         let s = *sc.layout().shape().as_slice().last().expect("rank >= 1");
         let src = sc.as_slice::<f32>().expect("f32");
-        let mut out = vec![0f32; src.len()];
         let n = rows_per_task(s) * s;
-        out.par_chunks_mut(n)
-            .zip(src.par_chunks(n))
-            .for_each(|(o, r)| capped_softmax_rows(r, o, s, scale, cap));
+        let out = matmul::par_zeroed_chunks(src.len(), n, |i, o| {
+            capped_softmax_rows(chunk_of(src, i, n), o, s, scale, cap)
+        });
         flex_from_vec(out, &sc)
     }
 
@@ -772,11 +793,11 @@ impl FusedOps for Flex {
             ss.len() == ps.len() && ps.len() == ds.len(),
             "capped softmax backward sizes"
         );
-        let mut out = vec![0f32; ss.len()];
         let n = rows_per_task(s) * s;
-        out.par_chunks_mut(n)
-            .zip(ss.par_chunks(n).zip(ps.par_chunks(n).zip(ds.par_chunks(n))))
-            .for_each(|(o, (a, (b, c)))| capped_softmax_backward_rows(a, b, c, o, s, scale, cap));
+        let out = matmul::par_zeroed_chunks(ss.len(), n, |i, o| {
+            let part = |v| chunk_of(v, i, n);
+            capped_softmax_backward_rows(part(ss), part(ps), part(ds), o, s, scale, cap)
+        });
         flex_from_vec(out, &sc)
     }
 
@@ -786,11 +807,10 @@ impl FusedOps for Flex {
         };
         let t = s.layout().shape()[3];
         let src = s.as_slice::<f32>().expect("f32");
-        let mut out = vec![0f32; src.len()];
         // One task per [t, t] matrix: rows of a matrix share the mask pattern.
-        out.par_chunks_mut(t * t)
-            .zip(src.par_chunks(t * t))
-            .for_each(|(o, sm)| causal_softmax_matrix(sm, o, t, scale));
+        let out = matmul::par_zeroed_chunks(src.len(), t * t, |i, o| {
+            causal_softmax_matrix(chunk_of(src, i, t * t), o, t, scale)
+        });
         flex_from_vec(out, &s)
     }
 
@@ -807,10 +827,10 @@ impl FusedOps for Flex {
             pc.as_slice::<f32>().expect("f32"),
             dpc.as_slice::<f32>().expect("f32"),
         );
-        let mut out = vec![0f32; ps.len()];
-        out.par_chunks_mut(t * t)
-            .zip(ps.par_chunks(t * t).zip(ds.par_chunks(t * t)))
-            .for_each(|(o, (pm, dm))| causal_softmax_backward_matrix(pm, dm, o, t, scale));
+        let out = matmul::par_zeroed_chunks(ps.len(), t * t, |i, o| {
+            let part = |v| chunk_of(v, i, t * t);
+            causal_softmax_backward_matrix(part(ps), part(ds), o, t, scale)
+        });
         flex_from_vec(out, &pc)
     }
 }
