@@ -113,9 +113,23 @@ impl WeightFormat {
 }
 
 /// Where the converted copy of `src` lives: `<cache>/<stem>.<key>.<format>.gguf`, the key a
-/// hash of the source's absolute path, size and modification time (a changed source gets a
-/// new copy).
+/// hash of the source's contents, so every checkout of the same model (a clean clone, a test's
+/// temporary copy) shares one copy, and a changed file gets a new one.
 pub fn cached_path(src: &Path, to: Requant, cache: &Path) -> Result<PathBuf, LlmError> {
+    let key = content_key(src, cache)?;
+    let stem = src
+        .file_name()
+        .map(|f| f.to_string_lossy().trim_end_matches(".gguf").to_string())
+        .unwrap_or_else(|| "model".into());
+    Ok(cache.join(format!("{stem}.{key}.{}.gguf", to.name())))
+}
+
+/// The first 16 hex digits of the SHA-256 of `src`'s bytes.
+///
+/// Hashing a model costs about 0.3 s per 100 MB here, so the result is remembered in
+/// `<cache>/keys/<hash of path, size, mtime>`: a file is read once per place and version. A
+/// missing or unreadable memo only means hashing again.
+fn content_key(src: &Path, cache: &Path) -> Result<String, LlmError> {
     let meta = std::fs::metadata(src).map_err(|e| LlmError::model(src, e.to_string()))?;
     let abs = std::fs::canonicalize(src).map_err(|e| LlmError::model(src, e.to_string()))?;
     let mtime = meta
@@ -128,12 +142,22 @@ pub fn cached_path(src: &Path, to: Requant, cache: &Path) -> Result<PathBuf, Llm
     h.update(abs.to_string_lossy().as_bytes());
     h.update(meta.len().to_le_bytes());
     h.update(mtime.to_le_bytes());
+    let memo = cache.join("keys").join(hex::encode(&h.finalize()[..8]));
+    if let Ok(key) = std::fs::read_to_string(&memo)
+        && key.len() == 16
+        && key.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Ok(key);
+    }
+    let mut file = std::fs::File::open(src).map_err(|e| LlmError::model(src, e.to_string()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut file, &mut h).map_err(|e| LlmError::model(src, e.to_string()))?;
     let key = hex::encode(&h.finalize()[..8]);
-    let stem = src
-        .file_name()
-        .map(|f| f.to_string_lossy().trim_end_matches(".gguf").to_string())
-        .unwrap_or_else(|| "model".into());
-    Ok(cache.join(format!("{stem}.{key}.{}.gguf", to.name())))
+    // Best effort: a read-only cache still converts, it just hashes at every load.
+    if std::fs::create_dir_all(memo.parent().expect("keys/ has a parent")).is_ok() {
+        let _ = pw_core::write_atomic(&memo, key.as_bytes());
+    }
+    Ok(key)
 }
 
 /// Converts `src` into `to` unless the cached copy exists; returns the copy's path.
@@ -240,5 +264,44 @@ fn remove_dead_conversions(cache: &Path) {
         {
             tracing::info!("removed {} (a conversion a killed run left)", p.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two checkouts of one model share a converted copy; different bytes get their own.
+    #[test]
+    fn the_cached_copy_is_keyed_by_the_source_contents_not_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let (a, b, c) = (
+            dir.path().join("a/m.gguf"),
+            dir.path().join("b/m.gguf"),
+            dir.path().join("c/m.gguf"),
+        );
+        for (p, bytes) in [(&a, b"GGUF one"), (&b, b"GGUF one"), (&c, b"GGUF two")] {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        let pa = cached_path(&a, Requant::Q8_0, &cache).unwrap();
+        assert_eq!(pa, cached_path(&b, Requant::Q8_0, &cache).unwrap());
+        assert_ne!(pa, cached_path(&c, Requant::Q8_0, &cache).unwrap());
+        assert_eq!(pa.parent(), Some(cache.as_path()));
+        let name = pa.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("m.") && name.ends_with(".q8_0.gguf"),
+            "{name}"
+        );
+        // the memo answers the second time; a changed file (new size) is hashed again
+        assert_eq!(pa, cached_path(&a, Requant::Q8_0, &cache).unwrap());
+        std::fs::write(&a, b"GGUF two, longer").unwrap();
+        assert_ne!(pa, cached_path(&a, Requant::Q8_0, &cache).unwrap());
+        // an unusable memo is not trusted
+        for memo in std::fs::read_dir(cache.join("keys")).unwrap() {
+            std::fs::write(memo.unwrap().path(), "not a key").unwrap();
+        }
+        assert_eq!(pa, cached_path(&b, Requant::Q8_0, &cache).unwrap());
     }
 }
