@@ -660,6 +660,61 @@ impl FusedOps for Flex {
         flex_vec(dw, [g.c_out, g.c_in, g.kernel])
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn adamw_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        beta_1: f32,
+        beta_2: f32,
+        eps: f32,
+        c1: f32,
+        c2: f32,
+        decay: f32,
+        lr: f32,
+    ) -> FloatTensor<Self> {
+        let (Some(p), Some(g), Some(m), Some(v)) = (
+            contiguous_f32(&param),
+            contiguous_f32(&grad),
+            contiguous_f32(&moment_1),
+            contiguous_f32(&moment_2),
+        ) else {
+            return param;
+        };
+        let (ps, gs, ms, vs) = (f32s(&p), f32s(&g), f32s(&m), f32s(&v));
+        let n = ps.len();
+        assert!(
+            gs.len() == n && ms.len() == n && vs.len() == n,
+            "AdamW step: parameter, gradient and moments differ in size"
+        );
+        // burn's AdamW computes these in f32 the same way, so the step is bitwise its step.
+        let (f1, f2) = (1.0 - beta_1, 1.0 - beta_2);
+        let out = matmul::filled(3 * n, |out| {
+            let (po, rest) = out.split_at_mut(n);
+            let (mo, vo) = rest.split_at_mut(n);
+            po.par_chunks_mut(CHUNK)
+                .zip(mo.par_chunks_mut(CHUNK))
+                .zip(vo.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(|(i, ((po, mo), vo))| {
+                    let part = |s| chunk_of(s, i, CHUNK);
+                    let (p, g, m, v) = (part(ps), part(gs), part(ms), part(vs));
+                    let outs = po.iter_mut().zip(mo.iter_mut()).zip(vo.iter_mut());
+                    let ins = p.iter().zip(g).zip(m.iter().zip(v));
+                    for (((po, mo), vo), ((&p, &g), (&m, &v))) in outs.zip(ins) {
+                        let m1 = m * beta_1 + g * f1;
+                        let v1 = v * beta_2 + (g * g) * f2;
+                        let delta = (m1 / c1) / ((v1 / c2).sqrt() + eps);
+                        po.write(p * decay - delta * lr);
+                        mo.write(m1);
+                        vo.write(v1);
+                    }
+                })
+        });
+        FlexTensor::from_data(TensorData::new(out, [3 * n]))
+    }
+
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         map_unary(x, gelu_chunk, composed_gelu::<Self>)
     }

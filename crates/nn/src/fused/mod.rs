@@ -166,6 +166,34 @@ pub trait FusedOps: Backend {
         attention_impl::<Self>(q, k, v, Softmax::Capped { scale, cap }).0
     }
 
+    /// One AdamW step of a parameter, as burn's `AdamW` computes it, element by element:
+    /// `m' = m b1 + g (1 - b1)`, `v' = v b2 + g² (1 - b2)`,
+    /// `p' = p decay - lr (m' / c1) / (sqrt(v' / c2) + eps)`, with the bias corrections `c1`,
+    /// `c2` and `decay = 1 - lr * weight_decay` given. All inputs hold the same n values; the
+    /// result is `[p' | m' | v']` flattened, 3n values.
+    ///
+    /// A backend without a kernel returns `param` as it is (n values, not 3n):
+    /// [`crate::schedule::FusedAdamW`] then takes burn's own AdamW step.
+    #[allow(clippy::too_many_arguments)]
+    fn adamw_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        beta_1: f32,
+        beta_2: f32,
+        eps: f32,
+        c1: f32,
+        c2: f32,
+        decay: f32,
+        lr: f32,
+    ) -> FloatTensor<Self> {
+        let _ = (
+            grad, moment_1, moment_2, beta_1, beta_2, eps, c1, c2, decay, lr,
+        );
+        param
+    }
+
     /// `op(a) op(b)` over the last two dims of two tensors with the same leading dims, where
     /// `op` transposes the operand whose flag is set: the products inside attention.
     fn batched_matmul(
