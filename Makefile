@@ -6,8 +6,9 @@ RUN_DIR ?= runs/reproduce
 # Python with torch for the PyTorch peers of `make bench` (skipped with a reason when absent):
 # `scripts/setup.sh --peers` installs torch into .venv-peers.
 PEER_PYTHON ?= $(if $(wildcard .venv-peers/bin/python),.venv-peers/bin/python,python3)
-PEERS := crates/nn/benches/transformer_peer.py crates/pdiff/benches/pdiff_peer.py \
+TRAIN_PEERS := crates/nn/benches/transformer_peer.py crates/pdiff/benches/pdiff_peer.py \
 	crates/videoprism/benches/videoprism_peer.py
+PEERS := $(TRAIN_PEERS) crates/nn/benches/decode_peer.py
 
 .PHONY: setup build reproduce test bench lint setup-gpu build-gpu test-gpu bench-gpu build-cuda
 
@@ -112,7 +113,7 @@ bench-gpu: setup-gpu
 	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench kernels
 	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench pdiff
 	$(GPU_ENV) PW_DEVICE=$(GPU_DEVICE) $(CARGO) bench $(GPU_FEATURES) --workspace --bench encoder_step
-	for peer in $(PEERS); do PW_DEVICE=$(GPU_DEVICE) $(GPU_VENV)/bin/python $$peer || exit 1; done
+	for peer in $(TRAIN_PEERS); do PW_DEVICE=$(GPU_DEVICE) $(GPU_VENV)/bin/python $$peer || exit 1; done
 	@python3 scripts/benchfig.py $(FIGURES)
 
 # ---------------------------------------------------------------- llama.cpp on CUDA

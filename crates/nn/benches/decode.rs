@@ -1,6 +1,8 @@
 //! The KV-cached decoder on GLoRe's student shape (d 128, 4 layers, 4 heads, vocabulary 128):
 //! 48 prompts of 50 tokens, 8 samples of 32 new tokens each (the SORM labelling pattern), and
-//! beam search of width 4 over the same prompts.
+//! beam search of width 4 over the same prompts. `benches/decode_peer.py` is the PyTorch peer of
+//! the sampling (same shapes, shared prefill, all sequences batched), run beside it by
+//! `make bench`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pw_nn::decode::{BeamOptions, Decoder, Prompt, SampleOptions};
@@ -11,6 +13,8 @@ use pw_nn::{seed_everything, train_device};
 // run it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+static SAMPLES: pw_core::samples::Samples = pw_core::samples::Samples::new();
 
 fn bench(c: &mut Criterion) {
     pw_nn::alloc::tune_mimalloc_for_tensors();
@@ -46,9 +50,22 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(48 * 8 * 32));
     g.bench_function("sample 48 prompts x 8 x 32 tokens", |b| {
-        b.iter(|| e.sample(&prompts, &seeds, 8, &opts))
+        b.iter_custom(|iters| {
+            let t = std::time::Instant::now();
+            for _ in 0..iters {
+                std::hint::black_box(e.sample(&prompts, &seeds, 8, &opts));
+            }
+            SAMPLES.record("sample", iters, t.elapsed())
+        })
     });
     g.finish();
+    if let Some(s) = SAMPLES.median("sample") {
+        pw_core::samples::report_figure(
+            "KV-cached sampler d128 L4, 48 prompts x 8 x 32 tokens",
+            (48 * 8 * 32) as f64 / s,
+            "tokens/s",
+        );
+    }
     let beam = BeamOptions {
         width: 4,
         max_new: 32,
