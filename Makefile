@@ -47,6 +47,7 @@ bench: setup
 	else echo "skipped the PyTorch peers ($(PEERS)): $(PEER_PYTHON) has no torch (set PEER_PYTHON, or run scripts/setup.sh --peers)"; fi
 	$(CARGO) build --release --workspace
 	./target/release/paperworks llm bench --quiet --out target/llm-bench.json
+	CARGO=$(CARGO) bash scripts/http-bench.sh $(PEER_PYTHON)
 	@if bin=$$(scripts/llama-tools.sh); then python3 scripts/llama_peer.py target/llm-bench.json "$$bin"; \
 	else echo "skipped llama.cpp's own tools (llama-bench, llama-batched-bench): see the line above"; fi
 	@echo; echo "ratios of the headline figures (higher is better; $(FIGURES)):"

@@ -11,8 +11,9 @@
 #      machine fetches nothing. Every asset is verified against assets/SHA256SUMS (committed).
 #
 # A second run with everything present prints one line per asset and takes a second or two.
-#   3. With --peers only: PyTorch for the peers `make bench` runs beside ours, into .venv-peers
-#      (git-ignored) from scripts/peers-requirements.txt, every wheel pinned by sha256. It is
+#   3. With --peers only: PyTorch (and the `openai` client) for the peers `make bench` runs beside
+#      ours, into .venv-peers (git-ignored) from scripts/peers-requirements.txt, every wheel
+#      pinned by sha256, and nginx-light from Debian (the HTTP bench's null server). It is
 #      about 3 GB of wheels (torch pulls the CUDA libraries even for CPU use), so the default
 #      setup and `make test` never fetch it.
 #   4. With --gpu (implies --peers): what the GPU build (`make build-gpu`, burn's LibTorch
@@ -57,6 +58,8 @@ debian_packages=(
   libavfilter-dev libavdevice-dev
   dataset-fashion-mnist wamerican wordnet-base
 )
+# --peers: nginx serves the fixed answer the HTTP client bench and its `openai` peer both call.
+[ "$do_peers" = 1 ] && debian_packages+=(nginx-light)
 
 if [ "$do_apt" = 1 ]; then
   missing=()
