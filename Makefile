@@ -31,6 +31,7 @@ test: setup
 # Every bench and peer appends its headline figures to $(FIGURES); the table of ratios (ours /
 # peer) is printed at the end.
 FIGURES := $(CURDIR)/target/bench-figures.jsonl
+QWEN := assets/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 
 bench: export PW_BENCH_FIGURES = $(FIGURES)
 bench: setup
@@ -47,9 +48,16 @@ bench: setup
 	else echo "skipped the PyTorch peers ($(PEERS)): $(PEER_PYTHON) has no torch (set PEER_PYTHON, or run scripts/setup.sh --peers)"; fi
 	$(CARGO) build --release --workspace
 	./target/release/paperworks llm bench --quiet --out target/llm-bench.json
-	CARGO=$(CARGO) bash scripts/http-bench.sh $(PEER_PYTHON)
 	@if bin=$$(scripts/llama-tools.sh); then python3 scripts/llama_peer.py target/llm-bench.json "$$bin"; \
 	else echo "skipped llama.cpp's own tools (llama-bench, llama-batched-bench): see the line above"; fi
+	@# The reproductions' own decoding: Qwen2.5-Coder-0.5B at the 16 streams GLAN, MAD-Bench and
+	@# Video ReCap batch (without the asset, PAPERWORKS_SKIP_QWEN=1, it is skipped).
+	@if [ -f $(QWEN) ]; then \
+		./target/release/paperworks llm bench --quiet --model $(QWEN) --streams 16 --tokens 96 --reps 1 \
+			--out target/llm-bench-qwen.json && \
+		if bin=$$(scripts/llama-tools.sh); then python3 scripts/llama_peer.py target/llm-bench-qwen.json "$$bin"; fi; \
+	else echo "skipped the Qwen2.5-Coder-0.5B decode bench: $(QWEN) is missing"; fi
+	CARGO=$(CARGO) bash scripts/http-bench.sh $(PEER_PYTHON)
 	@echo; echo "ratios of the headline figures (higher is better; $(FIGURES)):"
 	@python3 scripts/benchfig.py $(FIGURES)
 
