@@ -12,15 +12,9 @@ const REQUESTS: usize = 5_000;
 const CONCURRENCY: usize = 64;
 const REPS: usize = 3;
 
-/// User + system CPU seconds of this process so far.
+/// User + system CPU seconds of this process so far (0 where /proc is missing).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // fields after the command name (which may hold spaces) start after the last ')'
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the ')'
-    (ticks(11) + ticks(12)) / 100.0
+    pw_llm::embedded::budget::own_cpu_seconds().unwrap_or(0.0)
 }
 
 fn main() {

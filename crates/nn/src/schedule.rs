@@ -36,6 +36,9 @@ impl Default for OptimConfig {
     }
 }
 
+/// AdamW's epsilon (burn's default; PyTorch's is the same).
+const EPSILON: f32 = 1e-8;
+
 impl OptimConfig {
     /// AdamW over every parameter of a module, with this config's betas, weight decay and
     /// gradient clipping (burn's `AdamWConfig`, its update fused on the CPU: [`FusedAdamW`]).
@@ -43,13 +46,13 @@ impl OptimConfig {
         let config = AdamWConfig::new()
             .with_beta_1(self.beta_1)
             .with_beta_2(self.beta_2)
-            .with_epsilon(1e-8)
+            .with_epsilon(EPSILON)
             .with_weight_decay(self.weight_decay);
         let fused = FusedAdamW {
             burn: config.build(),
             beta_1: self.beta_1,
             beta_2: self.beta_2,
-            epsilon: 1e-8,
+            epsilon: EPSILON,
             weight_decay: self.weight_decay,
         };
         let optim = ModuleOptimizer::from(fused);
@@ -110,9 +113,6 @@ impl Optimizer for FusedAdamW {
             // from zero moments.
             None => (grad.zeros_like(), grad.zeros_like(), 1),
         };
-        let amsgrad = state
-            .as_ref()
-            .is_some_and(|s| s.momentum.max_moment_2.is_some());
         let flat = |t: Tensor<D>| t.reshape([n]).into_dispatch();
         let packed = Tensor::<1>::from_dispatch(<Dispatch as FusedOps>::adamw_step(
             flat(tensor.clone()),
@@ -127,7 +127,7 @@ impl Optimizer for FusedAdamW {
             (1.0 - lr * self.weight_decay as f64) as f32,
             lr as f32,
         ));
-        if amsgrad || packed.dims()[0] != 3 * n {
+        if packed.dims()[0] != 3 * n {
             return self.burn.step(lr, tensor, grad, state);
         }
         let part = |i: usize| {

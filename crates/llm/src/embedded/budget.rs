@@ -92,6 +92,13 @@ fn own_ticks(stat: &str) -> Option<u64> {
     u64::try_from(stat_field(stat, 14)? + stat_field(stat, 15)?).ok()
 }
 
+/// User + system CPU seconds this process has used so far (all threads); `None` where
+/// `/proc/self/stat` is missing (not Linux).
+pub fn own_cpu_seconds() -> Option<f64> {
+    let own = own_ticks(&fs::read_to_string("/proc/self/stat").ok()?)?;
+    Some(own as f64 / clock_ticks_per_second())
+}
+
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

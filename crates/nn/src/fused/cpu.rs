@@ -17,7 +17,6 @@ use burn::backend::ops::{ActivationOps, ConvOptions, ConvTransposeOptions, Modul
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
-use std::mem::MaybeUninit;
 
 /// exp(x) for f32 by range reduction and a degree-6 polynomial (relative error about 2e-7),
 /// written without branches so the compiler vectorises the loops that call it.
@@ -779,12 +778,6 @@ impl FusedOps for Flex {
         let mut partials = vec![0f32; n.div_ceil(ROWS) * 2 * d];
         // dx's chunks are zeroed by the core that then writes them (see
         // `matmul::par_zeroed_chunks`), not by one memset of the whole output first.
-        let zeroed = |c: &mut [MaybeUninit<f32>]| -> &mut [f32] {
-            c.fill(MaybeUninit::new(0.0));
-            // SAFETY: every element was initialised on the line above, and MaybeUninit<f32>
-            // has f32's layout.
-            unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) }
-        };
         let out = matmul::filled((n + 2) * d, |out| {
             let (dx, params) = out.split_at_mut(n * d);
             dx.par_chunks_mut(ROWS * d)
@@ -799,7 +792,7 @@ impl FusedOps for Flex {
                             xr,
                             dr,
                             gs,
-                            zeroed(o),
+                            matmul::zero_init(o),
                             scratch,
                             dgamma,
                             dbeta,
@@ -807,7 +800,7 @@ impl FusedOps for Flex {
                         );
                     },
                 );
-            let params = zeroed(params);
+            let params = matmul::zero_init(params);
             for acc in partials.chunks_exact(2 * d) {
                 params.iter_mut().zip(acc).for_each(|(x, y)| *x += y);
             }

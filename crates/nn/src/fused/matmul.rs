@@ -39,14 +39,16 @@ pub(super) fn par_zeroed_chunks(
     filled(len, |out| {
         out.par_chunks_mut(chunk.max(1))
             .enumerate()
-            .for_each(|(i, c)| {
-                c.fill(MaybeUninit::new(0.0));
-                // SAFETY: every element of `c` was initialised on the line above, and
-                // MaybeUninit<f32> has f32's layout.
-                let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                kernel(i, c)
-            })
+            .for_each(|(i, c)| kernel(i, zero_init(c)))
     })
+}
+
+/// Zeroes `c` and returns it as initialised f32s.
+pub(super) fn zero_init(c: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    c.fill(MaybeUninit::new(0.0));
+    // SAFETY: every element was initialised on the line above, and MaybeUninit<f32> has f32's
+    // layout.
+    unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// `dst[m, n] (+)= a[m, k] b[k, n]`, each operand given as (pointer, row stride, column
