@@ -12,29 +12,27 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchfig import figure, peer_device, peer_tag, timed  # noqa: E402
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from transformer_peer import Block, CausalLm  # noqa: E402
 
 V, D, H, L, MAX_LEN = 128, 128, 4, 4, 256
 PROMPTS, PROMPT_LEN, SAMPLES, NEW = 48, 50, 8, 32
 
 
-class Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
-        self.q, self.k, self.v, self.proj = (nn.Linear(D, D) for _ in range(4))
-        self.fc, self.out = nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
+class CachedBlock(Block):
+    """transformer_peer's block reading and writing a key/value cache."""
 
     def forward(self, x, start, cache):
         """x [b, t, D] at positions start.. ; cache (k, v) [b, H, MAX_LEN, D/H], written in place
         at those positions (a prefill without a cache returns its keys and values instead)."""
         b, t, d = x.shape
         y = self.ln1(x)
-        heads = lambda lin: lin(y).view(b, t, H, d // H).transpose(1, 2)
+        heads = lambda lin: lin(y).view(b, t, self.h, d // self.h).transpose(1, 2)
         q, k, v = heads(self.q), heads(self.k), heads(self.v)
         if cache is None:
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -50,15 +48,12 @@ class Block(nn.Module):
         return x + self.out(F.gelu(self.fc(self.ln2(x)))), cache
 
 
-class CausalLm(nn.Module):
+class CachedLm(CausalLm):
     def __init__(self):
-        super().__init__()
-        self.tok, self.pos = nn.Embedding(V, D), nn.Embedding(MAX_LEN, D)
-        self.blocks = nn.ModuleList(Block() for _ in range(L))
-        self.ln_f = nn.LayerNorm(D)
-        self.head = nn.Linear(D, V, bias=False)
+        super().__init__(V, D, H, L, MAX_LEN, block=CachedBlock)
 
     def forward(self, tokens, start, caches):
+        """The last position's logits and every block's grown cache."""
         x = self.tok(tokens) + self.pos(torch.arange(start, start + tokens.shape[1]))
         new = []
         for blk, c in zip(self.blocks, caches):
@@ -75,7 +70,7 @@ def main():
     torch.set_default_device(device)
     torch.manual_seed(0)
     tag = peer_tag(device)
-    model = CausalLm().eval()
+    model = CachedLm().eval()
     prompts = torch.tensor(
         [[(i * 7 + j * 3) % 120 + 7 for j in range(PROMPT_LEN)] for i in range(PROMPTS)]
     )

@@ -22,28 +22,34 @@ V, D, H, L, T, B = 128, 256, 4, 4, 128, 32
 
 
 class Block(nn.Module):
-    def __init__(self):
+    """Pre-norm block: causal self-attention of `h` heads, then an MLP 4x with exact GELU."""
+
+    def __init__(self, d=D, h=H):
         super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
-        self.q, self.k, self.v, self.proj = (nn.Linear(D, D) for _ in range(4))
-        self.fc, self.out = nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
+        self.h = h
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.q, self.k, self.v, self.proj = (nn.Linear(d, d) for _ in range(4))
+        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
 
     def forward(self, x):
         b, t, d = x.shape
         y = self.ln1(x)
-        heads = lambda lin: lin(y).view(b, t, H, d // H).transpose(1, 2)
+        heads = lambda lin: lin(y).view(b, t, self.h, d // self.h).transpose(1, 2)
         a = F.scaled_dot_product_attention(heads(self.q), heads(self.k), heads(self.v), is_causal=True)
         x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
 
 class CausalLm(nn.Module):
-    def __init__(self):
+    """Token and learned position embeddings, `layers` blocks, a final LayerNorm and an untied
+    bias-free head; `block` builds each block (decode_peer.py passes its cached one)."""
+
+    def __init__(self, v=V, d=D, h=H, layers=L, max_len=T, block=Block):
         super().__init__()
-        self.tok, self.pos = nn.Embedding(V, D), nn.Embedding(T, D)
-        self.blocks = nn.ModuleList(Block() for _ in range(L))
-        self.ln_f = nn.LayerNorm(D)
-        self.head = nn.Linear(D, V, bias=False)
+        self.tok, self.pos = nn.Embedding(v, d), nn.Embedding(max_len, d)
+        self.blocks = nn.ModuleList(block(d, h) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, v, bias=False)
 
     def forward(self, tokens):
         x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1]))
