@@ -24,14 +24,34 @@ fn logits(spread: f32, peak: f32) -> Vec<f32> {
         .collect()
 }
 
+/// A bell-shaped bulk (standard deviation 3) with one token in 997 standing 11 above its
+/// middle: like SmolLM2's logits while it writes a story, thousands of tokens within reach of
+/// the best at T 0.8 (the median over such a story's tokens was 5,946 of 49,152).
+fn bell(seed: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..49_152)
+        .map(|i| {
+            let base: f32 = (0..4).map(|_| rng.random_range(-2.6f32..2.6)).sum();
+            if i % 997 == 0 { base + 11.0 } else { base }
+        })
+        .collect()
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let l = logits(8.0, 20.0);
     let flat = logits(4.0, 0.0);
+    let lm = bell(2);
     let mut ours = Sampler::new(0.8, 0.95, 7);
     c.bench_function("sampler/ours (T 0.8, top-p 0.95)", |b| {
         b.iter(|| black_box(ours.sample(black_box(&l))))
     });
+    let max = lm.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let within = lm.iter().filter(|&&x| x >= max - 16.0).count();
+    c.bench_function(
+        &format!("sampler/ours, bell-shaped logits ({within} within reach)"),
+        |b| b.iter(|| black_box(ours.sample(black_box(&lm)))),
+    );
     c.bench_function("sampler/ours, flat logits (worst case)", |b| {
         b.iter(|| black_box(ours.sample(black_box(&flat))))
     });

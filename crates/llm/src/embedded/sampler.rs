@@ -3,8 +3,11 @@
 //! Written here rather than through llama.cpp's sampler chain because the chain softmaxes
 //! and sorts the whole 49k-entry vocabulary for every token of every sequence, which on two
 //! cores costs as much as a good part of a batched decode step. This one makes two cheap passes
-//! (the maximum, then the tokens within reach of it), works on those candidates only, and finds
-//! the top-p nucleus with a 128-bucket histogram instead of a sort.
+//! (the maximum of each block of 64, then the tokens within reach of it, in the blocks that have
+//! any, gathered without a branch per entry), works on those candidates only with an exp that
+//! vectorises, and finds the top-p nucleus with a 128-bucket histogram instead of a sort. While it
+//! runs on the engine thread, llama.cpp's other OpenMP threads spin, so every microsecond here
+//! costs all the cores.
 //! Tokens whose probability is below e^-20 (2e-9) of the most likely one are never drawn; all
 //! others are drawn with exactly their softmax(logits / T) probability.
 
@@ -14,13 +17,22 @@ use rand::{Rng, SeedableRng};
 /// Log-probability gap below the best token beyond which a token is never drawn.
 const REACH: f32 = 20.0;
 const BUCKETS: usize = 128;
+/// Logits per block of the maximum pass; the filter skips blocks with nothing within reach.
+const BLOCK: usize = 64;
 
 pub struct Sampler {
     temperature: f32,
     top_p: f32,
     rng: StdRng,
-    cand: Vec<(f32, u32)>,
+    // The candidates as parallel arrays (value, token id, log-probability bucket), each as long
+    // as the vocabulary so that the filter writes every entry and keeps the ones within reach
+    // without a branch; only the first `n` of a call are meaningful.
+    val: Vec<f32>,
+    id: Vec<u32>,
     bucket: Vec<u8>,
+    edge: Vec<(f32, u32)>,
+    /// The largest logit of each [`BLOCK`] of the vocabulary.
+    block_max: Vec<f32>,
 }
 
 impl Sampler {
@@ -29,47 +41,69 @@ impl Sampler {
             temperature,
             top_p,
             rng: StdRng::seed_from_u64(seed),
-            cand: Vec::new(),
+            val: Vec::new(),
+            id: Vec::new(),
             bucket: Vec::new(),
+            edge: Vec::new(),
+            block_max: Vec::new(),
         }
     }
 
     /// Picks a token id. Entries of `-inf` (masked by a grammar) are never picked unless every
     /// entry is `-inf`, in which case the result is index 0.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let max = max_of(logits);
+        let max = block_maxima(logits, &mut self.block_max);
         if self.temperature <= 0.0 || !max.is_finite() {
-            return first_index_of(logits, max);
+            // the first block that holds the maximum holds its first index
+            let b = self.block_max.iter().position(|&m| m == max).unwrap_or(0);
+            let at = logits[b * BLOCK..].iter().position(|&x| x == max);
+            return at.map_or(0, |k| (b * BLOCK + k) as u32);
         }
         let cut = max - REACH * self.temperature;
-        self.cand.clear();
-        for (i, &l) in logits.iter().enumerate() {
-            if l >= cut {
-                self.cand.push((l, i as u32));
+        if self.val.len() < logits.len() {
+            self.val.resize(logits.len(), 0.0);
+            self.id.resize(logits.len(), 0);
+            self.bucket.resize(logits.len(), 0);
+        }
+        // Only blocks whose maximum is within reach are visited, and those without a branch
+        // per entry: a language model's logits put from a few hundred to thousands of
+        // scattered tokens within reach, and a branch per entry mispredicts on them.
+        let mut n = 0;
+        {
+            let (val, id) = (&mut self.val[..logits.len()], &mut self.id[..logits.len()]);
+            for (b, block) in logits.chunks(BLOCK).enumerate() {
+                if self.block_max[b] < cut {
+                    continue;
+                }
+                for (k, &l) in block.iter().enumerate() {
+                    val[n] = l;
+                    id[n] = (b * BLOCK + k) as u32;
+                    n += (l >= cut) as usize;
+                }
             }
         }
+        let val = &mut self.val[..n];
+        let id = &mut self.id[..n];
+        let bucket = &mut self.bucket[..n];
         let inv_t = 1.0 / self.temperature;
         let per_bucket = (BUCKETS - 1) as f32 / REACH;
-        self.bucket.clear();
-        let mut sum = 0.0f64;
-        for c in self.cand.iter_mut() {
-            let d = (max - c.0) * inv_t; // in [0, REACH]
-            self.bucket
-                .push(((d * per_bucket) as usize).min(BUCKETS - 1) as u8);
-            c.0 = (-d).exp();
-            sum += c.0 as f64;
+        for (v, b) in val.iter_mut().zip(bucket.iter_mut()) {
+            let d = (max - *v) * inv_t; // in [0, REACH]
+            *b = ((d * per_bucket) as i32).min(BUCKETS as i32 - 1) as u8;
+            *v = exp_neg(d);
         }
+        let mut sum = sum_f64(val);
         let u: f64 = self.rng.random::<f64>();
-        let kept: &[(f32, u32)] = if self.top_p >= 1.0 {
-            &self.cand
+        let keep = if self.top_p >= 1.0 {
+            n
         } else {
             // nucleus: the most likely tokens until their mass reaches top_p. Candidates go
             // into 128 buckets by log-probability; whole buckets are in until the one where the
             // mass crosses top_p, and only that bucket is sorted.
             let need = self.top_p as f64 * sum;
             let mut mass = [0.0f64; BUCKETS];
-            for (c, &b) in self.cand.iter().zip(&self.bucket) {
-                mass[b as usize] += c.0 as f64;
+            for (&v, &b) in val.iter().zip(bucket.iter()) {
+                mass[b as usize] += v as f64;
             }
             let mut acc = 0.0f64;
             let mut edge = BUCKETS - 1;
@@ -82,45 +116,110 @@ impl Sampler {
             }
             let edge = edge as u8;
             // buckets before the edge to the front, then the edge bucket
-            let n = self.cand.len();
             let mut front = 0;
             for i in 0..n {
-                if self.bucket[i] < edge {
-                    self.cand.swap(i, front);
-                    self.bucket.swap(i, front);
+                if bucket[i] < edge {
+                    swap3(val, id, bucket, i, front);
                     front += 1;
                 }
             }
             let mut mid = front;
             for i in front..n {
-                if self.bucket[i] == edge {
-                    self.cand.swap(i, mid);
-                    self.bucket.swap(i, mid);
+                if bucket[i] == edge {
+                    swap3(val, id, bucket, i, mid);
                     mid += 1;
                 }
             }
-            self.cand[front..mid].sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            self.edge.clear();
+            self.edge.extend(
+                val[front..mid]
+                    .iter()
+                    .copied()
+                    .zip(id[front..mid].iter().copied()),
+            );
+            self.edge
+                .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            for (j, &(v, t)) in self.edge.iter().enumerate() {
+                val[front + j] = v;
+                id[front + j] = t;
+            }
             let mut keep = mid;
-            for j in front..mid {
-                acc += self.cand[j].0 as f64;
+            for (j, &(v, _)) in self.edge.iter().enumerate() {
+                acc += v as f64;
                 if acc >= need {
-                    keep = j + 1;
+                    keep = front + j + 1;
                     break;
                 }
             }
             sum = acc.min(sum);
-            &self.cand[..keep]
+            keep
         };
         let target = u * sum;
         let mut acc = 0.0f64;
-        for &(e, i) in kept {
+        for (&e, &i) in val[..keep].iter().zip(&id[..keep]) {
             acc += e as f64;
             if acc > target {
                 return i;
             }
         }
-        kept.last().map(|c| c.1).unwrap_or(0)
+        id[..keep].last().copied().unwrap_or(0)
     }
+}
+
+fn swap3(val: &mut [f32], id: &mut [u32], bucket: &mut [u8], i: usize, j: usize) {
+    val.swap(i, j);
+    id.swap(i, j);
+    bucket.swap(i, j);
+}
+
+/// The sum in f64, over four interleaved partial sums so that the additions pipeline.
+fn sum_f64(xs: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 4];
+    let chunks = xs.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..4 {
+            lanes[k] += c[k] as f64;
+        }
+    }
+    let mut s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for &x in rest {
+        s += x as f64;
+    }
+    s
+}
+
+/// e^-d for d in [0, 87], within 2 ulp of `f32::exp` (Cephes' expf: d = n ln 2 + r, a degree-7
+/// polynomial for e^r, 2^n from the exponent bits). Plain arithmetic, so the loop over the
+/// candidates vectorises where a call to libm's expf per candidate would not.
+#[inline(always)]
+fn exp_neg(d: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = -d;
+    // round(x / ln 2) for x <= 0: truncation of a negative number rounds up
+    let n = (x * std::f32::consts::LOG2_E - 0.5) as i32;
+    let nf = n as f32;
+    let r = x - nf * LN2_HI - nf * LN2_LO;
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 0.166_666_65)
+        * r
+        + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n + 127) as u32) << 23)
+}
+
+/// The largest entry of `xs` (`-inf` for an empty or all-masked vector); `out` gets the largest of
+/// each [`BLOCK`]. Sixteen lanes, so that it vectorises.
+fn block_maxima(xs: &[f32], out: &mut Vec<f32>) -> f32 {
+    out.clear();
+    let mut m = f32::NEG_INFINITY;
+    for block in xs.chunks(BLOCK) {
+        let b = max_of(block);
+        out.push(b);
+        m = if b > m { b } else { m };
+    }
+    m
 }
 
 /// The largest entry (`-inf` for an empty or all-masked vector); vectorises.
@@ -155,6 +254,20 @@ pub fn argmax(xs: &[f32]) -> (u32, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_neg_is_within_two_ulp_of_libm() {
+        let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).abs();
+        let mut worst = (0, 0.0f32);
+        for k in 0..=870_000 {
+            let d = k as f32 * 1e-4;
+            let u = ulps(exp_neg(d), (-d).exp());
+            if u > worst.0 {
+                worst = (u, d);
+            }
+        }
+        assert!(worst.0 <= 2, "{} ulp at d = {}", worst.0, worst.1);
+    }
 
     #[test]
     fn greedy_takes_the_argmax() {
