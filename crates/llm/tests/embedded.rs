@@ -103,6 +103,22 @@ fn a_batch_answers_every_request_once_tagged_with_its_id() {
     assert_eq!(in_batch[0].as_ref().unwrap().choices, alone.choices);
 }
 
+#[test]
+fn requests_that_outlive_a_finished_neighbour_keep_their_text() {
+    // the short one ends after two tokens; the two others then decode with an idle sequence
+    // between them, which the engine fills with a throwaway token so that one pass covers both
+    let e = engine();
+    let req =
+        |i: u64, max| Request::user(format!("n{i}"), "Name three rivers.", sampled(40 + i, max));
+    let (a, b, c) = (req(0, 24), req(1, 2), req(2, 24));
+    let alone_a = e.generate(&a).unwrap();
+    let alone_c = e.generate(&c).unwrap();
+    let together = generate_all(e, vec![a, b, c]);
+    assert_eq!(together[1].as_ref().unwrap().usage.completion_tokens, 2);
+    assert_eq!(together[0].as_ref().unwrap().choices, alone_a.choices);
+    assert_eq!(together[2].as_ref().unwrap().choices, alone_c.choices);
+}
+
 /// A long system prompt shared by the requests of the prefix tests.
 fn syllabus() -> String {
     let sessions: Vec<String> = (1..=12)

@@ -2,9 +2,15 @@
 //!
 //! Each request becomes `n` units (one per sample). A unit takes a free slot (a llama.cpp
 //! sequence id), feeds its prompt in chunks, then one token per step. Every step builds ONE
-//! batch: the next token of every generating unit first (so running sequences are never
-//! starved by a long prompt), then prompt chunks up to `batch_tokens`; one `decode` call runs
-//! them all. Logits are read only for the positions that need a sample.
+//! batch: the next token of every generating unit is planned first (so running sequences are
+//! never starved by a long prompt), then prompt chunks up to `batch_tokens`; one `decode` call
+//! runs them all. Logits are read only for the positions that need a sample.
+//!
+//! The context keeps one KV buffer per sequence (llama.cpp's default, not `kv_unified`), so
+//! attention reads only a sequence's own cells; but llama.cpp then evaluates one pass per run of
+//! consecutive sequence ids. The batch therefore goes in sequence order, and an idle slot or
+//! two between busy ones (a unit that finished, one waiting for a prefix) get a throwaway token
+//! that is removed after the step: cheaper than reading all the weights again for a second pass.
 //!
 //! A sequence keeps its KV cache after its unit finishes, with the tokens it holds in
 //! `Engine::kv`. A new unit starts from the longest prefix of its prompt that any sequence
@@ -341,6 +347,7 @@ pub(super) fn run(
         converted: HashMap::new(),
         kv: vec![Vec::new(); parallel],
         reuse_prefix: cfg.reuse_prefix,
+        plan: Vec::with_capacity(parallel),
     };
     engine.serve(rx);
 }
@@ -460,6 +467,50 @@ struct Engine<'m> {
     /// The tokens in each sequence's KV cache, by position (kept after its unit finishes).
     kv: Vec<Vec<LlamaToken>>,
     reuse_prefix: bool,
+    /// What each slot puts into the current step's batch.
+    plan: Vec<Part>,
+}
+
+/// A slot's part of one decode step.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Part {
+    Idle,
+    /// The next token of a unit that is generating.
+    Gen,
+    /// The next `k` tokens of a unit's prompt.
+    Chunk(usize),
+    /// A throwaway token after the sequence's cells, removed after the step, so that the
+    /// sequences on either side of an idle slot are evaluated in one pass.
+    Fill,
+}
+
+/// Idle slots between busy ones that are cheaper to fill than to split the batch at: one pass
+/// over the weights costs about as much as two or three more tokens in a pass (Qwen2.5-Coder-0.5B
+/// on 2 cores: a 13-token step 178 ms in one pass, 207 ms split in two; 16 tokens 189 ms).
+const MAX_FILL: usize = 2;
+
+/// Marks as [`Part::Fill`] each run of at most [`MAX_FILL`] idle slots that has busy slots on
+/// both sides, while `budget` tokens last and the slot's sequence has room for one more cell.
+fn fill_gaps(plan: &mut [Part], kv: &[Vec<LlamaToken>], ctx_per_seq: usize, mut budget: usize) {
+    let busy = |p: &Part| matches!(p, Part::Gen | Part::Chunk(_));
+    let (Some(first), Some(last)) = (plan.iter().position(busy), plan.iter().rposition(busy))
+    else {
+        return;
+    };
+    let mut s = first;
+    while s < last {
+        if plan[s] != Part::Idle {
+            s += 1;
+            continue;
+        }
+        let end = (s..last).find(|&e| plan[e] != Part::Idle).unwrap_or(last);
+        let run = end - s;
+        if run <= MAX_FILL && run <= budget && (s..end).all(|e| kv[e].len() + 1 < ctx_per_seq) {
+            plan[s..end].fill(Part::Fill);
+            budget -= run;
+        }
+        s = end;
+    }
 }
 
 impl Engine<'_> {
@@ -764,42 +815,73 @@ impl Engine<'_> {
         self.resolve_waits();
         batch.clear();
         let mut budget = self.batch_tokens as usize;
+        let plan = &mut self.plan;
+        plan.clear();
+        plan.resize(self.slots.len(), Part::Idle);
         // generating units: one token each
-        for (s, (slot, kv)) in self.slots.iter_mut().zip(&mut self.kv).enumerate() {
-            let Some(u) = slot else { continue };
-            u.logit_idx = None;
-            if u.fed == u.prompt.len() && u.n_gen > 0 {
-                let pos = (u.prompt.len() as u32 + u.n_gen - 1) as i32;
-                debug_assert_eq!(kv.len(), pos as usize);
-                let idx = batch.n_tokens();
-                batch
-                    .add(u.last, pos, &[s as i32], true)
-                    .expect("batch sized for every slot");
-                kv.push(u.last);
-                u.logit_idx = Some(idx);
+        for (s, slot) in self.slots.iter().enumerate() {
+            if let Some(u) = slot
+                && u.fed == u.prompt.len()
+                && u.n_gen > 0
+            {
+                plan[s] = Part::Gen;
                 budget -= 1;
             }
         }
         // prompt chunks with what is left
-        for (s, (slot, kv)) in self.slots.iter_mut().zip(&mut self.kv).enumerate() {
+        for (s, slot) in self.slots.iter().enumerate() {
             let Some(u) = slot else { continue };
             if u.fed == u.prompt.len() || u.wait.is_some() || budget == 0 {
                 continue;
             }
-            debug_assert_eq!(kv.len(), u.fed);
             let k = (u.prompt.len() - u.fed).min(budget);
-            for j in u.fed..u.fed + k {
-                let last = j + 1 == u.prompt.len();
-                if last {
-                    u.logit_idx = Some(batch.n_tokens());
-                }
-                batch
-                    .add(u.prompt[j], j as i32, &[s as i32], last)
-                    .expect("chunk fits the budget");
-            }
-            kv.extend_from_slice(&u.prompt[u.fed..u.fed + k]);
-            u.fed += k;
+            plan[s] = Part::Chunk(k);
             budget -= k;
+        }
+        fill_gaps(plan, &self.kv, self.ctx_per_seq as usize, budget);
+        // Into the batch in sequence order: with a cache of one buffer per sequence, llama.cpp
+        // evaluates a batch in one pass only over consecutive sequence ids, and splits it into
+        // one pass per run of them otherwise (each pass reads all the weights again).
+        for (s, (slot, kv)) in self.slots.iter_mut().zip(&mut self.kv).enumerate() {
+            match plan[s] {
+                Part::Idle => {}
+                Part::Fill => {
+                    batch
+                        .add(LlamaToken(0), kv.len() as i32, &[s as i32], false)
+                        .expect("batch sized for every slot");
+                }
+                Part::Gen => {
+                    let u = slot.as_mut().expect("planned slot is active");
+                    let pos = (u.prompt.len() as u32 + u.n_gen - 1) as i32;
+                    debug_assert_eq!(kv.len(), pos as usize);
+                    u.logit_idx = Some(batch.n_tokens());
+                    batch
+                        .add(u.last, pos, &[s as i32], true)
+                        .expect("batch sized for every slot");
+                    kv.push(u.last);
+                }
+                Part::Chunk(k) => {
+                    let u = slot.as_mut().expect("planned slot is active");
+                    debug_assert_eq!(kv.len(), u.fed);
+                    u.logit_idx = None;
+                    for j in u.fed..u.fed + k {
+                        let last = j + 1 == u.prompt.len();
+                        if last {
+                            u.logit_idx = Some(batch.n_tokens());
+                        }
+                        batch
+                            .add(u.prompt[j], j as i32, &[s as i32], last)
+                            .expect("chunk fits the budget");
+                    }
+                    kv.extend_from_slice(&u.prompt[u.fed..u.fed + k]);
+                    u.fed += k;
+                }
+            }
+            if !matches!(plan[s], Part::Gen | Part::Chunk(_))
+                && let Some(u) = slot.as_mut()
+            {
+                u.logit_idx = None;
+            }
         }
         if batch.n_tokens() == 0 {
             return;
@@ -813,6 +895,16 @@ impl Engine<'_> {
             self.ctx.clear_kv_cache();
             self.kv.iter_mut().for_each(Vec::clear);
             return;
+        }
+        // the filler tokens' cells go again; their sequences hold what they held
+        for s in 0..self.slots.len() {
+            if self.plan[s] == Part::Fill {
+                let _ = self.ctx.clear_kv_cache_seq(
+                    Some(s as u32),
+                    Some(self.kv[s].len() as u32),
+                    None,
+                );
+            }
         }
         for s in 0..self.slots.len() {
             let Some(idx) = self.slots[s].as_ref().and_then(|u| u.logit_idx) else {
@@ -970,6 +1062,31 @@ fn find_stop(out: &[u8], new_from: usize, stops: &[String]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::find_stop;
+
+    #[test]
+    fn short_gaps_between_busy_slots_are_filled_while_tokens_and_room_last() {
+        use super::{LlamaToken, Part::*, fill_gaps};
+        let kv = vec![vec![LlamaToken(1); 10]; 9];
+        let mut plan = [Idle, Gen, Idle, Gen, Idle, Idle, Idle, Chunk(4), Idle];
+        fill_gaps(&mut plan, &kv, 64, 100);
+        // the edges stay idle: a run of busy ids may start and end anywhere
+        assert_eq!(
+            plan,
+            [Idle, Gen, Fill, Gen, Idle, Idle, Idle, Chunk(4), Idle]
+        );
+        let mut plan = [Gen, Idle, Idle, Gen, Idle, Gen];
+        fill_gaps(&mut plan, &kv, 64, 2);
+        assert_eq!(
+            plan,
+            [Gen, Fill, Fill, Gen, Idle, Gen],
+            "the budget ran out"
+        );
+        let mut full = kv.clone();
+        full[1] = vec![LlamaToken(1); 63];
+        let mut plan = [Gen, Idle, Gen];
+        fill_gaps(&mut plan, &full, 64, 10);
+        assert_eq!(plan, [Gen, Idle, Gen], "no room for another cell");
+    }
 
     #[test]
     fn stop_strings_spanning_tokens_are_found() {
