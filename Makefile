@@ -47,13 +47,13 @@ bench: setup
 		for peer in $(PEERS); do $(PEER_PYTHON) $$peer || exit 1; done; \
 	else echo "skipped the PyTorch peers ($(PEERS)): $(PEER_PYTHON) has no torch (set PEER_PYTHON, or run scripts/setup.sh --peers)"; fi
 	$(CARGO) build --release --workspace
-	./target/release/paperworks llm bench --quiet --out target/llm-bench.json
+	./target/release/paperworks llm bench --quiet --ignore-eos --out target/llm-bench.json
 	@if bin=$$(scripts/llama-tools.sh); then python3 scripts/llama_peer.py target/llm-bench.json "$$bin"; \
 	else echo "skipped llama.cpp's own tools (llama-bench, llama-batched-bench): see the line above"; fi
 	@# The reproductions' own decoding: Qwen2.5-Coder-0.5B at the 16 streams GLAN, MAD-Bench and
 	@# Video ReCap batch (without the asset, PAPERWORKS_SKIP_QWEN=1, it is skipped).
 	@if [ -f $(QWEN) ]; then \
-		./target/release/paperworks llm bench --quiet --model $(QWEN) --streams 16 --tokens 96 --reps 1 \
+		./target/release/paperworks llm bench --quiet --ignore-eos --model $(QWEN) --streams 16 --tokens 96 --reps 1 \
 			--out target/llm-bench-qwen.json && \
 		if bin=$$(scripts/llama-tools.sh); then python3 scripts/llama_peer.py target/llm-bench-qwen.json "$$bin"; fi; \
 	else echo "skipped the Qwen2.5-Coder-0.5B decode bench: $(QWEN) is missing"; fi

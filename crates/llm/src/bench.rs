@@ -19,6 +19,9 @@ pub struct BenchConfig {
     pub reps: usize,
     /// Words of the prompt-processing prompt.
     pub prompt_words: usize,
+    /// Every stream generates all `gen_tokens` (past end-of-generation), so the batched
+    /// measurement runs at `parallel` streams throughout, as llama-batched-bench does.
+    pub ignore_eos: bool,
 }
 
 impl Default for BenchConfig {
@@ -28,6 +31,7 @@ impl Default for BenchConfig {
             parallel: 8,
             reps: 3,
             prompt_words: 400,
+            ignore_eos: false,
         }
     }
 }
@@ -67,7 +71,7 @@ pub struct BenchReport {
     pub gen_tokens_batched: u64,
 }
 
-fn story(i: usize, seed: u64, max_tokens: u32) -> Request {
+fn story(i: usize, seed: u64, max_tokens: u32, ignore_eos: bool) -> Request {
     const TOPICS: [&str; 8] = [
         "a lighthouse keeper",
         "a robot learning to paint",
@@ -89,6 +93,7 @@ fn story(i: usize, seed: u64, max_tokens: u32) -> Request {
             top_p: 0.95,
             max_tokens,
             seed: Some(seed + i as u64),
+            ignore_eos,
             ..Default::default()
         },
     )
@@ -105,8 +110,11 @@ fn run_streams(
     k: usize,
     seed: u64,
     max_tokens: u32,
+    ignore_eos: bool,
 ) -> Result<(f64, u64), LlmError> {
-    let reqs: Vec<Request> = (0..k).map(|i| story(i, seed, max_tokens)).collect();
+    let reqs: Vec<Request> = (0..k)
+        .map(|i| story(i, seed, max_tokens, ignore_eos))
+        .collect();
     let t = Instant::now();
     let mut tokens = 0u64;
     let mut err = None;
@@ -135,9 +143,9 @@ fn tg_rate(
         // untimed: puts the prompts in the KV cache, so that the two timed runs reuse them
         // alike (a backend that reuses prompt prefixes would otherwise evaluate them in the
         // short run only, and the difference would not be generation alone)
-        run_streams(g, k, s, 1)?;
-        let (t1, n1) = run_streams(g, k, s, 1)?;
-        let (tn, nn) = run_streams(g, k, s, cfg.gen_tokens)?;
+        run_streams(g, k, s, 1, cfg.ignore_eos)?;
+        let (t1, n1) = run_streams(g, k, s, 1, cfg.ignore_eos)?;
+        let (tn, nn) = run_streams(g, k, s, cfg.gen_tokens, cfg.ignore_eos)?;
         if nn <= n1 || tn <= t1 {
             return Err(LlmError::request(
                 "bench",
@@ -152,7 +160,7 @@ fn tg_rate(
 
 pub fn run(g: &dyn Generator, cfg: &BenchConfig) -> Result<BenchReport, LlmError> {
     // warm-up (first-touch of weights, server connection)
-    run_streams(g, 1, 0, 4)?;
+    run_streams(g, 1, 0, 4, cfg.ignore_eos)?;
     let words: Vec<&str> = "the quick brown fox jumps over the lazy dog while a curious \
         researcher measures how fast a small language model reads long prompts"
         .split(' ')

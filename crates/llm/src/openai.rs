@@ -34,6 +34,9 @@ pub struct ChatRequest {
     /// Ollama's structured-output field (the `ollama` dialect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<serde_json::Value>,
+    /// llama.cpp's and vLLM's extension: generate up to max_tokens past end-of-generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_eos: Option<bool>,
     /// Read only to refuse them clearly on the server side (this server has no tool calling
     /// and no log-probabilities); never sent.
     #[serde(default, skip_serializing)]
@@ -266,6 +269,7 @@ pub fn to_wire(req: &Request, model: &str) -> Result<ChatRequest, String> {
         stream: None,
         guided_json: None,
         format: None,
+        ignore_eos: p.ignore_eos.then_some(true),
         tools: None,
         functions: None,
         logprobs: None,
@@ -425,6 +429,7 @@ pub fn from_wire(w: &ChatRequest, id: String) -> Result<Request, String> {
         seed: w.seed,
         n: w.n.unwrap_or(1),
         json_schema,
+        ignore_eos: w.ignore_eos.unwrap_or(false),
     };
     params.validate()?;
     if w.messages.is_empty() {
@@ -473,6 +478,8 @@ pub struct CompletionRequest {
     pub n: Option<u32>,
     #[serde(default)]
     pub stream: Option<bool>,
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
     /// Read only to refuse what this server does not do.
     #[serde(default)]
     pub echo: Option<serde_json::Value>,
@@ -540,6 +547,7 @@ pub fn from_completion_wire(w: &CompletionRequest, id: String) -> Result<Request
         seed: w.seed,
         n,
         json_schema: None,
+        ignore_eos: w.ignore_eos.unwrap_or(false),
     };
     params.validate()?;
     Ok(Request::raw(id, prompt, params))
@@ -719,12 +727,33 @@ mod tests {
                 seed: Some(5),
                 n: 3,
                 json_schema: Some(serde_json::json!({"type":"object"})),
+                ignore_eos: true,
             },
         );
         let w = to_wire(&req, "m").unwrap();
         let text = serde_json::to_string(&w).unwrap();
+        assert!(text.contains(r#""ignore_eos":true"#), "{text}");
         let back: ChatRequest = serde_json::from_str(&text).unwrap();
         assert_eq!(from_wire(&back, "r".into()).unwrap(), req);
+    }
+
+    #[test]
+    fn ignore_eos_is_left_out_unless_set() {
+        // OpenAI's API refuses fields it does not know, and the response cache keys on the
+        // serialized parameters: both stay as they were for every request that does not set it
+        let req = Request::user("r", "u", GenParams::default());
+        let text = serde_json::to_string(&to_wire(&req, "m").unwrap()).unwrap();
+        assert!(!text.contains("ignore_eos"), "{text}");
+        let params = serde_json::to_string(&GenParams::default()).unwrap();
+        assert!(!params.contains("ignore_eos"), "{params}");
+        let w: CompletionRequest =
+            serde_json::from_str(r#"{"prompt":"Once","ignore_eos":true}"#).unwrap();
+        assert!(
+            from_completion_wire(&w, "c".into())
+                .unwrap()
+                .params
+                .ignore_eos
+        );
     }
 
     #[test]

@@ -152,6 +152,11 @@ pub struct GenParams {
     /// A JSON schema the output must follow (llama.cpp grammar on the embedded backend,
     /// `response_format: json_schema` over HTTP).
     pub json_schema: Option<serde_json::Value>,
+    /// Keep generating past the end-of-generation token, up to `max_tokens` (llama.cpp's and
+    /// vLLM's `ignore_eos`): for timing decode at a fixed number of streams. Sent over HTTP only
+    /// when set; OpenAI's own API does not know it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_eos: bool,
 }
 
 impl Default for GenParams {
@@ -164,6 +169,7 @@ impl Default for GenParams {
             seed: None,
             n: 1,
             json_schema: None,
+            ignore_eos: false,
         }
     }
 }

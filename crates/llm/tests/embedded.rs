@@ -119,6 +119,32 @@ fn requests_that_outlive_a_finished_neighbour_keep_their_text() {
     assert_eq!(together[2].as_ref().unwrap().choices, alone_c.choices);
 }
 
+#[test]
+fn ignore_eos_generates_all_max_tokens() {
+    let e = engine();
+    let ask = |ignore_eos| {
+        let params = GenParams {
+            ignore_eos,
+            ..GenParams::greedy(48)
+        };
+        e.generate(&Request::user(
+            "eos",
+            "Reply with the single word: yes.",
+            params,
+        ))
+        .unwrap()
+    };
+    let stops = ask(false);
+    assert!(
+        stops.usage.completion_tokens < 48,
+        "the model ends early on its own: {:?}",
+        stops.text()
+    );
+    let runs_on = ask(true);
+    assert_eq!(runs_on.usage.completion_tokens, 48);
+    assert_eq!(runs_on.choices[0].finish_reason, finish::LENGTH);
+}
+
 /// A long system prompt shared by the requests of the prefix tests.
 fn syllabus() -> String {
     let sessions: Vec<String> = (1..=12)

@@ -183,6 +183,12 @@ pub struct BenchArgs {
     /// Also write the figures as JSON here.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Every stream generates all --tokens, past its end-of-generation token, so that the
+    /// batched figure is at --streams throughout (as llama-batched-bench measures); without it
+    /// streams that end early narrow the batch, as in real use. Over HTTP it is sent as
+    /// `ignore_eos`, which llama.cpp's server and vLLM honour.
+    #[arg(long)]
+    pub ignore_eos: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
 }
@@ -267,6 +273,7 @@ pub fn complete(g: &Global, a: &CompleteArgs, seed_given: bool) -> Result<()> {
         seed: Some(seed_or_random(g.seed, seed_given || a.temperature == 0.0)),
         n: a.n,
         json_schema: a.json_schema.as_deref().map(json_schema_arg).transpose()?,
+        ignore_eos: false,
     };
     let c = gen_.generate(&Request::new("complete", messages, params))?;
     if a.json {
@@ -332,6 +339,7 @@ pub fn bench(g: &Global, a: &BenchArgs) -> Result<()> {
         gen_tokens: a.tokens,
         parallel: a.streams,
         reps: a.reps,
+        ignore_eos: a.ignore_eos,
         ..Default::default()
     };
     bench.check().map_err(Error::Other)?;

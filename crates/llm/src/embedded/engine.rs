@@ -348,6 +348,8 @@ pub(super) fn run(
         kv: vec![Vec::new(); parallel],
         reuse_prefix: cfg.reuse_prefix,
         plan: Vec::with_capacity(parallel),
+        eog: None,
+        no_eog: Vec::new(),
     };
     engine.serve(rx);
 }
@@ -408,6 +410,8 @@ struct Unit {
     on_delta: Option<super::OnDelta>,
     /// Set while it waits for another unit to feed the prefix it will copy.
     wait: Option<Leader>,
+    /// End-of-generation tokens are never drawn (`GenParams::ignore_eos`).
+    ignore_eos: bool,
 }
 
 impl Unit {
@@ -469,6 +473,10 @@ struct Engine<'m> {
     reuse_prefix: bool,
     /// What each slot puts into the current step's batch.
     plan: Vec<Part>,
+    /// The vocabulary's end-of-generation tokens (found when a request first ignores them),
+    /// and the logits with them masked.
+    eog: Option<Vec<i32>>,
+    no_eog: Vec<f32>,
 }
 
 /// A slot's part of one decode step.
@@ -790,6 +798,7 @@ impl Engine<'_> {
                 sent: 0,
                 on_delta: job.on_delta.clone(),
                 wait: None,
+                ignore_eos: p.ignore_eos,
             });
         }
         self.jobs.insert(
@@ -945,8 +954,22 @@ impl Engine<'_> {
     /// grammar, the unconstrained sample is checked first (one grammar test instead of one per
     /// vocabulary entry); only when the grammar rejects it is the whole vocabulary masked.
     fn pick(&mut self, s: usize, idx: i32) -> LlamaToken {
-        let logits = self.ctx.get_logits_ith(idx);
+        let mut logits = self.ctx.get_logits_ith(idx);
         let u = self.slots[s].as_mut().expect("slot is active");
+        if u.ignore_eos {
+            let vocab = self.model.vocab();
+            let eog = self.eog.get_or_insert_with(|| {
+                (0..logits.len() as i32)
+                    .filter(|&t| vocab.is_eog(LlamaToken(t)))
+                    .collect()
+            });
+            self.no_eog.clear();
+            self.no_eog.extend_from_slice(logits);
+            for &t in eog.iter() {
+                self.no_eog[t as usize] = f32::NEG_INFINITY;
+            }
+            logits = &self.no_eog;
+        }
         let t = u.sampler.sample(logits);
         let Some(g) = u.grammar.as_mut() else {
             return LlamaToken(t as i32);

@@ -315,6 +315,18 @@ fn answer(
         req.params.seed.unwrap_or(0),
     );
     let n_vocab = model.n_vocab() as usize;
+    let eog: Vec<usize> = if req.params.ignore_eos {
+        (0..n_vocab)
+            .filter(|&t| {
+                model
+                    .vocab()
+                    .is_eog(llama_cpp_2::token::LlamaToken(t as i32))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut masked = Vec::new();
     let mut batch = LlamaBatch::new(1, 1);
     let mut text = Vec::<u8>::new();
     let mut reason = finish::LENGTH;
@@ -322,8 +334,16 @@ fn answer(
     // The logits after the prompt are the last ones eval_chunks computed.
     let mut logits_index = -1i32;
     for n_past in n_prompt..n_prompt + max_new as i32 {
-        let logits = ctx.get_logits_ith(logits_index);
-        let tok = sampler.sample(&logits[..n_vocab]);
+        let mut logits = &ctx.get_logits_ith(logits_index)[..n_vocab];
+        if !eog.is_empty() {
+            masked.clear();
+            masked.extend_from_slice(logits);
+            for &t in &eog {
+                masked[t] = f32::NEG_INFINITY;
+            }
+            logits = &masked;
+        }
+        let tok = sampler.sample(logits);
         let token = llama_cpp_2::token::LlamaToken(tok as i32);
         if model.vocab().is_eog(token) {
             reason = finish::STOP;
