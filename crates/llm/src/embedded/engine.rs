@@ -349,7 +349,6 @@ pub(super) fn run(
         reuse_prefix: cfg.reuse_prefix,
         plan: Vec::with_capacity(parallel),
         eog: None,
-        no_eog: Vec::new(),
     };
     engine.serve(rx);
 }
@@ -473,10 +472,40 @@ struct Engine<'m> {
     reuse_prefix: bool,
     /// What each slot puts into the current step's batch.
     plan: Vec<Part>,
-    /// The vocabulary's end-of-generation tokens (found when a request first ignores them),
-    /// and the logits with them masked.
-    eog: Option<Vec<i32>>,
-    no_eog: Vec<f32>,
+    /// Made when a request first ignores end-of-generation tokens.
+    eog: Option<EogMask>,
+}
+
+/// Logits with the vocabulary's end-of-generation tokens masked, for `GenParams::ignore_eos`.
+pub(super) struct EogMask {
+    ids: Vec<usize>,
+    masked: Vec<f32>,
+}
+
+impl EogMask {
+    pub(super) fn new(model: &LlamaModel) -> Self {
+        let vocab = model.vocab();
+        let ids = (0..model.n_vocab())
+            .filter(|&t| vocab.is_eog(LlamaToken(t)))
+            .map(|t| t as usize)
+            .collect();
+        EogMask {
+            ids,
+            masked: Vec::new(),
+        }
+    }
+
+    /// `logits` with every end-of-generation entry at `-inf`.
+    pub(super) fn apply(&mut self, logits: &[f32]) -> &[f32] {
+        self.masked.clear();
+        self.masked.extend_from_slice(logits);
+        for &t in &self.ids {
+            if let Some(l) = self.masked.get_mut(t) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        &self.masked
+    }
 }
 
 /// A slot's part of one decode step.
@@ -853,8 +882,15 @@ impl Engine<'_> {
         // one pass per run of them otherwise (each pass reads all the weights again).
         for (s, (slot, kv)) in self.slots.iter_mut().zip(&mut self.kv).enumerate() {
             match plan[s] {
-                Part::Idle => {}
+                Part::Idle => {
+                    if let Some(u) = slot.as_mut() {
+                        u.logit_idx = None;
+                    }
+                }
                 Part::Fill => {
+                    if let Some(u) = slot.as_mut() {
+                        u.logit_idx = None;
+                    }
                     batch
                         .add(LlamaToken(0), kv.len() as i32, &[s as i32], false)
                         .expect("batch sized for every slot");
@@ -885,11 +921,6 @@ impl Engine<'_> {
                     kv.extend_from_slice(&u.prompt[u.fed..u.fed + k]);
                     u.fed += k;
                 }
-            }
-            if !matches!(plan[s], Part::Gen | Part::Chunk(_))
-                && let Some(u) = slot.as_mut()
-            {
-                u.logit_idx = None;
             }
         }
         if batch.n_tokens() == 0 {
@@ -957,18 +988,11 @@ impl Engine<'_> {
         let mut logits = self.ctx.get_logits_ith(idx);
         let u = self.slots[s].as_mut().expect("slot is active");
         if u.ignore_eos {
-            let vocab = self.model.vocab();
-            let eog = self.eog.get_or_insert_with(|| {
-                (0..logits.len() as i32)
-                    .filter(|&t| vocab.is_eog(LlamaToken(t)))
-                    .collect()
-            });
-            self.no_eog.clear();
-            self.no_eog.extend_from_slice(logits);
-            for &t in eog.iter() {
-                self.no_eog[t as usize] = f32::NEG_INFINITY;
-            }
-            logits = &self.no_eog;
+            let model = self.model;
+            logits = self
+                .eog
+                .get_or_insert_with(|| EogMask::new(model))
+                .apply(logits);
         }
         let t = u.sampler.sample(logits);
         let Some(g) = u.grammar.as_mut() else {

@@ -315,18 +315,10 @@ fn answer(
         req.params.seed.unwrap_or(0),
     );
     let n_vocab = model.n_vocab() as usize;
-    let eog: Vec<usize> = if req.params.ignore_eos {
-        (0..n_vocab)
-            .filter(|&t| {
-                model
-                    .vocab()
-                    .is_eog(llama_cpp_2::token::LlamaToken(t as i32))
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut masked = Vec::new();
+    let mut eog = req
+        .params
+        .ignore_eos
+        .then(|| super::engine::EogMask::new(model));
     let mut batch = LlamaBatch::new(1, 1);
     let mut text = Vec::<u8>::new();
     let mut reason = finish::LENGTH;
@@ -335,13 +327,8 @@ fn answer(
     let mut logits_index = -1i32;
     for n_past in n_prompt..n_prompt + max_new as i32 {
         let mut logits = &ctx.get_logits_ith(logits_index)[..n_vocab];
-        if !eog.is_empty() {
-            masked.clear();
-            masked.extend_from_slice(logits);
-            for &t in &eog {
-                masked[t] = f32::NEG_INFINITY;
-            }
-            logits = &masked;
+        if let Some(m) = eog.as_mut() {
+            logits = m.apply(logits);
         }
         let tok = sampler.sample(logits);
         let token = llama_cpp_2::token::LlamaToken(tok as i32);
