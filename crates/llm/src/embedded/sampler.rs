@@ -7,7 +7,8 @@
 //! any, gathered without a branch per entry), works on those candidates only with an exp that
 //! vectorises, and finds the top-p nucleus with a 128-bucket histogram instead of a sort. While it
 //! runs on the engine thread, llama.cpp's other OpenMP threads spin, so every microsecond here
-//! costs all the cores.
+//! costs all the cores. The passes over the vocabulary run 8 lanes wide where the CPU has AVX2
+//! (detected at run time; the workspace builds for baseline x86-64), with the same results.
 //! Tokens whose probability is below e^-20 (2e-9) of the most likely one are never drawn; all
 //! others are drawn with exactly their softmax(logits / T) probability.
 
@@ -33,6 +34,9 @@ pub struct Sampler {
     edge: Vec<(f32, u32)>,
     /// The largest logit of each [`BLOCK`] of the vocabulary.
     block_max: Vec<f32>,
+    /// Whether the AVX2 passes run (detected once; they give the same results as the portable
+    /// ones, which tests check).
+    avx2: bool,
 }
 
 impl Sampler {
@@ -46,13 +50,27 @@ impl Sampler {
             bucket: Vec::new(),
             edge: Vec::new(),
             block_max: Vec::new(),
+            avx2: simd::available(),
+        }
+    }
+
+    /// The same sampler on the portable passes only (what a CPU without AVX2 runs).
+    #[cfg(test)]
+    fn portable(temperature: f32, top_p: f32, seed: u64) -> Self {
+        Sampler {
+            avx2: false,
+            ..Sampler::new(temperature, top_p, seed)
         }
     }
 
     /// Picks a token id. Entries of `-inf` (masked by a grammar) are never picked unless every
     /// entry is `-inf`, in which case the result is index 0.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let max = block_maxima(logits, &mut self.block_max);
+        let max = if self.avx2 {
+            simd::block_maxima(logits, &mut self.block_max)
+        } else {
+            block_maxima(logits, &mut self.block_max)
+        };
         if self.temperature <= 0.0 || !max.is_finite() {
             // the first block that holds the maximum holds its first index
             let b = self.block_max.iter().position(|&m| m == max).unwrap_or(0);
@@ -65,32 +83,20 @@ impl Sampler {
             self.id.resize(logits.len(), 0);
             self.bucket.resize(logits.len(), 0);
         }
-        // Only blocks whose maximum is within reach are visited, and those without a branch
-        // per entry: a language model's logits put from a few hundred to thousands of
-        // scattered tokens within reach, and a branch per entry mispredicts on them.
-        let mut n = 0;
-        {
-            let (val, id) = (&mut self.val[..logits.len()], &mut self.id[..logits.len()]);
-            for (b, block) in logits.chunks(BLOCK).enumerate() {
-                if self.block_max[b] < cut {
-                    continue;
-                }
-                for (k, &l) in block.iter().enumerate() {
-                    val[n] = l;
-                    id[n] = (b * BLOCK + k) as u32;
-                    n += (l >= cut) as usize;
-                }
-            }
-        }
+        let (val, id) = (&mut self.val[..logits.len()], &mut self.id[..logits.len()]);
+        let n = if self.avx2 {
+            simd::gather(logits, &self.block_max, cut, val, id)
+        } else {
+            gather(logits, &self.block_max, cut, val, id)
+        };
         let val = &mut self.val[..n];
         let id = &mut self.id[..n];
         let bucket = &mut self.bucket[..n];
         let inv_t = 1.0 / self.temperature;
-        let per_bucket = (BUCKETS - 1) as f32 / REACH;
-        for (v, b) in val.iter_mut().zip(bucket.iter_mut()) {
-            let d = (max - *v) * inv_t; // in [0, REACH]
-            *b = ((d * per_bucket) as i32).min(BUCKETS as i32 - 1) as u8;
-            *v = exp_neg(d);
+        if self.avx2 {
+            simd::weigh(val, bucket, max, inv_t);
+        } else {
+            weigh(val, bucket, max, inv_t);
         }
         let mut sum = sum_f64(val);
         let u: f64 = self.rng.random::<f64>();
@@ -166,6 +172,174 @@ impl Sampler {
     }
 }
 
+/// Copies the logits within reach of the best (`>= cut`) and their token ids to the front of
+/// `val` and `id`, in vocabulary order, visiting only the blocks whose maximum is within reach;
+/// returns how many. Without a branch per entry: a language model's logits put from a few
+/// hundred to thousands of scattered tokens within reach, and such a branch mispredicts on them.
+#[inline(always)]
+fn gather(logits: &[f32], block_max: &[f32], cut: f32, val: &mut [f32], id: &mut [u32]) -> usize {
+    let mut n = 0;
+    for (b, block) in logits.chunks(BLOCK).enumerate() {
+        if block_max[b] < cut {
+            continue;
+        }
+        for (k, &l) in block.iter().enumerate() {
+            val[n] = l;
+            id[n] = (b * BLOCK + k) as u32;
+            n += (l >= cut) as usize;
+        }
+    }
+    n
+}
+
+/// Turns each candidate logit into its unnormalised probability e^-((max - l) / T) and its
+/// log-probability bucket for the nucleus.
+#[inline(always)]
+fn weigh(val: &mut [f32], bucket: &mut [u8], max: f32, inv_t: f32) {
+    let per_bucket = (BUCKETS - 1) as f32 / REACH;
+    for (v, b) in val.iter_mut().zip(bucket.iter_mut()) {
+        let d = (max - *v) * inv_t; // in [0, REACH]
+        *b = ((d * per_bucket) as i32).min(BUCKETS as i32 - 1) as u8;
+        *v = exp_neg(d);
+    }
+}
+
+/// The sampler's passes over the vocabulary compiled for AVX2, chosen at run time: the
+/// workspace builds for baseline x86-64 (SSE2), where the maximum and the weighing use 4 lanes
+/// instead of 8 and the gather has no vector form. Same arithmetic in the same order as the
+/// portable passes, so the results are the same bit for bit.
+mod simd {
+    #[cfg(target_arch = "x86_64")]
+    pub fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn available() -> bool {
+        false
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) use super::{block_maxima, gather, weigh};
+    #[cfg(target_arch = "x86_64")]
+    pub(super) use x86::{block_maxima, gather, weigh};
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use super::super::BLOCK;
+        use std::arch::x86_64::*;
+
+        // Callers check `available()` first (`Sampler::avx2`).
+        pub fn block_maxima(xs: &[f32], out: &mut Vec<f32>) -> f32 {
+            debug_assert!(super::available());
+            // SAFETY: AVX2 is present (checked when the sampler was made).
+            unsafe { block_maxima_avx2(xs, out) }
+        }
+        #[target_feature(enable = "avx2")]
+        fn block_maxima_avx2(xs: &[f32], out: &mut Vec<f32>) -> f32 {
+            super::super::block_maxima(xs, out)
+        }
+
+        pub fn weigh(val: &mut [f32], bucket: &mut [u8], max: f32, inv_t: f32) {
+            debug_assert!(super::available());
+            // SAFETY: as above.
+            unsafe { weigh_avx2(val, bucket, max, inv_t) }
+        }
+        #[target_feature(enable = "avx2")]
+        fn weigh_avx2(val: &mut [f32], bucket: &mut [u8], max: f32, inv_t: f32) {
+            super::super::weigh(val, bucket, max, inv_t)
+        }
+
+        /// For each 8-bit mask of kept lanes, the lanes' indices packed to the front (the
+        /// rest point at lane 0; what they write is overwritten or past the count).
+        static PACK: [[u32; 8]; 256] = {
+            let mut t = [[0u32; 8]; 256];
+            let mut m = 0;
+            while m < 256 {
+                let (mut k, mut lane) = (0, 0);
+                while lane < 8 {
+                    if m & (1 << lane) != 0 {
+                        t[m][k] = lane as u32;
+                        k += 1;
+                    }
+                    lane += 1;
+                }
+                m += 1;
+            }
+            t
+        };
+
+        /// [`super::super::gather`] with 8 lanes at a time: the kept lanes are packed to the
+        /// front by a permutation looked up from their mask and stored unaligned at the
+        /// count, which then grows by the mask's population count.
+        pub fn gather(
+            logits: &[f32],
+            block_max: &[f32],
+            cut: f32,
+            val: &mut [f32],
+            id: &mut [u32],
+        ) -> usize {
+            debug_assert!(super::available());
+            assert!(val.len() >= logits.len() && id.len() >= logits.len());
+            assert!(block_max.len() >= logits.len().div_ceil(BLOCK));
+            // SAFETY: AVX2 is present; the bounds are argued inside.
+            unsafe { gather_avx2(logits, block_max, cut, val, id) }
+        }
+
+        #[target_feature(enable = "avx2")]
+        unsafe fn gather_avx2(
+            logits: &[f32],
+            block_max: &[f32],
+            cut: f32,
+            val: &mut [f32],
+            id: &mut [u32],
+        ) -> usize {
+            let len = logits.len();
+            let whole = len - len % 8;
+            let cutv = _mm256_set1_ps(cut);
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mut n = 0usize;
+            for (b, &m) in block_max.iter().enumerate().take(len.div_ceil(BLOCK)) {
+                if m < cut {
+                    continue;
+                }
+                let start = b * BLOCK;
+                let end = (start + BLOCK).min(whole);
+                let mut i = start;
+                while i < end {
+                    // SAFETY: i + 8 <= whole <= len = logits.len(). The stores write
+                    // [n, n + 8): n counts kept entries among the i visited, so n <= i and
+                    // n + 8 <= i + 8 <= len <= val.len(), id.len() (asserted by the caller).
+                    unsafe {
+                        let v = _mm256_loadu_ps(logits.as_ptr().add(i));
+                        let keep =
+                            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(v, cutv)) as usize;
+                        let perm = _mm256_loadu_si256(PACK[keep].as_ptr() as *const __m256i);
+                        let ids = _mm256_add_epi32(_mm256_set1_epi32(i as i32), lanes);
+                        _mm256_storeu_ps(
+                            val.as_mut_ptr().add(n),
+                            _mm256_permutevar8x32_ps(v, perm),
+                        );
+                        _mm256_storeu_si256(
+                            id.as_mut_ptr().add(n) as *mut __m256i,
+                            _mm256_permutevar8x32_epi32(ids, perm),
+                        );
+                        n += keep.count_ones() as usize;
+                    }
+                    i += 8;
+                }
+                // the last block's entries past the last whole 8
+                while i < (start + BLOCK).min(len) {
+                    val[n] = logits[i];
+                    id[n] = i as u32;
+                    n += (logits[i] >= cut) as usize;
+                    i += 1;
+                }
+            }
+            n
+        }
+    }
+}
+
 fn swap3(val: &mut [f32], id: &mut [u32], bucket: &mut [u8], i: usize, j: usize) {
     val.swap(i, j);
     id.swap(i, j);
@@ -211,6 +385,7 @@ fn exp_neg(d: f32) -> f32 {
 
 /// The largest entry of `xs` (`-inf` for an empty or all-masked vector); `out` gets the largest of
 /// each [`BLOCK`]. Sixteen lanes, so that it vectorises.
+#[inline(always)]
 fn block_maxima(xs: &[f32], out: &mut Vec<f32>) -> f32 {
     out.clear();
     let mut m = f32::NEG_INFINITY;
@@ -223,6 +398,7 @@ fn block_maxima(xs: &[f32], out: &mut Vec<f32>) -> f32 {
 }
 
 /// The largest entry (`-inf` for an empty or all-masked vector); vectorises.
+#[inline(always)]
 fn max_of(xs: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 16];
     let chunks = xs.chunks_exact(16);
@@ -267,6 +443,63 @@ mod tests {
             }
         }
         assert!(worst.0 <= 2, "{} ulp at d = {}", worst.0, worst.1);
+    }
+
+    /// The AVX2 passes must draw what the portable ones draw, token for token, on vocabularies
+    /// of any length (not a multiple of 8 or of a block), with masked entries, at several
+    /// temperatures and nucleus sizes.
+    #[test]
+    fn avx2_passes_draw_the_same_tokens_as_the_portable_ones() {
+        if !simd::available() {
+            eprintln!("skipped: this CPU has no AVX2, so only the portable passes run");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(5);
+        for (case, len) in [1usize, 7, 8, 63, 64, 65, 1000, 4099, 49_152, 49_157]
+            .into_iter()
+            .enumerate()
+        {
+            let logits: Vec<f32> = (0..len)
+                .map(|i| {
+                    let x: f32 = (0..4).map(|_| rng.random_range(-2.6f32..2.6)).sum();
+                    match i % 53 {
+                        0 => f32::NEG_INFINITY,
+                        1 => x + 12.0,
+                        _ => x,
+                    }
+                })
+                .collect();
+            for (t, p) in [(0.0, 1.0), (0.8, 0.95), (1.0, 1.0), (0.3, 0.5), (2.0, 0.99)] {
+                let seed = 100 + case as u64;
+                let (mut a, mut b) = (Sampler::new(t, p, seed), Sampler::portable(t, p, seed));
+                assert!(a.avx2 && !b.avx2);
+                for k in 0..40 {
+                    assert_eq!(
+                        a.sample(&logits),
+                        b.sample(&logits),
+                        "length {len}, T {t}, top-p {p}, draw {k}"
+                    );
+                }
+            }
+            // the passes themselves, not only the draws
+            let (mut ma, mut mb) = (Vec::new(), Vec::new());
+            let max = simd::block_maxima(&logits, &mut ma);
+            assert_eq!(max.to_bits(), block_maxima(&logits, &mut mb).to_bits());
+            assert_eq!(ma, mb);
+            if !max.is_finite() {
+                continue; // all masked: the sampler returns before the other passes
+            }
+            let cut = max - REACH * 0.8;
+            let (mut va, mut ia) = (vec![0.0; len], vec![0; len]);
+            let (mut vb, mut ib) = (vec![0.0; len], vec![0; len]);
+            let na = simd::gather(&logits, &ma, cut, &mut va, &mut ia);
+            let nb = gather(&logits, &mb, cut, &mut vb, &mut ib);
+            assert_eq!((na, &va[..na], &ia[..na]), (nb, &vb[..nb], &ib[..nb]));
+            let (mut ba, mut bb) = (vec![0u8; na], vec![0u8; nb]);
+            simd::weigh(&mut va[..na], &mut ba, max, 1.25);
+            weigh(&mut vb[..nb], &mut bb, max, 1.25);
+            assert_eq!((&va[..na], ba), (&vb[..nb], bb));
+        }
     }
 
     #[test]
