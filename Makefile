@@ -50,10 +50,11 @@ bench: setup
 	./target/release/paperworks llm bench --quiet --ignore-eos --out target/llm-bench.json
 	@if bin=$$(scripts/llama-tools.sh); then python3 scripts/llama_peer.py target/llm-bench.json "$$bin"; \
 	else echo "skipped llama.cpp's own tools (llama-bench, llama-batched-bench): see the line above"; fi
-	@# The reproductions' own decoding: Qwen2.5-Coder-0.5B at the 16 streams GLAN, MAD-Bench and
-	@# Video ReCap batch (without the asset, PAPERWORKS_SKIP_QWEN=1, it is skipped).
+	@# The reproductions' own decoding: Qwen2.5-Coder-0.5B as Q8_0 (WeightFormat::BATCHED) at the
+	@# 16 streams GLAN and MAD-Bench batch; skipped when setup left the model out
+	@# (PAPERWORKS_SKIP_QWEN=1).
 	@if [ -f $(QWEN) ]; then \
-		./target/release/paperworks llm bench --quiet --ignore-eos --model $(QWEN) --streams 16 --tokens 96 --reps 1 \
+		./target/release/paperworks llm bench --quiet --ignore-eos --model $(QWEN) --weights q8_0 --streams 16 --tokens 96 --reps 1 \
 			--out target/llm-bench-qwen.json && \
 		if bin=$$(scripts/llama-tools.sh); then python3 scripts/llama_peer.py target/llm-bench-qwen.json "$$bin"; fi; \
 	else echo "skipped the Qwen2.5-Coder-0.5B decode bench: $(QWEN) is missing"; fi

@@ -7,6 +7,7 @@
 use pw_core::{ReproConfig, Size};
 use serde::{Deserialize, Serialize};
 
+pub use pw_llm::embedded::requant::WeightFormat;
 pub use pw_nn::bytelm::{LmConfig, TrainConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub struct CommentsConfig {
     /// The comment generator's GGUF, relative to the assets folder when relative (default:
     /// the Qwen2.5-Coder-0.5B that setup fetches, else SmolLM2).
     pub generator: Option<String>,
+    /// The format the generator's weights run in (`q8_0` by default: see
+    /// `WeightFormat::BATCHED`; `keep` runs the file as it is).
+    pub generator_weights: WeightFormat,
     /// Files per corpus for the density table, a seeded sample (0: every file).
     pub density_files: usize,
     /// The implicit filter's lowest density after augmentation (fixed here, before any
@@ -111,6 +115,7 @@ impl Default for CommentsConfig {
             parallel: 8,
             bias: 1.5,
             generator: None,
+            generator_weights: WeightFormat::BATCHED,
             density_files: 6000,
             min_density_after: 0.0,
         }

@@ -260,6 +260,7 @@ impl Reproduction for CommentsReproduction {
         };
         let mut emb = pw_llm::EmbeddedConfig::new(&model);
         emb.parallel = cfg.parallel;
+        emb.weights = cfg.generator_weights;
         emb.ctx_per_seq = 2048;
         let summary = augment(
             &aug_dir,

@@ -524,6 +524,7 @@ impl ReproConfig for GlanConfig {
         // Qwen2.5-Coder-0.5B on 2 cores: 16 sequences in a batch decode 74.5 tokens/s in all,
         // 8 sequences 64 (`llm bench --streams`); GLAN's stages have 64 requests at a time.
         c.model.embedded.parallel = 16;
+        c.model.embedded.weights = pw_llm::embedded::requant::WeightFormat::BATCHED;
         c.subjects.queries = 2;
         c.syllabus.min_sessions = 3;
         c.syllabus.max_sessions = 5;

@@ -7,6 +7,7 @@
 use crate::data::Category;
 use crate::model::VlmConfig;
 use pw_core::{ReproConfig, Size};
+use pw_llm::embedded::requant::WeightFormat;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +67,9 @@ pub struct MadBenchConfig {
     /// the Qwen2.5-Coder-0.5B-Instruct that setup fetches, else SmolLM2).
     pub answerer: Option<String>,
     pub judge: Option<String>,
+    /// The format their weights run in (`q8_0` by default: see `WeightFormat::BATCHED`;
+    /// `keep` runs the files as they are).
+    pub weights: WeightFormat,
     /// Answers the LLM judge grades (a seeded sample of the test answers; 0: none).
     pub judge_rows: usize,
     /// Sequences the embedded LLM decodes together (16: Qwen2.5-Coder-0.5B on 2 cores decodes
@@ -93,6 +97,7 @@ impl Default for MadBenchConfig {
             robust_share: 0.3,
             answerer: None,
             judge: None,
+            weights: WeightFormat::BATCHED,
             judge_rows: 48,
             parallel: 16,
         }

@@ -368,6 +368,7 @@ impl Reproduction for MadBenchReproduction {
         let open = |p: &Path| -> pw_core::Result<Arc<dyn Generator>> {
             let mut e = pw_llm::EmbeddedConfig::new(p);
             e.parallel = cfg.parallel;
+            e.weights = cfg.weights;
             e.ctx_per_seq = 1024;
             pw_llm::backend::open(&pw_llm::LlmConfig {
                 embedded: e,
