@@ -228,10 +228,11 @@ mod simd {
         use super::super::BLOCK;
         use std::arch::x86_64::*;
 
-        // Callers check `available()` first (`Sampler::avx2`).
+        // Callers check `available()` first (`Sampler::avx2`); the asserts keep a wrong call
+        // from running AVX2 instructions (one cached load per call).
         pub fn block_maxima(xs: &[f32], out: &mut Vec<f32>) -> f32 {
-            debug_assert!(super::available());
-            // SAFETY: AVX2 is present (checked when the sampler was made).
+            assert!(super::available(), "AVX2 sampler pass without AVX2");
+            // SAFETY: AVX2 is present (asserted above).
             unsafe { block_maxima_avx2(xs, out) }
         }
         #[target_feature(enable = "avx2")]
@@ -240,7 +241,7 @@ mod simd {
         }
 
         pub fn weigh(val: &mut [f32], bucket: &mut [u8], max: f32, inv_t: f32) {
-            debug_assert!(super::available());
+            assert!(super::available(), "AVX2 sampler pass without AVX2");
             // SAFETY: as above.
             unsafe { weigh_avx2(val, bucket, max, inv_t) }
         }
@@ -278,10 +279,10 @@ mod simd {
             val: &mut [f32],
             id: &mut [u32],
         ) -> usize {
-            debug_assert!(super::available());
+            assert!(super::available(), "AVX2 sampler pass without AVX2");
             assert!(val.len() >= logits.len() && id.len() >= logits.len());
             assert!(block_max.len() >= logits.len().div_ceil(BLOCK));
-            // SAFETY: AVX2 is present; the bounds are argued inside.
+            // SAFETY: AVX2 is present (asserted above); the bounds are argued inside.
             unsafe { gather_avx2(logits, block_max, cut, val, id) }
         }
 
