@@ -207,7 +207,10 @@ fn weigh(val: &mut [f32], bucket: &mut [u8], max: f32, inv_t: f32) {
 /// The sampler's passes over the vocabulary compiled for AVX2, chosen at run time: the
 /// workspace builds for baseline x86-64 (SSE2), where the maximum and the weighing use 4 lanes
 /// instead of 8 and the gather has no vector form. Same arithmetic in the same order as the
-/// portable passes, so the results are the same bit for bit.
+/// portable passes, so the results are the same bit for bit. The maximum and the weighing are
+/// the portable bodies inlined into `#[target_feature]` functions: that is why those bodies
+/// (and `max_of`, `exp_neg`) are `#[inline(always)]`; called instead of inlined they would run
+/// as SSE2 code.
 mod simd {
     #[cfg(target_arch = "x86_64")]
     pub fn available() -> bool {
